@@ -1,0 +1,97 @@
+//! Builds the built-in provider plugins for `wasm32-wasip2` (so a plain `cargo build` produces the
+//! host *and* its plugins) and embeds their conformance vectors.
+//!
+//! The plugins are compiled by a nested `cargo build` into their own target directory
+//! (`target/wasm`), so it never waits on the lock of the outer build.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PLUGINS: [&str; 3] = ["openai", "anthropic", "gemini"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    println!("cargo:rerun-if-changed={}", root.join("plugins").display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    let packages: Vec<String> = PLUGINS.iter().map(|p| format!("pods-plugin-{p}")).collect();
+    let wasm_dir = build_wasm(&root, &packages);
+    for plugin in PLUGINS {
+        let path = wasm_dir.join(format!("{plugin}.wasm"));
+        println!("cargo:rustc-env=PODS_BUILTIN_{}={}", plugin.to_uppercase(), path.display());
+    }
+
+    let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
+    fs::write(out.join("vectors.rs"), vectors_source(&root)).expect("write vectors.rs");
+}
+
+/// Runs `cargo build --target wasm32-wasip2 --profile plugin` for `packages`; returns the folder
+/// holding the `.wasm` components.
+fn build_wasm(root: &Path, packages: &[String]) -> PathBuf {
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    // The outer build's flags and wrappers (clippy, coverage) are for the host target, not wasm.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the wasm plugins");
+    assert!(
+        status.success(),
+        "building the wasm plugins failed (see the errors above); is the wasm32-wasip2 target installed? (rust-toolchain.toml names it)"
+    );
+    target_dir.join("wasm32-wasip2").join("plugin")
+}
+
+/// `pub static BUILTIN_VECTORS: &[(&str, &str, &str, &[u8])]` = (provider, vector name, vector
+/// JSON, raw response body) for every `plugins/<provider>/vectors/<name>.json`.
+fn vectors_source(root: &Path) -> String {
+    let mut src = String::from("pub static BUILTIN_VECTORS: &[(&str, &str, &str, &[u8])] = &[\n");
+    for plugin in PLUGINS {
+        let dir = root.join("plugins").join(plugin).join("vectors");
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for json in files {
+            let name = json.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
+            let body = json.with_extension("body");
+            let body_expr = if body.exists() {
+                format!("include_bytes!({:?})", body.display().to_string())
+            } else {
+                "b\"\"".to_string()
+            };
+            writeln!(
+                src,
+                "    ({plugin:?}, {name:?}, include_str!({:?}), {body_expr}),",
+                json.display().to_string()
+            )
+            .expect("write to string");
+        }
+    }
+    src.push_str("];\n");
+    src
+}

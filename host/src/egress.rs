@@ -1,0 +1,384 @@
+//! Everything that leaves the host towards a provider. The plugin builds the request; the host
+//! checks where it goes, attaches the API key the way the manifest says, sends it, and hands the
+//! answer (or each server-sent event) back to the plugin to parse.
+//!
+//! A request is sent only to a host the plugin declared (over HTTPS) or to the base URL the
+//! operator configured for that provider; anything else is refused before a byte leaves.
+//! Redirects are not followed, so a provider cannot bounce the key elsewhere either.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::plugins::types::{
+    ChatRequest, Completion, HttpRequest, HttpResponse, KeyPlacement, Manifest, Method,
+    ProviderError, StreamDelta,
+};
+use crate::plugins::{Instance, Plugin, PluginError};
+use crate::sse::SseDecoder;
+
+/// A provider API key. It is never printed: `Debug` shows only its last four characters.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// `…a1b2`: enough for a person to tell keys apart, never enough to use one.
+    pub fn hint(&self) -> String {
+        let tail: String = self.0.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("…{tail}")
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey({})", self.hint())
+    }
+}
+
+/// Where one call goes and with which key.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The operator's base URL for this provider; `None` = the manifest's default.
+    pub base_url: Option<String>,
+    pub key: ApiKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    /// Longest wait for the provider's headers, and between two chunks of its body.
+    pub timeout: Duration,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            timeout: Duration::from_secs(120),
+            max_response_bytes: 32 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("{0}")]
+    Provider(ProviderError),
+    #[error("refused to send a request to {host:?}: it is neither among the plugin's allowed hosts (over https) nor the configured base URL")]
+    HostNotAllowed { host: String },
+    #[error("the plugin built an unusable request: {0}")]
+    BadRequest(String),
+    #[error("could not reach the provider: {0}")]
+    Transport(String),
+    #[error("the provider sent no data for {0:?}")]
+    Timeout(Duration),
+    #[error("the provider's answer exceeded {0} bytes")]
+    TooLarge(usize),
+}
+
+impl CallError {
+    /// The API error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Plugin(e) => e.code(),
+            CallError::Provider(e) => e.kind.code(),
+            CallError::HostNotAllowed { .. } | CallError::BadRequest(_) => "PLUGIN_ERROR",
+            CallError::Transport(_) => "PROVIDER_UNREACHABLE",
+            CallError::Timeout(_) => "PROVIDER_TIMEOUT",
+            CallError::TooLarge(_) => "PROVIDER_MALFORMED_RESPONSE",
+        }
+    }
+
+    /// Whether sending the same request again later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CallError::Provider(e) => e.retryable,
+            CallError::Transport(_) | CallError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The HTTP client for provider calls (one per process: it pools connections).
+#[derive(Clone)]
+pub struct Egress {
+    client: reqwest::Client,
+    config: EgressConfig,
+}
+
+impl Egress {
+    pub fn new(config: EgressConfig) -> Result<Self, CallError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        Ok(Egress { client, config })
+    }
+
+    /// Runs one provider call through `plugin`. For a streamed request, `on_delta` sees each
+    /// event's increment as it arrives; the returned completion is the whole answer.
+    pub async fn call(
+        &self,
+        plugin: &Plugin,
+        request: &ChatRequest,
+        target: &Target,
+        mut on_delta: impl FnMut(&StreamDelta),
+    ) -> Result<Completion, CallError> {
+        let manifest = plugin.manifest();
+        let base_url = target
+            .base_url
+            .as_deref()
+            .unwrap_or(&manifest.default_base_url);
+        if base_url.is_empty() {
+            return Err(CallError::BadRequest(format!(
+                "provider {:?} has no default base URL; configure one",
+                manifest.id
+            )));
+        }
+        let mut instance = plugin.instantiate()?;
+        let built = instance
+            .build_request(request, base_url)?
+            .map_err(CallError::Provider)?;
+        let http = self.prepare(built, manifest, target)?;
+        let response = self.send(http).await?;
+
+        if request.stream && (200..300).contains(&response.status().as_u16()) {
+            return self
+                .read_stream(&mut instance, request, base_url, response, &mut on_delta)
+                .await;
+        }
+        let answer = self.read_whole(response).await?;
+        instance
+            .parse_response(request, base_url, &answer)?
+            .map_err(CallError::Provider)
+    }
+
+    /// Checks the destination and attaches the key.
+    fn prepare(
+        &self,
+        built: HttpRequest,
+        manifest: &Manifest,
+        target: &Target,
+    ) -> Result<reqwest::Request, CallError> {
+        let mut url = Url::parse(&built.url)
+            .map_err(|e| CallError::BadRequest(format!("url {:?}: {e}", built.url)))?;
+        check_destination(&url, manifest, target.base_url.as_deref())?;
+
+        let key_header: Option<HeaderName> = match &manifest.key_placement {
+            KeyPlacement::Bearer => Some(reqwest::header::AUTHORIZATION),
+            KeyPlacement::Header(name) => Some(
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| CallError::BadRequest(format!("key header: {e}")))?,
+            ),
+            KeyPlacement::Query(name) => {
+                url.query_pairs_mut().append_pair(name, target.key.expose());
+                None
+            }
+        };
+
+        let mut headers = HeaderMap::new();
+        for (name, value) in &built.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| CallError::BadRequest(format!("header {name:?}: {e}")))?;
+            // The host owns framing, routing and the credential.
+            if Some(&name) == key_header.as_ref()
+                || matches!(
+                    name.as_str(),
+                    "host" | "content-length" | "transfer-encoding" | "connection"
+                )
+            {
+                continue;
+            }
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| CallError::BadRequest(format!("header {name}: {e}")))?;
+            headers.append(name, value);
+        }
+        if let Some(name) = key_header {
+            let secret = match manifest.key_placement {
+                KeyPlacement::Bearer => format!("Bearer {}", target.key.expose()),
+                _ => target.key.expose().to_string(),
+            };
+            let mut value = HeaderValue::from_str(&secret)
+                .map_err(|_| CallError::BadRequest("the API key is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+
+        let method = match built.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut req = reqwest::Request::new(method, url);
+        *req.headers_mut() = headers;
+        *req.body_mut() = Some(built.body.into());
+        Ok(req)
+    }
+
+    async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, CallError> {
+        match tokio::time::timeout(self.config.timeout, self.client.execute(request)).await {
+            Err(_) => Err(CallError::Timeout(self.config.timeout)),
+            Ok(Err(e)) => Err(CallError::Transport(transport_message(e))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    async fn read_whole(&self, response: reqwest::Response) -> Result<HttpResponse, CallError> {
+        let status = response.status().as_u16();
+        let headers = header_pairs(response.headers());
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = self.next_chunk(&mut chunks).await? {
+            if body.len() + chunk.len() > self.config.max_response_bytes {
+                return Err(CallError::TooLarge(self.config.max_response_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        instance: &mut Instance,
+        request: &ChatRequest,
+        base_url: &str,
+        response: reqwest::Response,
+        on_delta: &mut impl FnMut(&StreamDelta),
+    ) -> Result<Completion, CallError> {
+        instance.stream_start(request, base_url)?;
+        let mut decoder = SseDecoder::default();
+        let mut received = 0usize;
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = self.next_chunk(&mut chunks).await? {
+            received += chunk.len();
+            if received > self.config.max_response_bytes {
+                return Err(CallError::TooLarge(self.config.max_response_bytes));
+            }
+            let events = decoder
+                .push(&chunk)
+                .map_err(|e| CallError::Transport(e.to_string()))?;
+            for event in events {
+                let delta = instance.stream_push(&event)?.map_err(CallError::Provider)?;
+                on_delta(&delta);
+            }
+        }
+        instance.stream_finish()?.map_err(CallError::Provider)
+    }
+
+    async fn next_chunk(
+        &self,
+        chunks: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    ) -> Result<Option<bytes::Bytes>, CallError> {
+        match tokio::time::timeout(self.config.timeout, chunks.next()).await {
+            Err(_) => Err(CallError::Timeout(self.config.timeout)),
+            Ok(None) => Ok(None),
+            Ok(Some(Err(e))) => Err(CallError::Transport(transport_message(e))),
+            Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+        }
+    }
+}
+
+/// Allowed: the configured base URL's own scheme, host and port; or a host the plugin declared,
+/// over HTTPS.
+fn check_destination(url: &Url, manifest: &Manifest, configured: Option<&str>) -> Result<(), CallError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(CallError::BadRequest(format!("scheme {:?} is not http(s)", url.scheme())));
+    }
+    let host = url.host_str().unwrap_or_default();
+    if let Some(base) = configured.and_then(|b| Url::parse(b).ok()) {
+        if base.scheme() == url.scheme()
+            && base.host_str() == Some(host)
+            && base.port_or_known_default() == url.port_or_known_default()
+        {
+            return Ok(());
+        }
+    }
+    if url.scheme() == "https" && manifest.allowed_hosts.iter().any(|h| h == host) {
+        return Ok(());
+    }
+    Err(CallError::HostNotAllowed {
+        host: host.to_string(),
+    })
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// reqwest's error with its causes, without the URL (which may carry a query-parameter key).
+fn transport_message(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(hosts: &[&str]) -> Manifest {
+        Manifest {
+            id: "t".into(),
+            name: "T".into(),
+            version: "1.0.0".into(),
+            api_version: "0.1.0".into(),
+            default_base_url: String::new(),
+            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            key_placement: KeyPlacement::Bearer,
+            models: vec![],
+        }
+    }
+
+    fn check(url: &str, hosts: &[&str], configured: Option<&str>) -> bool {
+        let url = Url::parse(url).expect("test url");
+        check_destination(&url, &manifest(hosts), configured).is_ok()
+    }
+
+    #[test]
+    fn declared_hosts_only_over_https() {
+        assert!(check("https://api.x.test/v1", &["api.x.test"], None));
+        assert!(!check("http://api.x.test/v1", &["api.x.test"], None));
+        assert!(!check("https://evil.test/", &["api.x.test"], None));
+        assert!(!check("https://api.x.test.evil.test/", &["api.x.test"], None));
+    }
+
+    #[test]
+    fn configured_base_url_allows_its_exact_origin() {
+        let base = Some("http://127.0.0.1:8080/v1");
+        assert!(check("http://127.0.0.1:8080/v1/chat", &[], base));
+        assert!(!check("http://127.0.0.1:8081/v1/chat", &[], base));
+        assert!(!check("https://127.0.0.1:8080/v1/chat", &[], base));
+    }
+
+    #[test]
+    fn key_hint_shows_only_the_tail() {
+        let key = ApiKey::new("sk-secret-a1b2");
+        assert_eq!(key.hint(), "…a1b2");
+        assert!(!format!("{key:?}").contains("secret"));
+    }
+}

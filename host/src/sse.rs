@@ -1,0 +1,140 @@
+//! Server-sent event framing (the WHATWG `text/event-stream` rules), fed with arbitrary byte
+//! chunks as they arrive from the network. Plugins receive whole events, never raw bytes.
+//!
+//! Lines end in `\n`, `\r\n` or `\r`; an empty line dispatches the event; `data:` lines are joined
+//! with `\n`; `:` starts a comment; one space after the colon is dropped. An event cut off by the
+//! end of the stream is discarded, as the spec says — the plugin then sees no end marker.
+
+use crate::plugins::types::SseEvent;
+
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: Vec<u8>,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+}
+
+/// Most bytes one line may hold; a longer line means a broken or hostile stream.
+pub const MAX_LINE: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a server-sent event line exceeded {MAX_LINE} bytes")]
+pub struct LineTooLong;
+
+impl SseDecoder {
+    /// Feeds bytes; returns the events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, LineTooLong> {
+        self.buf.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        let mut start = 0;
+        loop {
+            let Some(offset) = self.buf[start..].iter().position(|b| *b == b'\n' || *b == b'\r')
+            else {
+                break;
+            };
+            let end = start + offset;
+            let terminator_len = if self.buf[end] == b'\r' {
+                match self.buf.get(end + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    // A lone `\r` at the end of the chunk may be the first half of `\r\n`.
+                    None => break,
+                }
+            } else {
+                1
+            };
+            let line = String::from_utf8_lossy(&self.buf[start..end]).into_owned();
+            if let Some(event) = self.line(&line) {
+                events.push(event);
+            }
+            start = end + terminator_len;
+        }
+        self.buf.drain(..start);
+        if self.buf.len() > MAX_LINE {
+            return Err(LineTooLong);
+        }
+        Ok(events)
+    }
+
+    fn line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            let event = self.event.take();
+            if !std::mem::take(&mut self.has_data) {
+                return None;
+            }
+            let mut data = std::mem::take(&mut self.data);
+            data.pop(); // the `\n` after the last data line
+            return Some(SseEvent { event, data });
+        }
+        if line.starts_with(':') {
+            return None;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => self.event = Some(value.to_string()),
+            "data" => {
+                self.data.push_str(value);
+                self.data.push('\n');
+                self.has_data = true;
+            }
+            _ => {} // `id`, `retry` and unknown fields do not matter to providers' streams.
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let mut d = SseDecoder::default();
+        chunks
+            .iter()
+            .flat_map(|c| d.push(c).expect("short lines"))
+            .collect()
+    }
+
+    fn ev(event: Option<&str>, data: &str) -> SseEvent {
+        SseEvent {
+            event: event.map(str::to_string),
+            data: data.to_string(),
+        }
+    }
+
+    #[test]
+    fn frames_events_with_names_and_multiline_data() {
+        let got = all(&[b"event: ping\ndata: {}\n\n: comment\ndata: a\ndata:b\n\n"]);
+        assert_eq!(got, vec![ev(Some("ping"), "{}"), ev(None, "a\nb")]);
+    }
+
+    #[test]
+    fn crlf_split_across_chunks_is_one_terminator() {
+        let got = all(&[b"data: x\r", b"\n\r", b"\ndata: y\r\n\r\n"]);
+        assert_eq!(got, vec![ev(None, "x"), ev(None, "y")]);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let stream: &[u8] = b"event: a\r\ndata: 1\r\n\r\ndata: 2\n\ndata: 3\r\rdata: [DONE]\n\n";
+        let whole = all(&[stream]);
+        assert_eq!(whole.len(), 4);
+        for cut in 0..stream.len() {
+            assert_eq!(all(&[&stream[..cut], &stream[cut..]]), whole, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn an_event_cut_off_by_eof_is_not_dispatched() {
+        assert_eq!(all(&[b"data: complete\n\ndata: partial\n"]), vec![ev(None, "complete")]);
+    }
+
+    #[test]
+    fn event_name_without_data_is_dropped_and_reset() {
+        assert_eq!(all(&[b"event: x\n\ndata: d\n\n"]), vec![ev(None, "d")]);
+    }
+}
