@@ -16,6 +16,7 @@
 //!   "extract": "text the output extractor must pull out of NAME.body"
 //! }
 //! ```
+//! `"noRequest": true` instead says the plugin must refuse the request before anything is sent.
 //! `expect` lists the fields of the completion that must match exactly (camelCase, as the API
 //! shows them), or is `{"error": { … }}` with the fields of the expected provider error.
 
@@ -46,6 +47,9 @@ pub struct VectorSpec {
     pub request: ChatRequest,
     #[serde(default)]
     pub expect_request: Option<ExpectRequest>,
+    /// The plugin must refuse the request itself: nothing may reach the provider.
+    #[serde(default)]
+    pub no_request: bool,
     pub response: ResponseSpec,
     pub expect: Value,
     #[serde(default)]
@@ -207,10 +211,21 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
     server.abort();
 
     let received = mock.received.lock().map(|r| r.clone()).unwrap_or_default();
-    let [request] = received.as_slice() else {
-        return Err(format!("expected exactly one HTTP request, the provider saw {}", received.len()));
-    };
-    check_request(request, vector.spec.expect_request.as_ref(), &plugin.manifest().key_placement)?;
+    match (received.as_slice(), vector.spec.no_request) {
+        ([], true) => {}
+        ([request], false) => check_request(
+            request,
+            vector.spec.expect_request.as_ref(),
+            &plugin.manifest().key_placement,
+        )?,
+        (seen, no_request) => {
+            return Err(format!(
+                "expected {} HTTP request(s), the provider saw {}",
+                u8::from(!no_request),
+                seen.len()
+            ));
+        }
+    }
     check_result(&vector.spec, result, &streamed)?;
     if let Some(expected) = &vector.spec.extract {
         let raw = String::from_utf8_lossy(&vector.body);

@@ -1,0 +1,166 @@
+//! Non-streamed answers, usage and error bodies.
+
+use pods_plugin_sdk::serde_json::Value;
+use pods_plugin_sdk::types::{
+    Completion, ErrorKind, FinishReason, Header, HttpResponse, ProviderError, Usage,
+};
+use pods_plugin_sdk::{count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms};
+
+pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
+    if !(200..300).contains(&response.status) {
+        return Err(error_from(response));
+    }
+    let body = parse_json(&response.body)?;
+    if body.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(error_body(&body, response.status, &response.headers));
+    }
+    let blocks = body
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("response has no content array"))?;
+    let reasoning: String = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("thinking"))
+        .filter_map(|b| b.get("thinking").and_then(Value::as_str))
+        .collect();
+    Ok(Completion {
+        content: content_text(&body).unwrap_or_default(),
+        reasoning: (!reasoning.is_empty()).then_some(reasoning),
+        usage: body.get("usage").map(usage).unwrap_or_else(no_usage),
+        finish_reason: body
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(finish_reason),
+        model: body.get("model").and_then(Value::as_str).map(str::to_string),
+        response_id: body.get("id").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+/// The `text` blocks of a message's `content`, joined; `None` when there is none.
+pub fn content_text(message: &Value) -> Option<String> {
+    let texts: Vec<&str> = message
+        .get("content")?
+        .as_array()?
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    (!texts.is_empty()).then(|| texts.concat())
+}
+
+pub fn finish_reason(reason: &str) -> FinishReason {
+    match reason {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" | "model_context_window_exceeded" => FinishReason::Length,
+        "refusal" => FinishReason::Refusal,
+        "tool_use" => FinishReason::ToolCalls,
+        _ => FinishReason::Other,
+    }
+}
+
+pub fn no_usage() -> Usage {
+    Usage {
+        prompt_tokens: None,
+        cached_tokens: None,
+        cache_write_tokens: None,
+        completion_tokens: None,
+        reasoning_tokens: None,
+    }
+}
+
+/// Raw Anthropic counts, kept apart so a stream's later events can replace single fields.
+#[derive(Default, Clone, Copy)]
+pub struct RawUsage {
+    pub input: Option<u64>,
+    pub cache_read: Option<u64>,
+    pub cache_write: Option<u64>,
+    pub output: Option<u64>,
+}
+
+impl RawUsage {
+    /// Fields present in `u` replace the current ones (they are running totals).
+    pub fn update(&mut self, u: &Value) {
+        if let Some(n) = count(u, "/input_tokens") {
+            self.input = Some(n);
+        }
+        if let Some(n) = count(u, "/cache_read_input_tokens") {
+            self.cache_read = Some(n);
+        }
+        if let Some(n) = count(u, "/cache_creation_input_tokens") {
+            self.cache_write = Some(n);
+        }
+        if let Some(n) = count(u, "/output_tokens") {
+            self.output = Some(n);
+        }
+    }
+
+    pub fn normalized(&self) -> Usage {
+        let prompt = match (self.input, self.cache_read, self.cache_write) {
+            (None, None, None) => None,
+            (i, r, w) => Some(i.unwrap_or(0) + r.unwrap_or(0) + w.unwrap_or(0)),
+        };
+        Usage {
+            prompt_tokens: prompt,
+            cached_tokens: self.cache_read,
+            cache_write_tokens: self.cache_write,
+            completion_tokens: self.output,
+            reasoning_tokens: None,
+        }
+    }
+}
+
+fn usage(u: &Value) -> Usage {
+    let mut raw = RawUsage::default();
+    raw.update(u);
+    raw.normalized()
+}
+
+fn error_from(response: &HttpResponse) -> ProviderError {
+    match parse_json(&response.body) {
+        Ok(body) => error_body(&body, response.status, &response.headers),
+        Err(_) => {
+            let mut err = pods_plugin_sdk::error(
+                kind_for_status(response.status),
+                format!("HTTP {}", response.status),
+            );
+            err.status = Some(response.status);
+            err.retry_after_ms = retry_after_ms(&response.headers);
+            err
+        }
+    }
+}
+
+/// `{"type": "error", "error": {"type", "message"}}` → a typed error. `status` 200 means the
+/// error came inside a stream.
+pub fn error_body(body: &Value, status: u16, headers: &[Header]) -> ProviderError {
+    let err = body.get("error").unwrap_or(body);
+    let code = err.get("type").and_then(Value::as_str);
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error");
+    let kind = match code {
+        Some("authentication_error" | "permission_error") => ErrorKind::Auth,
+        Some("rate_limit_error") => ErrorKind::RateLimited,
+        Some("billing_error") => ErrorKind::QuotaExceeded,
+        Some("overloaded_error") => ErrorKind::Overloaded,
+        Some("api_error") => ErrorKind::Server,
+        Some("request_too_large") => ErrorKind::InvalidRequest,
+        Some("invalid_request_error")
+            if message.contains("prompt is too long") || message.contains("context window") =>
+        {
+            ErrorKind::ContextLength
+        }
+        Some("invalid_request_error" | "not_found_error") => ErrorKind::InvalidRequest,
+        _ if status >= 400 => kind_for_status(status),
+        _ => ErrorKind::Server,
+    };
+    ProviderError {
+        kind,
+        message: message.to_string(),
+        retryable: is_retryable(kind),
+        retry_after_ms: if is_retryable(kind) { retry_after_ms(headers) } else { None },
+        status: (status >= 400).then_some(status),
+        provider_code: code.map(str::to_string),
+    }
+}
