@@ -8,7 +8,9 @@ use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+// Shared with tests/build.rs, which builds the hostile test plugin the same way.
+include!("build_wasm.rs");
 
 const PLUGINS: [&str; 3] = ["openai", "anthropic", "gemini"];
 
@@ -17,6 +19,7 @@ fn main() {
     let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
     println!("cargo:rerun-if-changed={}", root.join("plugins").display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("build_wasm.rs").display());
 
     let packages: Vec<String> = PLUGINS.iter().map(|p| format!("pods-plugin-{p}")).collect();
     let wasm_dir = build_wasm(&root, &packages);
@@ -27,41 +30,6 @@ fn main() {
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     fs::write(out.join("vectors.rs"), vectors_source(&root)).expect("write vectors.rs");
-}
-
-/// Runs `cargo build --target wasm32-wasip2 --profile plugin` for `packages`; returns the folder
-/// holding the `.wasm` components.
-fn build_wasm(root: &Path, packages: &[String]) -> PathBuf {
-    let target_dir = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm");
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(&target_dir);
-    for p in packages {
-        cmd.args(["-p", p]);
-    }
-    // The outer build's flags and wrappers (clippy, coverage) are for the host target, not wasm.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("run cargo for the wasm plugins");
-    assert!(
-        status.success(),
-        "building the wasm plugins failed (see the errors above); is the wasm32-wasip2 target installed? (rust-toolchain.toml names it)"
-    );
-    target_dir.join("wasm32-wasip2").join("plugin")
 }
 
 /// `pub static BUILTIN_VECTORS: &[(&str, &str, &str, &[u8])]` = (provider, vector name, vector
