@@ -16,16 +16,26 @@ const PLUGINS: [&str; 3] = ["openai", "anthropic", "gemini"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     println!("cargo:rerun-if-changed={}", root.join("plugins").display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    println!("cargo:rerun-if-changed={}", manifest_dir.join("build_wasm.rs").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("build_wasm.rs").display()
+    );
 
     let packages: Vec<String> = PLUGINS.iter().map(|p| format!("pods-plugin-{p}")).collect();
     let wasm_dir = build_wasm(&root, &packages);
     for plugin in PLUGINS {
         let path = wasm_dir.join(format!("{plugin}.wasm"));
-        println!("cargo:rustc-env=PODS_BUILTIN_{}={}", plugin.to_uppercase(), path.display());
+        println!(
+            "cargo:rustc-env=PODS_BUILTIN_{}={}",
+            plugin.to_uppercase(),
+            path.display()
+        );
     }
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
@@ -38,14 +48,19 @@ fn vectors_source(root: &Path) -> String {
     let mut src = String::from("pub static BUILTIN_VECTORS: &[(&str, &str, &str, &[u8])] = &[\n");
     for plugin in PLUGINS {
         let dir = root.join("plugins").join(plugin).join("vectors");
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
         files.sort();
         for json in files {
-            let name = json.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
+            let name = json
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .expect("utf-8 name");
             let body = json.with_extension("body");
             let body_expr = if body.exists() {
                 format!("include_bytes!({:?})", body.display().to_string())

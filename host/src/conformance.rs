@@ -112,7 +112,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Vector>, String> {
         .iter()
         .map(|path| {
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
-            let json = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let json =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let body = std::fs::read(path.with_extension("body")).unwrap_or_default();
             parse(name, &json, &body)
         })
@@ -155,9 +156,20 @@ struct Mock {
     received: Arc<Mutex<Vec<Received>>>,
 }
 
-async fn serve_vector(State(mock): State<Mock>, method: Method, uri: Uri, headers: HeaderMap, body: bytes::Bytes) -> Response {
+async fn serve_vector(
+    State(mock): State<Mock>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
     if let Ok(mut seen) = mock.received.lock() {
-        seen.push(Received { method, uri, headers, body });
+        seen.push(Received {
+            method,
+            uri,
+            headers,
+            body,
+        });
     }
     let spec = &mock.vector.spec.response;
     // Small chunks with odd boundaries, so framing across reads is exercised too.
@@ -168,7 +180,8 @@ async fn serve_vector(State(mock): State<Mock>, method: Method, uri: Uri, header
         .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
         .collect();
     let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
-    *response.status_mut() = StatusCode::from_u16(spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(spec.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in &spec.headers {
         if let (Ok(n), Ok(v)) = (
             axum::http::HeaderName::from_bytes(name.as_bytes()),
@@ -189,7 +202,9 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
         .await
         .map_err(|e| format!("bind: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = axum::Router::new().fallback(serve_vector).with_state(mock.clone());
+    let app = axum::Router::new()
+        .fallback(serve_vector)
+        .with_state(mock.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // The provider's own base path (e.g. `/v1`) on the loopback server.
@@ -248,7 +263,11 @@ fn check_request(
     let mut query: Vec<(String, String)> = got
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let header = |name: &str| got.headers.get(name).and_then(|v| v.to_str().ok());
     let key_ok = match placement {
@@ -270,16 +289,24 @@ fn check_request(
         let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
         path = format!("{path}?{}", q.join("&"));
     }
-    let Some(expected) = expected else { return Ok(()) };
+    let Some(expected) = expected else {
+        return Ok(());
+    };
     if got.method.as_str() != expected.method {
-        return Err(format!("method: expected {}, got {}", expected.method, got.method));
+        return Err(format!(
+            "method: expected {}, got {}",
+            expected.method, got.method
+        ));
     }
     if path != expected.path {
         return Err(format!("path: expected {}, got {path}", expected.path));
     }
     for (name, value) in &expected.headers {
         if header(name) != Some(value.as_str()) {
-            return Err(format!("header {name}: expected {value:?}, got {:?}", header(name)));
+            return Err(format!(
+                "header {name}: expected {value:?}, got {:?}",
+                header(name)
+            ));
         }
     }
     if let Some(json) = &expected.json {
@@ -302,7 +329,10 @@ fn check_result(
             let got = serde_json::to_value(&err).map_err(|e| e.to_string())?;
             compare_fields("error", expected, &got)
         }
-        (Some(_), Err(other)) => Err(format!("expected a provider error, got {} ({other})", other.code())),
+        (Some(_), Err(other)) => Err(format!(
+            "expected a provider error, got {} ({other})",
+            other.code()
+        )),
         (Some(_), Ok(c)) => Err(format!("expected an error, got a completion: {c:?}")),
         (None, Err(e)) => Err(format!("expected a completion, got {}: {e}", e.code())),
         (None, Ok(completion)) => {

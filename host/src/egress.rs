@@ -30,7 +30,15 @@ impl ApiKey {
 
     /// `…a1b2`: enough for a person to tell keys apart, never enough to use one.
     pub fn hint(&self) -> String {
-        let tail: String = self.0.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = self
+            .0
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         format!("…{tail}")
     }
 
@@ -76,7 +84,9 @@ pub enum CallError {
     Plugin(#[from] PluginError),
     #[error("{0}")]
     Provider(ProviderError),
-    #[error("refused to send a request to {host:?}: it is neither among the plugin's allowed hosts (over https) nor the configured base URL")]
+    #[error(
+        "refused to send a request to {host:?}: it is neither among the plugin's allowed hosts (over https) nor the configured base URL"
+    )]
     HostNotAllowed { host: String },
     #[error("the plugin built an unusable request: {0}")]
     BadRequest(String),
@@ -211,8 +221,9 @@ impl Egress {
                 KeyPlacement::Bearer => format!("Bearer {}", target.key.expose()),
                 _ => target.key.expose().to_string(),
             };
-            let mut value = HeaderValue::from_str(&secret)
-                .map_err(|_| CallError::BadRequest("the API key is not a valid header value".into()))?;
+            let mut value = HeaderValue::from_str(&secret).map_err(|_| {
+                CallError::BadRequest("the API key is not a valid header value".into())
+            })?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -265,14 +276,23 @@ impl Egress {
         let mut decoder = SseDecoder::default();
         let mut received = 0usize;
         let mut chunks = response.bytes_stream();
-        while let Some(chunk) = self.next_chunk(&mut chunks).await? {
-            received += chunk.len();
-            if received > self.config.max_response_bytes {
-                return Err(CallError::TooLarge(self.config.max_response_bytes));
-            }
-            let events = decoder
-                .push(&chunk)
-                .map_err(|e| CallError::Transport(e.to_string()))?;
+        let mut ended = false;
+        while !ended {
+            let events = match self.next_chunk(&mut chunks).await? {
+                Some(chunk) => {
+                    received += chunk.len();
+                    if received > self.config.max_response_bytes {
+                        return Err(CallError::TooLarge(self.config.max_response_bytes));
+                    }
+                    decoder
+                        .push(&chunk)
+                        .map_err(|e| CallError::Transport(e.to_string()))?
+                }
+                None => {
+                    ended = true;
+                    decoder.finish().into_iter().collect()
+                }
+            };
             for event in events {
                 let delta = instance.stream_push(&event)?.map_err(CallError::Provider)?;
                 on_delta(&delta);
@@ -296,18 +316,28 @@ impl Egress {
 
 /// Allowed: the configured base URL's own scheme, host and port; or a host the plugin declared,
 /// over HTTPS.
-fn check_destination(url: &Url, manifest: &Manifest, configured: Option<&str>) -> Result<(), CallError> {
+fn check_destination(
+    url: &Url,
+    manifest: &Manifest,
+    configured: Option<&str>,
+) -> Result<(), CallError> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(CallError::BadRequest(format!("scheme {:?} is not http(s)", url.scheme())));
+        return Err(CallError::BadRequest(format!(
+            "scheme {:?} is not http(s)",
+            url.scheme()
+        )));
     }
     let host = url.host_str().unwrap_or_default();
-    if let Some(base) = configured.and_then(|b| Url::parse(b).ok()) {
-        if base.scheme() == url.scheme()
+    let same_origin = |base: &Url| {
+        base.scheme() == url.scheme()
             && base.host_str() == Some(host)
             && base.port_or_known_default() == url.port_or_known_default()
-        {
-            return Ok(());
-        }
+    };
+    if configured
+        .and_then(|b| Url::parse(b).ok())
+        .is_some_and(|base| same_origin(&base))
+    {
+        return Ok(());
     }
     if url.scheme() == "https" && manifest.allowed_hosts.iter().any(|h| h == host) {
         return Ok(());
@@ -320,7 +350,12 @@ fn check_destination(url: &Url, manifest: &Manifest, configured: Option<&str>) -
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -364,7 +399,11 @@ mod tests {
         assert!(check("https://api.x.test/v1", &["api.x.test"], None));
         assert!(!check("http://api.x.test/v1", &["api.x.test"], None));
         assert!(!check("https://evil.test/", &["api.x.test"], None));
-        assert!(!check("https://api.x.test.evil.test/", &["api.x.test"], None));
+        assert!(!check(
+            "https://api.x.test.evil.test/",
+            &["api.x.test"],
+            None
+        ));
     }
 
     #[test]

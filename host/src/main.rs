@@ -13,7 +13,11 @@ use pods::plugins::{Limits, Plugin, Registry, Runtime, RuntimeConfig};
 use pods::server::{self, AppState};
 
 #[derive(Parser)]
-#[command(name = "pods", version, about = "Runs LLM pods; providers are sandboxed WebAssembly plugins.")]
+#[command(
+    name = "pods",
+    version,
+    about = "Runs LLM pods; providers are sandboxed WebAssembly plugins."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,10 +25,20 @@ struct Cli {
     #[arg(long, env = "PODS_DATA_DIR", default_value = "./data", global = true)]
     data_dir: PathBuf,
     /// Wall-clock budget of one call into a plugin, in milliseconds.
-    #[arg(long, env = "PODS_PLUGIN_DEADLINE_MS", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "PODS_PLUGIN_DEADLINE_MS",
+        default_value_t = 1000,
+        global = true
+    )]
     plugin_deadline_ms: u64,
     /// Most linear memory one plugin instance may use, in MiB.
-    #[arg(long, env = "PODS_PLUGIN_MEMORY_MB", default_value_t = 64, global = true)]
+    #[arg(
+        long,
+        env = "PODS_PLUGIN_MEMORY_MB",
+        default_value_t = 64,
+        global = true
+    )]
     plugin_memory_mb: usize,
 }
 
@@ -64,8 +78,7 @@ enum PluginCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -116,7 +129,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let plugins = Runtime::new(config)?;
             let plugin = load(&plugins, &plugin)?;
             let m = plugin.manifest();
-            println!("plugin {} {} (pods:provider@{}): manifest ok", m.id, m.version, m.api_version);
+            println!(
+                "plugin {} {} (pods:provider@{}): manifest ok",
+                m.id, m.version, m.api_version
+            );
             let vectors = match &vectors {
                 Some(dir) => conformance::load_dir(dir).map_err(anyhow::Error::msg)?,
                 None => conformance::builtin(&m.id).map_err(anyhow::Error::msg)?,
@@ -136,7 +152,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             println!("{} passed, {failed} failed", outcomes.len() - failed);
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -146,7 +166,9 @@ fn load(runtime: &Runtime, name: &str) -> Result<Plugin> {
     let path = PathBuf::from(name);
     if path.exists() {
         let wasm = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-        return runtime.load(&wasm).with_context(|| format!("load {}", path.display()));
+        return runtime
+            .load(&wasm)
+            .with_context(|| format!("load {}", path.display()));
     }
     let Some((_, wasm)) = pods::plugins::BUILTIN.iter().find(|(id, _)| *id == name) else {
         bail!("{name}: no such file, and not a built-in plugin (openai, anthropic, gemini)");

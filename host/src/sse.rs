@@ -28,11 +28,10 @@ impl SseDecoder {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
-        loop {
-            let Some(offset) = self.buf[start..].iter().position(|b| *b == b'\n' || *b == b'\r')
-            else {
-                break;
-            };
+        while let Some(offset) = self.buf[start..]
+            .iter()
+            .position(|b| *b == b'\n' || *b == b'\r')
+        {
             let end = start + offset;
             let terminator_len = if self.buf[end] == b'\r' {
                 match self.buf.get(end + 1) {
@@ -55,6 +54,17 @@ impl SseDecoder {
             return Err(LineTooLong);
         }
         Ok(events)
+    }
+
+    /// The stream ended. A trailing `\r` held back in case `\n` followed is a line end after all;
+    /// an unterminated last line is dropped.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        if self.buf.last() != Some(&b'\r') {
+            return None;
+        }
+        self.buf.push(b'\n');
+        let buf = std::mem::take(&mut self.buf);
+        self.push(&buf).ok()?.pop()
     }
 
     fn line(&mut self, line: &str) -> Option<SseEvent> {
@@ -124,13 +134,30 @@ mod tests {
         let whole = all(&[stream]);
         assert_eq!(whole.len(), 4);
         for cut in 0..stream.len() {
-            assert_eq!(all(&[&stream[..cut], &stream[cut..]]), whole, "split at {cut}");
+            assert_eq!(
+                all(&[&stream[..cut], &stream[cut..]]),
+                whole,
+                "split at {cut}"
+            );
         }
     }
 
     #[test]
+    fn a_final_cr_terminator_is_honoured_at_eof() {
+        let mut d = SseDecoder::default();
+        assert_eq!(d.push(b"data: last\r\r").expect("short"), vec![]);
+        assert_eq!(d.finish(), Some(ev(None, "last")));
+        let mut d = SseDecoder::default();
+        assert_eq!(d.push(b"data: unterminated").expect("short"), vec![]);
+        assert_eq!(d.finish(), None);
+    }
+
+    #[test]
     fn an_event_cut_off_by_eof_is_not_dispatched() {
-        assert_eq!(all(&[b"data: complete\n\ndata: partial\n"]), vec![ev(None, "complete")]);
+        assert_eq!(
+            all(&[b"data: complete\n\ndata: partial\n"]),
+            vec![ev(None, "complete")]
+        );
     }
 
     #[test]

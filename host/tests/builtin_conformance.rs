@@ -17,13 +17,21 @@ async fn check(provider: &str) {
     let plugin = runtime.load(wasm).expect("the built-in plugin loads");
     assert_eq!(plugin.manifest().id, provider);
     let vectors = conformance::builtin(provider).expect("vectors parse");
-    assert!(vectors.len() >= 10, "{provider} has only {} vectors", vectors.len());
+    assert!(
+        vectors.len() >= 10,
+        "{provider} has only {} vectors",
+        vectors.len()
+    );
     let failures: Vec<String> = conformance::run(&plugin, &vectors)
         .await
         .into_iter()
         .filter_map(|o| o.result.err().map(|e| format!("{}: {e}", o.name)))
         .collect();
-    assert!(failures.is_empty(), "{provider} failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{provider} failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]

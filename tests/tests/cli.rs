@@ -24,7 +24,11 @@ fn plugin_check_passes_every_builtin_plugin() {
     for id in ["openai", "anthropic", "gemini"] {
         let out = pods(&data, &["plugin", "check", id]);
         let text = stdout(&out);
-        assert!(out.status.success(), "{id}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{id}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!text.contains("FAIL"), "{id}:\n{text}");
         let summary = text.lines().last().unwrap_or_default();
         assert!(summary.ends_with(" passed, 0 failed"), "{id}: {summary}");
@@ -35,22 +39,44 @@ fn plugin_check_passes_every_builtin_plugin() {
 fn plugin_check_fails_a_plugin_that_does_not_speak_the_provider_format() {
     let data = scratch("check-hostile");
     let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/openai/vectors");
-    let out = pods(&data, &["plugin", "check", env!("PODS_HOSTILE_WASM"), "--vectors", vectors]);
+    let out = pods(
+        &data,
+        &[
+            "plugin",
+            "check",
+            env!("PODS_HOSTILE_WASM"),
+            "--vectors",
+            vectors,
+        ],
+    );
     let text = stdout(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("FAIL plain:"), "{text}");
-    assert!(text.lines().last().unwrap_or_default().starts_with("0 passed"), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("0 passed"),
+        "{text}"
+    );
 }
 
 #[test]
 fn plugin_inspect_prints_the_manifest() {
     let data = scratch("inspect");
     let out = pods(&data, &["plugin", "inspect", env!("PODS_HOSTILE_WASM")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON manifest");
     assert_eq!(manifest["id"], "hostile");
     assert_eq!(manifest["apiVersion"], "0.1.0");
-    assert_eq!(manifest["allowedHosts"], serde_json::json!(["api.hostile.test"]));
+    assert_eq!(
+        manifest["allowedHosts"],
+        serde_json::json!(["api.hostile.test"])
+    );
 
     let out = pods(&data, &["plugin", "inspect", "/nonexistent.wasm"]);
     assert!(!out.status.success());

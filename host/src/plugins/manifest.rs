@@ -9,7 +9,10 @@ pub const API_VERSION: &str = "0.1";
 pub fn validate(m: &Manifest) -> Result<(), String> {
     let mut problems = Vec::new();
     if !is_identifier(&m.id) {
-        problems.push(format!("id {:?} must match [a-z0-9][a-z0-9-]{{0,63}}", m.id));
+        problems.push(format!(
+            "id {:?} must match [a-z0-9][a-z0-9-]{{0,63}}",
+            m.id
+        ));
     }
     if m.name.trim().is_empty() {
         problems.push("name is empty".to_string());
@@ -132,7 +135,13 @@ mod tests {
 
     #[test]
     fn wildcards_schemes_and_ports_are_refused() {
-        for host in ["*.acme.test", "https://api.acme.test", "api.acme.test:443", "API.acme.test", ""] {
+        for host in [
+            "*.acme.test",
+            "https://api.acme.test",
+            "api.acme.test:443",
+            "API.acme.test",
+            "",
+        ] {
             let mut m = manifest();
             m.allowed_hosts.push(host.into());
             assert!(validate(&m).is_err(), "{host:?} should be refused");

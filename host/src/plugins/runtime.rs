@@ -275,7 +275,11 @@ impl Instance {
     }
 
     /// Starts reading a streamed answer; feed it with [`Self::stream_push`].
-    pub fn stream_start(&mut self, request: &ChatRequest, base_url: &str) -> Result<(), PluginError> {
+    pub fn stream_start(
+        &mut self,
+        request: &ChatRequest,
+        base_url: &str,
+    ) -> Result<(), PluginError> {
         self.arm();
         let r = self
             .bindings
@@ -290,7 +294,9 @@ impl Instance {
         &mut self,
         event: &SseEvent,
     ) -> Result<Result<StreamDelta, ProviderError>, PluginError> {
-        let parser = self.stream.ok_or(PluginError::Misuse("stream_push before stream_start"))?;
+        let parser = self
+            .stream
+            .ok_or(PluginError::Misuse("stream_push before stream_start"))?;
         self.arm();
         let r = self
             .bindings
@@ -302,7 +308,10 @@ impl Instance {
     }
 
     pub fn stream_finish(&mut self) -> Result<Result<Completion, ProviderError>, PluginError> {
-        let parser = self.stream.take().ok_or(PluginError::Misuse("stream_finish before stream_start"))?;
+        let parser = self
+            .stream
+            .take()
+            .ok_or(PluginError::Misuse("stream_finish before stream_start"))?;
         self.arm();
         let r = self
             .bindings
@@ -332,7 +341,8 @@ impl Instance {
 
     /// Every call gets the full deadline, measured from its start.
     fn arm(&mut self) {
-        self.store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.deadline));
     }
 
     fn check<T>(&self, r: wasmtime::Result<T>) -> Result<T, PluginError> {

@@ -93,7 +93,11 @@ pub struct Usage {
 impl Usage {
     /// prompt + completion + reasoning; `None` when the provider reported none of them.
     pub fn total_tokens(&self) -> Option<u64> {
-        let parts = [self.prompt_tokens, self.completion_tokens, self.reasoning_tokens];
+        let parts = [
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.reasoning_tokens,
+        ];
         parts
             .iter()
             .any(Option::is_some)
@@ -235,7 +239,10 @@ mod tests {
         }))
         .expect("valid request");
         assert_eq!(req.max_tokens, Some(5));
-        assert!(matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })));
+        assert!(matches!(
+            req.response_format,
+            Some(ResponseFormat::JsonSchema { .. })
+        ));
         let bad = serde_json::from_value::<ChatRequest>(serde_json::json!({
             "model": "m", "messages": [], "max_tokens": 5
         }));

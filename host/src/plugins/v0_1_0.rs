@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
 });
 
-use pods::provider::types as wit;
+use self::pods::provider::types as wit;
 
 /// The interface name a component must export to be a 0.1.x provider plugin.
 pub const PROVIDER_EXPORT: &str = "pods:provider/provider@0.1.0";

@@ -4,7 +4,9 @@ use pods_plugin_sdk::serde_json::Value;
 use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, Header, HttpResponse, ProviderError, Usage,
 };
-use pods_plugin_sdk::{count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms};
+use pods_plugin_sdk::{
+    count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
+};
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
     if !(200..300).contains(&response.status) {
@@ -31,7 +33,10 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
             .get("stop_reason")
             .and_then(Value::as_str)
             .map(finish_reason),
-        model: body.get("model").and_then(Value::as_str).map(str::to_string),
+        model: body
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         response_id: body.get("id").and_then(Value::as_str).map(str::to_string),
     })
 }
@@ -159,7 +164,11 @@ pub fn error_body(body: &Value, status: u16, headers: &[Header]) -> ProviderErro
         kind,
         message: message.to_string(),
         retryable: is_retryable(kind),
-        retry_after_ms: if is_retryable(kind) { retry_after_ms(headers) } else { None },
+        retry_after_ms: if is_retryable(kind) {
+            retry_after_ms(headers)
+        } else {
+            None
+        },
         status: (status >= 400).then_some(status),
         provider_code: code.map(str::to_string),
     }

@@ -44,8 +44,14 @@ impl Parser {
         match data.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 let message = data.get("message").unwrap_or(&Value::Null);
-                state.response_id = message.get("id").and_then(Value::as_str).map(str::to_string);
-                state.model = message.get("model").and_then(Value::as_str).map(str::to_string);
+                state.response_id = message
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                state.model = message
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 if let Some(u) = message.get("usage") {
                     state.usage.update(u);
                     state.saw_usage = true;
@@ -65,7 +71,9 @@ impl Parser {
                 let d = data.get("delta").unwrap_or(&Value::Null);
                 match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
-                        delta.text.push_str(d.get("text").and_then(Value::as_str).unwrap_or(""));
+                        delta
+                            .text
+                            .push_str(d.get("text").and_then(Value::as_str).unwrap_or(""));
                     }
                     Some("thinking_delta") => delta
                         .reasoning

@@ -9,8 +9,15 @@ pub fn build(request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
         .model
         .strip_prefix("models/")
         .unwrap_or(&request.model);
-    if model.is_empty() || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
-        return Err(invalid_request(format!("{:?} is not a Gemini model id", request.model)));
+    if model.is_empty()
+        || !model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err(invalid_request(format!(
+            "{:?} is not a Gemini model id",
+            request.model
+        )));
     }
 
     let mut system: Vec<Value> = request
@@ -74,7 +81,10 @@ pub fn build(request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
         "generateContent"
     };
     Ok(post_json(
-        join_url(&request.base_url, &format!("/v1beta/models/{model}:{method}")),
+        join_url(
+            &request.base_url,
+            &format!("/v1beta/models/{model}:{method}"),
+        ),
         &Value::Object(body),
         &[],
     ))

@@ -13,7 +13,10 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
         return Err(match parse_json(&response.body) {
             Ok(body) => error_body(&body, response.status, &response.headers),
             Err(_) => {
-                let mut err = error(kind_for_status(response.status), format!("HTTP {}", response.status));
+                let mut err = error(
+                    kind_for_status(response.status),
+                    format!("HTTP {}", response.status),
+                );
                 err.status = Some(response.status);
                 err.retry_after_ms = retry_after_ms(&response.headers);
                 err
@@ -29,19 +32,30 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
     Ok(Completion {
         content: text.unwrap_or_default(),
         reasoning: thoughts,
-        usage: body.get("usageMetadata").map(usage).unwrap_or_else(no_usage),
+        usage: body
+            .get("usageMetadata")
+            .map(usage)
+            .unwrap_or_else(no_usage),
         finish_reason: body
             .pointer("/candidates/0/finishReason")
             .and_then(Value::as_str)
             .map(finish_reason),
-        model: body.get("modelVersion").and_then(Value::as_str).map(str::to_string),
-        response_id: body.get("responseId").and_then(Value::as_str).map(str::to_string),
+        model: body
+            .get("modelVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        response_id: body
+            .get("responseId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
 /// A prompt blocked by safety settings has `promptFeedback.blockReason` and no candidates.
 pub fn blocked(body: &Value) -> Result<(), ProviderError> {
-    let reason = body.pointer("/promptFeedback/blockReason").and_then(Value::as_str);
+    let reason = body
+        .pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str);
     let has_candidates = body
         .get("candidates")
         .and_then(Value::as_array)
@@ -86,8 +100,9 @@ pub fn finish_reason(reason: &str) -> FinishReason {
     match reason {
         "STOP" => FinishReason::Stop,
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-        | "IMAGE_SAFETY" => FinishReason::ContentFilter,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            FinishReason::ContentFilter
+        }
         "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => FinishReason::ToolCalls,
         _ => FinishReason::Other,
     }
@@ -137,7 +152,8 @@ pub fn error_body(body: &Value, http_status: u16, headers: &[Header]) -> Provide
     let kind = match status_text {
         Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => ErrorKind::Auth,
         Some("INVALID_ARGUMENT")
-            if detail_reason == Some("API_KEY_INVALID") || message.contains("API key not valid") =>
+            if detail_reason == Some("API_KEY_INVALID")
+                || message.contains("API key not valid") =>
         {
             ErrorKind::Auth
         }
@@ -165,7 +181,11 @@ pub fn error_body(body: &Value, http_status: u16, headers: &[Header]) -> Provide
         kind,
         message: message.to_string(),
         retryable: is_retryable(kind),
-        retry_after_ms: if is_retryable(kind) { retry_delay } else { None },
+        retry_after_ms: if is_retryable(kind) {
+            retry_delay
+        } else {
+            None
+        },
         status: (code >= 400).then_some(code),
         provider_code: status_text.map(str::to_string),
     }

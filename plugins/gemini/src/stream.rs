@@ -5,7 +5,9 @@ use std::cell::RefCell;
 
 use pods_plugin_sdk::parse_json;
 use pods_plugin_sdk::serde_json::Value;
-use pods_plugin_sdk::types::{Completion, FinishReason, ProviderError, SseEvent, StreamDelta, Usage};
+use pods_plugin_sdk::types::{
+    Completion, FinishReason, ProviderError, SseEvent, StreamDelta, Usage,
+};
 
 use crate::response::{blocked, candidate_text, cut, error_body, finish_reason, no_usage, usage};
 

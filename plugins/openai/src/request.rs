@@ -31,7 +31,11 @@ pub fn build(request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
         // api.openai.com deprecated `max_tokens` (reasoning models reject it); many compatible
         // servers only know `max_tokens`.
         let official = url_host(&request.base_url).as_deref() == Some("api.openai.com");
-        let key = if official { "max_completion_tokens" } else { "max_tokens" };
+        let key = if official {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
         body.insert(key.into(), json!(max));
     }
     if let Some(budget) = request.thinking_budget {

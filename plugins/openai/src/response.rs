@@ -4,7 +4,9 @@ use pods_plugin_sdk::serde_json::Value;
 use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, HttpResponse, ProviderError, Usage,
 };
-use pods_plugin_sdk::{count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms};
+use pods_plugin_sdk::{
+    count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
+};
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
     if !(200..300).contains(&response.status) {
@@ -33,7 +35,10 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
         reasoning: reasoning_text(message).map(str::to_string),
         usage: body.get("usage").map(usage).unwrap_or_else(no_usage),
         finish_reason,
-        model: body.get("model").and_then(Value::as_str).map(str::to_string),
+        model: body
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         response_id: body.get("id").and_then(Value::as_str).map(str::to_string),
     })
 }
@@ -90,7 +95,11 @@ fn error_from(response: &HttpResponse) -> ProviderError {
             let text = String::from_utf8_lossy(&response.body);
             let mut err = pods_plugin_sdk::error(
                 kind_for_status(response.status),
-                format!("HTTP {}: {}", response.status, text.chars().take(200).collect::<String>()),
+                format!(
+                    "HTTP {}: {}",
+                    response.status,
+                    text.chars().take(200).collect::<String>()
+                ),
             );
             err.status = Some(response.status);
             err.retry_after_ms = retry_after_ms(&response.headers);
@@ -114,7 +123,9 @@ pub fn error_body(
         .unwrap_or("unknown error");
     let kind = match (code, kind_text) {
         (Some("context_length_exceeded"), _) => ErrorKind::ContextLength,
-        (Some("insufficient_quota"), _) | (_, Some("insufficient_quota")) => ErrorKind::QuotaExceeded,
+        (Some("insufficient_quota"), _) | (_, Some("insufficient_quota")) => {
+            ErrorKind::QuotaExceeded
+        }
         (Some("content_filter" | "content_policy_violation"), _) => ErrorKind::ContentFilter,
         (Some("invalid_api_key"), _) => ErrorKind::Auth,
         (Some("rate_limit_exceeded"), _) => ErrorKind::RateLimited,
@@ -126,7 +137,11 @@ pub fn error_body(
         kind,
         message: message.to_string(),
         retryable: is_retryable(kind),
-        retry_after_ms: if is_retryable(kind) { retry_after_ms(headers) } else { None },
+        retry_after_ms: if is_retryable(kind) {
+            retry_after_ms(headers)
+        } else {
+            None
+        },
         status: (status >= 400).then_some(status),
         provider_code: code.or(kind_text).map(str::to_string),
     }

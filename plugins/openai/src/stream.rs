@@ -4,7 +4,9 @@
 use std::cell::RefCell;
 
 use pods_plugin_sdk::serde_json::Value;
-use pods_plugin_sdk::types::{Completion, FinishReason, ProviderError, SseEvent, StreamDelta, Usage};
+use pods_plugin_sdk::types::{
+    Completion, FinishReason, ProviderError, SseEvent, StreamDelta, Usage,
+};
 use pods_plugin_sdk::{error, parse_json};
 
 use crate::response::{error_body, finish_reason, no_usage, reasoning_text, usage};
@@ -66,7 +68,11 @@ impl Parser {
                 delta.reasoning.push_str(text);
             }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                let reason = if state.refused { FinishReason::Refusal } else { finish_reason(reason) };
+                let reason = if state.refused {
+                    FinishReason::Refusal
+                } else {
+                    finish_reason(reason)
+                };
                 state.finish_reason = Some(reason);
                 delta.finish_reason = Some(reason);
             }

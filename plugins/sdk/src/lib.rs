@@ -22,9 +22,9 @@ pub mod bindings {
     });
 }
 
+pub use bindings::export_plugin;
 pub use bindings::exports::pods::provider::{extractor, provider};
 pub use bindings::pods::provider::types;
-pub use bindings::export_plugin;
 pub use serde_json;
 
 use types::{ErrorKind, Header, ProviderError};
@@ -206,9 +206,18 @@ mod tests {
 
     #[test]
     fn url_host_handles_ports_userinfo_and_ipv6() {
-        assert_eq!(url_host("https://API.openai.com/v1").as_deref(), Some("api.openai.com"));
-        assert_eq!(url_host("http://127.0.0.1:8080/x?y").as_deref(), Some("127.0.0.1"));
-        assert_eq!(url_host("http://u:p@h.example:1/").as_deref(), Some("h.example"));
+        assert_eq!(
+            url_host("https://API.openai.com/v1").as_deref(),
+            Some("api.openai.com")
+        );
+        assert_eq!(
+            url_host("http://127.0.0.1:8080/x?y").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            url_host("http://u:p@h.example:1/").as_deref(),
+            Some("h.example")
+        );
         assert_eq!(url_host("http://[::1]:80/").as_deref(), Some("::1"));
         assert_eq!(url_host("no-scheme"), None);
     }

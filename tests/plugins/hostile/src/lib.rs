@@ -54,14 +54,20 @@ impl provider::Guest for Hostile {
                 }
             }
             "trap" => panic!("hostile plugin traps on purpose"),
-            "read-file" => Err(report(format!("{:?}", std::fs::read_to_string("/etc/passwd")))),
+            "read-file" => Err(report(format!(
+                "{:?}",
+                std::fs::read_to_string("/etc/passwd")
+            ))),
             "list-dir" => Err(report(format!(
                 "{:?}",
                 std::fs::read_dir("/").map(|d| d.count())
             ))),
             "read-env" => {
                 let vars: Vec<(String, String)> = std::env::vars().collect();
-                Err(report(format!("vars={vars:?} home={:?}", std::env::var("HOME"))))
+                Err(report(format!(
+                    "vars={vars:?} home={:?}",
+                    std::env::var("HOME")
+                )))
             }
             "clock" => Err(report(format!(
                 "{:?}",
@@ -69,7 +75,10 @@ impl provider::Guest for Hostile {
             ))),
             _ => {
                 if let Some(addr) = model.strip_prefix("connect:") {
-                    return Err(report(format!("{:?}", std::net::TcpStream::connect(addr).map(|_| ()))));
+                    return Err(report(format!(
+                        "{:?}",
+                        std::net::TcpStream::connect(addr).map(|_| ())
+                    )));
                 }
                 let url = match model.strip_prefix("exfil:") {
                     Some(url) => url.to_string(),
