@@ -3,6 +3,7 @@
 /// Runs `cargo build --target wasm32-wasip2 --profile plugin` for `packages`; returns the folder
 /// holding the `.wasm` components.
 fn build_wasm(root: &std::path::Path, packages: &[String]) -> std::path::PathBuf {
+    ensure_wasm_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -33,4 +34,26 @@ fn build_wasm(root: &std::path::Path, packages: &[String]) -> std::path::PathBuf
         "building the wasm plugins failed (see the errors above); is the wasm32-wasip2 target installed? (rust-toolchain.toml names it)"
     );
     target_dir.join("wasm32-wasip2").join("plugin")
+}
+
+/// rust-toolchain.toml names the target, but rustup adds it only when it installs the toolchain;
+/// on a machine whose toolchain predates the clone, add it here so `cargo build` just works.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = std::process::Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let installed = sysroot.is_some_and(|root| {
+        std::path::Path::new(&root)
+            .join("lib/rustlib/wasm32-wasip2")
+            .exists()
+    });
+    if !installed {
+        println!("cargo:warning=adding the wasm32-wasip2 target with rustup");
+        let _ = std::process::Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
+    }
 }
