@@ -37,7 +37,8 @@ use crate::plugins::types::{ChatRequest, KeyPlacement};
 
 include!(concat!(env!("OUT_DIR"), "/vectors.rs"));
 
-/// The key the runner attaches; the provider server checks it arrived where the manifest says.
+/// The key the runner attaches; the provider server checks it arrived where the manifest says. A
+/// vector's body may contain it to show that a key echoed by the provider is redacted.
 const TEST_KEY: &str = "pods-conformance-key-0f3a";
 
 #[derive(Debug, Clone, Deserialize)]

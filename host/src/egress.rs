@@ -165,15 +165,23 @@ impl Egress {
         let http = self.prepare(built, manifest, target)?;
         let response = self.send(http).await?;
 
-        if request.stream && (200..300).contains(&response.status().as_u16()) {
-            return self
-                .read_stream(&mut instance, request, base_url, response, &mut on_delta)
-                .await;
-        }
-        let answer = self.read_whole(response).await?;
-        instance
-            .parse_response(request, base_url, &answer)?
-            .map_err(CallError::Provider)
+        let result = if request.stream && (200..300).contains(&response.status().as_u16()) {
+            self.read_stream(&mut instance, request, base_url, response, &mut on_delta)
+                .await
+        } else {
+            let answer = self.read_whole(response).await?;
+            instance
+                .parse_response(request, base_url, &answer)?
+                .map_err(CallError::Provider)
+        };
+        // A provider may echo the key in an error message; it must not reach logs or clients.
+        result.map_err(|e| match e {
+            CallError::Provider(mut err) if !target.key.expose().is_empty() => {
+                err.message = err.message.replace(target.key.expose(), "[redacted]");
+                CallError::Provider(err)
+            }
+            other => other,
+        })
     }
 
     /// Checks the destination and attaches the key.

@@ -219,3 +219,24 @@ fn what_is_not_a_provider_component_is_refused_with_a_reason() {
         .expect("refused");
     assert!(err.to_string().contains("not a loadable plugin"), "{err}");
 }
+
+#[test]
+fn a_full_instance_pool_refuses_new_instances_until_one_is_freed() {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: 2,
+        cache_dir: Some(std::env::temp_dir().join("pods-test-wasm-cache")),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let plugin = hostile(&runtime);
+    let first = plugin.instantiate().expect("first slot");
+    let _second = plugin.instantiate().expect("second slot");
+    let third = plugin.instantiate();
+    assert!(
+        matches!(third, Err(PluginError::Instantiate(_))),
+        "{:?}",
+        third.err()
+    );
+    drop(first);
+    plugin.instantiate().expect("a freed slot is reused");
+}

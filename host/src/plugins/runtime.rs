@@ -81,6 +81,8 @@ pub enum PluginError {
     Invalid(String),
     #[error("plugin manifest rejected: {0}")]
     Manifest(String),
+    #[error("could not start a plugin instance: {0}")]
+    Instantiate(String),
     #[error("plugin misused: {0}")]
     Misuse(&'static str),
 }
@@ -215,9 +217,14 @@ fn new_instance(
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    // Instantiation runs no guest code of ours beyond data initialisers; a failure here is most
+    // likely the pool of instance slots being full.
     let bindings = pre
         .instantiate(&mut store)
-        .map_err(|e| classify(e, &store, limits))?;
+        .map_err(|e| match e.downcast_ref::<Trap>() {
+            Some(_) => classify(e, &store, limits),
+            None => PluginError::Instantiate(format!("{e:#}")),
+        })?;
     Ok(Instance {
         store,
         bindings,

@@ -20,7 +20,7 @@ mod stream;
 
 use pods_plugin_sdk::types::{
     ChatRequest, Completion, HttpRequest, HttpResponse, KeyPlacement, Manifest, ModelInfo,
-    ProviderError, SseEvent, StreamDelta,
+    ProviderError,
 };
 use pods_plugin_sdk::{extractor, provider};
 
@@ -63,20 +63,6 @@ impl provider::Guest for Anthropic {
         response: HttpResponse,
     ) -> Result<Completion, ProviderError> {
         response::parse(&response)
-    }
-}
-
-impl provider::GuestStreamParser for stream::Parser {
-    fn new(_request: ChatRequest) -> Self {
-        stream::Parser::default()
-    }
-
-    fn push(&self, event: SseEvent) -> Result<StreamDelta, ProviderError> {
-        self.push_event(&event)
-    }
-
-    fn finish(&self) -> Result<Completion, ProviderError> {
-        self.complete()
     }
 }
 

@@ -28,7 +28,10 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
     Ok(Completion {
         content: content_text(&body).unwrap_or_default(),
         reasoning: (!reasoning.is_empty()).then_some(reasoning),
-        usage: body.get("usage").map(usage).unwrap_or_else(no_usage),
+        usage: body
+            .get("usage")
+            .map(usage)
+            .unwrap_or_else(pods_plugin_sdk::empty_usage),
         finish_reason: body
             .get("stop_reason")
             .and_then(Value::as_str)
@@ -60,16 +63,6 @@ pub fn finish_reason(reason: &str) -> FinishReason {
         "refusal" => FinishReason::Refusal,
         "tool_use" => FinishReason::ToolCalls,
         _ => FinishReason::Other,
-    }
-}
-
-pub fn no_usage() -> Usage {
-    Usage {
-        prompt_tokens: None,
-        cached_tokens: None,
-        cache_write_tokens: None,
-        completion_tokens: None,
-        reasoning_tokens: None,
     }
 }
 

@@ -5,7 +5,7 @@ use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, Header, HttpResponse, ProviderError, Usage,
 };
 use pods_plugin_sdk::{
-    count, duration_ms, error, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
+    count, duration_ms, error, is_retryable, kind_for_status, parse_json, retry_after_ms,
 };
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
@@ -35,7 +35,7 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
         usage: body
             .get("usageMetadata")
             .map(usage)
-            .unwrap_or_else(no_usage),
+            .unwrap_or_else(pods_plugin_sdk::empty_usage),
         finish_reason: body
             .pointer("/candidates/0/finishReason")
             .and_then(Value::as_str)
@@ -105,16 +105,6 @@ pub fn finish_reason(reason: &str) -> FinishReason {
         }
         "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => FinishReason::ToolCalls,
         _ => FinishReason::Other,
-    }
-}
-
-pub fn no_usage() -> Usage {
-    Usage {
-        prompt_tokens: None,
-        cached_tokens: None,
-        cache_write_tokens: None,
-        completion_tokens: None,
-        reasoning_tokens: None,
     }
 }
 
@@ -189,11 +179,4 @@ pub fn error_body(body: &Value, http_status: u16, headers: &[Header]) -> Provide
         status: (code >= 400).then_some(code),
         provider_code: status_text.map(str::to_string),
     }
-}
-
-/// Malformed-answer helper shared with the stream parser.
-pub fn cut(message: &str) -> ProviderError {
-    let mut err = malformed(message);
-    err.retryable = true;
-    err
 }

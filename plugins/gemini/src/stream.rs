@@ -3,38 +3,27 @@
 
 use std::cell::RefCell;
 
-use pods_plugin_sdk::parse_json;
+use pods_plugin_sdk::provider::GuestStreamParser;
 use pods_plugin_sdk::serde_json::Value;
-use pods_plugin_sdk::types::{
-    Completion, FinishReason, ProviderError, SseEvent, StreamDelta, Usage,
-};
+use pods_plugin_sdk::types::{ChatRequest, Completion, ProviderError, SseEvent, StreamDelta};
+use pods_plugin_sdk::{StreamAccumulator, cut_stream, empty_delta, parse_json};
 
-use crate::response::{blocked, candidate_text, cut, error_body, finish_reason, no_usage, usage};
+use crate::response::{blocked, candidate_text, error_body, finish_reason, usage};
 
-#[derive(Default)]
 pub struct Parser {
-    state: RefCell<State>,
+    answer: RefCell<StreamAccumulator>,
 }
 
-#[derive(Default)]
-struct State {
-    content: String,
-    reasoning: String,
-    usage: Option<Usage>,
-    finish_reason: Option<FinishReason>,
-    model: Option<String>,
-    response_id: Option<String>,
-}
+impl GuestStreamParser for Parser {
+    fn new(_request: ChatRequest) -> Self {
+        Parser {
+            answer: RefCell::default(),
+        }
+    }
 
-impl Parser {
-    pub fn push_event(&self, event: &SseEvent) -> Result<StreamDelta, ProviderError> {
-        let mut state = self.state.borrow_mut();
-        let mut delta = StreamDelta {
-            text: String::new(),
-            reasoning: String::new(),
-            usage: None,
-            finish_reason: None,
-        };
+    fn push(&self, event: SseEvent) -> Result<StreamDelta, ProviderError> {
+        let mut answer = self.answer.borrow_mut();
+        let mut delta = empty_delta();
         if event.data.trim().is_empty() {
             return Ok(delta);
         }
@@ -46,42 +35,26 @@ impl Parser {
         let (text, thoughts) = candidate_text(&chunk);
         delta.text = text.unwrap_or_default();
         delta.reasoning = thoughts.unwrap_or_default();
-        if let Some(u) = chunk.get("usageMetadata") {
-            let u = usage(u);
-            state.usage = Some(u);
-            delta.usage = Some(u);
-        }
-        if let Some(reason) = chunk
+        delta.usage = chunk.get("usageMetadata").map(usage);
+        delta.finish_reason = chunk
             .pointer("/candidates/0/finishReason")
             .and_then(Value::as_str)
-        {
-            let reason = finish_reason(reason);
-            state.finish_reason = Some(reason);
-            delta.finish_reason = Some(reason);
-        }
+            .map(finish_reason);
         if let Some(model) = chunk.get("modelVersion").and_then(Value::as_str) {
-            state.model.get_or_insert_with(|| model.to_string());
+            answer.model.get_or_insert_with(|| model.to_string());
         }
         if let Some(id) = chunk.get("responseId").and_then(Value::as_str) {
-            state.response_id.get_or_insert_with(|| id.to_string());
+            answer.response_id.get_or_insert_with(|| id.to_string());
         }
-        state.content.push_str(&delta.text);
-        state.reasoning.push_str(&delta.reasoning);
+        answer.add(&delta);
         Ok(delta)
     }
 
-    pub fn complete(&self) -> Result<Completion, ProviderError> {
-        let state = self.state.borrow();
-        if state.finish_reason.is_none() {
-            return Err(cut("stream ended before a chunk with a finishReason"));
+    fn finish(&self) -> Result<Completion, ProviderError> {
+        let answer = self.answer.borrow();
+        if answer.finish_reason.is_none() {
+            return Err(cut_stream("a chunk with a finishReason"));
         }
-        Ok(Completion {
-            content: state.content.clone(),
-            reasoning: (!state.reasoning.is_empty()).then(|| state.reasoning.clone()),
-            usage: state.usage.unwrap_or_else(no_usage),
-            finish_reason: state.finish_reason,
-            model: state.model.clone(),
-            response_id: state.response_id.clone(),
-        })
+        Ok(answer.completion())
     }
 }

@@ -5,7 +5,7 @@ use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, HttpResponse, ProviderError, Usage,
 };
 use pods_plugin_sdk::{
-    count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
+    count, empty_usage, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
 };
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
@@ -33,7 +33,7 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
     Ok(Completion {
         content: content.or(refusal).unwrap_or_default().to_string(),
         reasoning: reasoning_text(message).map(str::to_string),
-        usage: body.get("usage").map(usage).unwrap_or_else(no_usage),
+        usage: body.get("usage").map(usage).unwrap_or_else(empty_usage),
         finish_reason,
         model: body
             .get("model")
@@ -62,20 +62,10 @@ pub fn finish_reason(reason: &str) -> FinishReason {
     }
 }
 
-pub fn no_usage() -> Usage {
-    Usage {
-        prompt_tokens: None,
-        cached_tokens: None,
-        cache_write_tokens: None,
-        completion_tokens: None,
-        reasoning_tokens: None,
-    }
-}
-
 /// OpenAI usage → normalized usage (reasoning taken out of `completion_tokens`).
 pub fn usage(u: &Value) -> Usage {
     if u.is_null() {
-        return no_usage();
+        return empty_usage();
     }
     let completion = count(u, "/completion_tokens");
     let reasoning = count(u, "/completion_tokens_details/reasoning_tokens");

@@ -27,7 +27,7 @@ pub use bindings::exports::pods::provider::{extractor, provider};
 pub use bindings::pods::provider::types;
 pub use serde_json;
 
-use types::{ErrorKind, Header, ProviderError};
+use types::{Completion, ErrorKind, FinishReason, Header, ProviderError, StreamDelta, Usage};
 
 /// The WIT package version this SDK builds against.
 pub const API_VERSION: &str = "0.1.0";
@@ -104,6 +104,72 @@ pub fn invalid_request(message: impl Into<String>) -> ProviderError {
 /// An error for an answer that could not be understood.
 pub fn malformed(message: impl Into<String>) -> ProviderError {
     error(ErrorKind::MalformedResponse, message)
+}
+
+/// The error for a stream that ended before the provider's end marker: the answer is incomplete,
+/// and sending the request again may well succeed.
+pub fn cut_stream(what: &str) -> ProviderError {
+    let mut err = malformed(format!("stream ended before {what}"));
+    err.retryable = true;
+    err
+}
+
+/// Usage with every figure unreported.
+pub fn empty_usage() -> Usage {
+    Usage {
+        prompt_tokens: None,
+        cached_tokens: None,
+        cache_write_tokens: None,
+        completion_tokens: None,
+        reasoning_tokens: None,
+    }
+}
+
+/// A delta that adds nothing (for keep-alives and bookkeeping events).
+pub fn empty_delta() -> StreamDelta {
+    StreamDelta {
+        text: String::new(),
+        reasoning: String::new(),
+        usage: None,
+        finish_reason: None,
+    }
+}
+
+/// What a stream parser has gathered so far: the sum of its deltas.
+#[derive(Default)]
+pub struct StreamAccumulator {
+    pub content: String,
+    pub reasoning: String,
+    /// The latest usage seen (providers send running totals).
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<FinishReason>,
+    pub model: Option<String>,
+    pub response_id: Option<String>,
+}
+
+impl StreamAccumulator {
+    pub fn add(&mut self, delta: &StreamDelta) {
+        self.content.push_str(&delta.text);
+        self.reasoning.push_str(&delta.reasoning);
+        if delta.usage.is_some() {
+            self.usage = delta.usage;
+        }
+        if delta.finish_reason.is_some() {
+            self.finish_reason = delta.finish_reason;
+        }
+    }
+
+    /// The whole answer.
+    pub fn completion(&self) -> Completion {
+        Completion {
+            content: self.content.clone(),
+            reasoning: (!self.reasoning.is_empty()).then(|| self.reasoning.clone()),
+            usage: self.usage.unwrap_or_else(empty_usage),
+            finish_reason: self.finish_reason,
+            model: self.model.clone(),
+            response_id: self.response_id.clone(),
+        }
+    }
 }
 
 /// Parses a JSON body, mapping failure to a `malformed-response` error.
