@@ -5,7 +5,7 @@ use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, Header, HttpResponse, ProviderError, Usage,
 };
 use pods_plugin_sdk::{
-    count, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
+    count, kind_for_status, malformed, parse_json, provider_error, retry_after_ms, status_error,
 };
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
@@ -116,15 +116,7 @@ fn usage(u: &Value) -> Usage {
 fn error_from(response: &HttpResponse) -> ProviderError {
     match parse_json(&response.body) {
         Ok(body) => error_body(&body, response.status, &response.headers),
-        Err(_) => {
-            let mut err = pods_plugin_sdk::error(
-                kind_for_status(response.status),
-                format!("HTTP {}", response.status),
-            );
-            err.status = Some(response.status);
-            err.retry_after_ms = retry_after_ms(&response.headers);
-            err
-        }
+        Err(_) => status_error(response),
     }
 }
 
@@ -153,16 +145,5 @@ pub fn error_body(body: &Value, status: u16, headers: &[Header]) -> ProviderErro
         _ if status >= 400 => kind_for_status(status),
         _ => ErrorKind::Server,
     };
-    ProviderError {
-        kind,
-        message: message.to_string(),
-        retryable: is_retryable(kind),
-        retry_after_ms: if is_retryable(kind) {
-            retry_after_ms(headers)
-        } else {
-            None
-        },
-        status: (status >= 400).then_some(status),
-        provider_code: code.map(str::to_string),
-    }
+    provider_error(kind, message, status, code, retry_after_ms(headers))
 }

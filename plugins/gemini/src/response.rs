@@ -5,22 +5,15 @@ use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, Header, HttpResponse, ProviderError, Usage,
 };
 use pods_plugin_sdk::{
-    count, duration_ms, error, is_retryable, kind_for_status, parse_json, retry_after_ms,
+    count, duration_ms, error, kind_for_status, parse_json, provider_error, retry_after_ms,
+    status_error,
 };
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
     if !(200..300).contains(&response.status) {
         return Err(match parse_json(&response.body) {
             Ok(body) => error_body(&body, response.status, &response.headers),
-            Err(_) => {
-                let mut err = error(
-                    kind_for_status(response.status),
-                    format!("HTTP {}", response.status),
-                );
-                err.status = Some(response.status);
-                err.retry_after_ms = retry_after_ms(&response.headers);
-                err
-            }
+            Err(_) => status_error(response),
         });
     }
     let body = parse_json(&response.body)?;
@@ -167,16 +160,5 @@ pub fn error_body(body: &Value, http_status: u16, headers: &[Header]) -> Provide
         .find_map(|d| d.get("retryDelay").and_then(Value::as_str))
         .and_then(duration_ms)
         .or_else(|| retry_after_ms(headers));
-    ProviderError {
-        kind,
-        message: message.to_string(),
-        retryable: is_retryable(kind),
-        retry_after_ms: if is_retryable(kind) {
-            retry_delay
-        } else {
-            None
-        },
-        status: (code >= 400).then_some(code),
-        provider_code: status_text.map(str::to_string),
-    }
+    provider_error(kind, message, code, status_text, retry_delay)
 }

@@ -5,7 +5,8 @@ use pods_plugin_sdk::types::{
     Completion, ErrorKind, FinishReason, HttpResponse, ProviderError, Usage,
 };
 use pods_plugin_sdk::{
-    count, empty_usage, is_retryable, kind_for_status, malformed, parse_json, retry_after_ms,
+    count, empty_usage, kind_for_status, malformed, parse_json, provider_error, retry_after_ms,
+    status_error,
 };
 
 pub fn parse(response: &HttpResponse) -> Result<Completion, ProviderError> {
@@ -81,20 +82,7 @@ pub fn usage(u: &Value) -> Usage {
 fn error_from(response: &HttpResponse) -> ProviderError {
     match parse_json(&response.body) {
         Ok(body) => error_body(&body, response.status, &response.headers),
-        Err(_) => {
-            let text = String::from_utf8_lossy(&response.body);
-            let mut err = pods_plugin_sdk::error(
-                kind_for_status(response.status),
-                format!(
-                    "HTTP {}: {}",
-                    response.status,
-                    text.chars().take(200).collect::<String>()
-                ),
-            );
-            err.status = Some(response.status);
-            err.retry_after_ms = retry_after_ms(&response.headers);
-            err
-        }
+        Err(_) => status_error(response),
     }
 }
 
@@ -123,16 +111,11 @@ pub fn error_body(
         _ if status < 400 => ErrorKind::Server,
         _ => kind_for_status(status),
     };
-    ProviderError {
+    provider_error(
         kind,
-        message: message.to_string(),
-        retryable: is_retryable(kind),
-        retry_after_ms: if is_retryable(kind) {
-            retry_after_ms(headers)
-        } else {
-            None
-        },
-        status: (status >= 400).then_some(status),
-        provider_code: code.or(kind_text).map(str::to_string),
-    }
+        message,
+        status,
+        code.or(kind_text),
+        retry_after_ms(headers),
+    )
 }

@@ -96,6 +96,40 @@ pub fn error(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
     }
 }
 
+/// A typed error for a provider's error answer. `status` under 400 (an error event inside a
+/// successful stream) is not recorded; `retry_after_ms` is kept only when a retry may help.
+pub fn provider_error(
+    kind: ErrorKind,
+    message: &str,
+    status: u16,
+    provider_code: Option<&str>,
+    retry_after_ms: Option<u64>,
+) -> ProviderError {
+    let retryable = is_retryable(kind);
+    ProviderError {
+        kind,
+        message: message.to_string(),
+        retryable,
+        retry_after_ms: retry_after_ms.filter(|_| retryable),
+        status: (status >= 400).then_some(status),
+        provider_code: provider_code.map(str::to_string),
+    }
+}
+
+/// The error for a failed answer whose body is not the provider's error JSON (a proxy's HTML
+/// page, say): classified by status alone.
+pub fn status_error(response: &types::HttpResponse) -> ProviderError {
+    let text = String::from_utf8_lossy(&response.body);
+    let excerpt: String = text.chars().take(200).collect();
+    provider_error(
+        kind_for_status(response.status),
+        &format!("HTTP {}: {excerpt}", response.status),
+        response.status,
+        None,
+        retry_after_ms(&response.headers),
+    )
+}
+
 /// An error for a request this provider cannot express (never retried).
 pub fn invalid_request(message: impl Into<String>) -> ProviderError {
     error(ErrorKind::InvalidRequest, message)
