@@ -4,7 +4,7 @@
 //! `Guest` traits and calls [`export_plugin!`]; and it holds the helpers every provider needs: header
 //! look-ups, `retry-after` parsing, typed errors with the right retryability, and URL joining.
 //!
-//! ```ignore
+//! ```text
 //! struct MyProvider;
 //! impl pods_plugin_sdk::provider::Guest for MyProvider { /* … */ }
 //! impl pods_plugin_sdk::extractor::Guest for MyProvider { /* … */ }
