@@ -223,7 +223,8 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
             streamed.0.push_str(&d.text);
             streamed.1.push_str(&d.reasoning);
         })
-        .await;
+        .await
+        .map(|answer| answer.completion);
     server.abort();
 
     let received = mock.received.lock().map(|r| r.clone()).unwrap_or_default();

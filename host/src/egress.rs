@@ -45,6 +45,12 @@ impl ApiKey {
     fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The key itself, for the one caller that must have it besides the HTTP call: re-sealing it
+    /// under a new master key.
+    pub fn expose_for_reencryption(&self) -> &str {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -121,6 +127,13 @@ impl CallError {
     }
 }
 
+/// A provider's answer: the normalized completion, and the raw body when it was not streamed.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub completion: Completion,
+    pub raw: Option<Vec<u8>>,
+}
+
 /// The HTTP client for provider calls (one per process: it pools connections).
 #[derive(Clone)]
 pub struct Egress {
@@ -146,7 +159,7 @@ impl Egress {
         request: &ChatRequest,
         target: &Target,
         mut on_delta: impl FnMut(&StreamDelta),
-    ) -> Result<Completion, CallError> {
+    ) -> Result<Answer, CallError> {
         let manifest = plugin.manifest();
         let base_url = target
             .base_url
@@ -168,11 +181,19 @@ impl Egress {
         let result = if request.stream && (200..300).contains(&response.status().as_u16()) {
             self.read_stream(&mut instance, request, base_url, response, &mut on_delta)
                 .await
+                .map(|completion| Answer {
+                    completion,
+                    raw: None,
+                })
         } else {
             let answer = self.read_whole(response).await?;
             instance
                 .parse_response(request, base_url, &answer)?
                 .map_err(CallError::Provider)
+                .map(|completion| Answer {
+                    completion,
+                    raw: Some(answer.body),
+                })
         };
         // A provider may echo the key in an error message; it must not reach logs or clients.
         result.map_err(|e| match e {

@@ -1,12 +1,18 @@
 //! Pods: runs LLM pods wired into flows. Providers are sandboxed WebAssembly plugins.
 //!
-//! Data flows one way: `api → execution → (context, plugins, cost, vault) → (store, queue, events)`.
-//! This crate so far holds the plugin foundation: the sandbox ([`plugins`]), the provider call
-//! through it ([`egress`], with [`sse`] framing), the conformance vectors ([`conformance`]) and a
-//! minimal HTTP server ([`server`]).
+//! Data flows one way: [`api`] → [`execution`] → ([`context`], [`plugins`] via [`egress`],
+//! [`cost`], [`vault`]) → [`store`]. [`config`] opens them all from flags and environment.
 
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod conformance;
+pub mod context;
+pub mod cost;
 pub mod egress;
+pub mod execution;
 pub mod plugins;
 pub mod server;
 pub mod sse;
+pub mod store;
+pub mod vault;

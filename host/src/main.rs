@@ -1,4 +1,4 @@
-//! The `pods` binary: the server and the operator's and plugin author's CLI.
+//! The `pods` binary: the server, and the operator's and plugin author's CLI.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use pods::api::{self, AppState};
+use pods::config::Settings;
 use pods::conformance;
-use pods::plugins::{Limits, Plugin, Registry, Runtime, RuntimeConfig};
-use pods::server::{self, AppState};
+use pods::plugins::{Plugin, Registry, Runtime};
+use pods::store::Role;
+use pods::vault::{Binding, Sealed, Vault};
 
 #[derive(Parser)]
 #[command(
@@ -19,27 +22,10 @@ use pods::server::{self, AppState};
     about = "Runs LLM pods; providers are sandboxed WebAssembly plugins."
 )]
 struct Cli {
+    #[command(flatten)]
+    settings: Settings,
     #[command(subcommand)]
     command: Command,
-    /// Folder for the server's data (database, compiled-plugin cache).
-    #[arg(long, env = "PODS_DATA_DIR", default_value = "./data", global = true)]
-    data_dir: PathBuf,
-    /// Wall-clock budget of one call into a plugin, in milliseconds.
-    #[arg(
-        long,
-        env = "PODS_PLUGIN_DEADLINE_MS",
-        default_value_t = 1000,
-        global = true
-    )]
-    plugin_deadline_ms: u64,
-    /// Most linear memory one plugin instance may use, in MiB.
-    #[arg(
-        long,
-        env = "PODS_PLUGIN_MEMORY_MB",
-        default_value_t = 64,
-        global = true
-    )]
-    plugin_memory_mb: usize,
 }
 
 #[derive(Subcommand)]
@@ -50,9 +36,61 @@ enum Command {
         #[arg(long, env = "PODS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Mint a bearer token for a user (local use and scripts).
+    Token {
+        /// User id or email.
+        #[arg(long)]
+        user: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24 * 30)]
+        ttl_hours: u64,
+    },
+    /// Users and workspaces.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Provider keys at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Inspect and check plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user (and optionally a workspace they own); prints their id and a token as JSON.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A system admin may change prices.
+        #[arg(long)]
+        admin: bool,
+        /// Also create a workspace of this name, owned by the user.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Add a user to a workspace, or change their role (viewer, member, admin, owner).
+    AddMember {
+        #[arg(long)]
+        workspace: String,
+        /// User id or email.
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored provider key under the current master key. With `--new` (for the
+    /// generated keyring file), first add a fresh master key to the file and make it current.
+    Rotate {
+        #[arg(long)]
+        new: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,7 +120,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -91,42 +137,140 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    let config = RuntimeConfig {
-        limits: Limits {
-            deadline: Duration::from_millis(cli.plugin_deadline_ms),
-            memory_cap: cli.plugin_memory_mb << 20,
-        },
-        cache_dir: Some(cli.data_dir.join("wasm-cache")),
-        ..RuntimeConfig::default()
-    };
-    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let settings = cli.settings;
     match cli.command {
         Command::Serve { listen } => {
-            std::fs::create_dir_all(&cli.data_dir)
-                .with_context(|| format!("create {}", cli.data_dir.display()))?;
-            let plugins = Runtime::new(config)?;
             let started = Instant::now();
-            let registry = Registry::with_builtins(&plugins)?;
-            tracing::info!(elapsed = ?started.elapsed(), plugins = ?registry.manifests().iter().map(|m| &m.id).collect::<Vec<_>>(), "plugins loaded");
-            runtime.block_on(server::serve(listen, AppState { plugins: registry }))?;
-            Ok(ExitCode::SUCCESS)
+            let executor = settings.executor().await?;
+            let tokens = settings.tokens()?;
+            tracing::info!(
+                elapsed = ?started.elapsed(),
+                database = ?executor.store().backend(),
+                plugins = ?executor.plugins().manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+                "ready"
+            );
+            let app = api::router(AppState { executor, tokens }, settings.max_body_bytes);
+            pods::server::serve(listen, app).await?;
         }
-        Command::Plugin(PluginCommand::List) => {
-            let plugins = Runtime::new(config)?;
+        Command::Token { user, ttl_hours } => {
+            let store = settings.store().await?;
+            let user = store
+                .user(&user)
+                .await
+                .with_context(|| format!("user {user:?}"))?;
+            let token = settings
+                .tokens()?
+                .mint(&user.id, Duration::from_secs(ttl_hours * 3600));
+            println!("{token}");
+        }
+        Command::Admin(AdminCommand::CreateUser {
+            email,
+            name,
+            admin,
+            workspace,
+        }) => {
+            let store = settings.store().await?;
+            let user = store.create_user(&email, &name, admin).await?;
+            let workspace = match workspace {
+                Some(name) => Some(store.create_workspace(&name, &user.id).await?.id),
+                None => None,
+            };
+            let token = settings
+                .tokens()?
+                .mint(&user.id, Duration::from_secs(30 * 24 * 3600));
+            println!(
+                "{}",
+                serde_json::json!({"userId": user.id, "email": user.email, "workspaceId": workspace, "token": token})
+            );
+        }
+        Command::Admin(AdminCommand::AddMember {
+            workspace,
+            user,
+            role,
+        }) => {
+            let store = settings.store().await?;
+            let role = Role::parse(&role)
+                .with_context(|| format!("role {role:?}: viewer, member, admin or owner"))?;
+            let user = store
+                .user(&user)
+                .await
+                .with_context(|| format!("user {user:?}"))?;
+            store.set_member(&workspace, &user.id, role).await?;
+        }
+        Command::Keys(KeysCommand::Rotate { new }) => rotate_keys(&settings, new).await?,
+        Command::Plugin(command) => return plugin_command(&settings, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rotate_keys(settings: &Settings, new: bool) -> Result<()> {
+    if new {
+        if std::env::var("PODS_MASTER_KEY").is_ok() {
+            bail!(
+                "--new rotates the keyring file; with PODS_MASTER_KEY set, set a new key and move the old one to PODS_PREVIOUS_MASTER_KEYS instead"
+            );
+        }
+        let path = settings.keyring_path();
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let ring = Vault::parse_keyring(&old)?;
+        let next = (1..)
+            .map(|n| format!("k{n}"))
+            .find(|id| !ring.iter().any(|(k, _)| k == id))
+            .unwrap_or_default();
+        pods::vault::write_private(&path, &format!("{next}:{}\n{old}", Vault::generate_key()))?;
+    }
+    let vault = settings.vault()?;
+    let store = settings.store().await?;
+    let mut rotated = 0;
+    for key in store.all_keys().await? {
+        if key.master_key_id == vault.current_key_id() {
+            continue;
+        }
+        let binding = Binding {
+            workspace_id: &key.workspace_id,
+            provider: &key.provider,
+            key_id: &key.id,
+        };
+        let secret = vault.open(
+            &binding,
+            &Sealed {
+                ciphertext: key.ciphertext.clone(),
+                nonce: key.nonce.clone(),
+                master_key_id: key.master_key_id.clone(),
+            },
+        )?;
+        let sealed = vault.seal(&binding, secret.expose_for_reencryption());
+        store
+            .reencrypt_key(
+                &key.id,
+                &sealed.ciphertext,
+                &sealed.nonce,
+                &sealed.master_key_id,
+            )
+            .await?;
+        rotated += 1;
+    }
+    println!(
+        "re-encrypted {rotated} provider key(s) under master key {}",
+        vault.current_key_id()
+    );
+    Ok(())
+}
+
+async fn plugin_command(settings: &Settings, command: PluginCommand) -> Result<ExitCode> {
+    let plugins = Runtime::new(settings.runtime_config())?;
+    match command {
+        PluginCommand::List => {
             for m in Registry::with_builtins(&plugins)?.manifests() {
                 println!("{}\t{}\t{}", m.id, m.version, m.default_base_url);
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(PluginCommand::Inspect { plugin }) => {
-            let plugins = Runtime::new(config)?;
+        PluginCommand::Inspect { plugin } => {
             let plugin = load(&plugins, &plugin)?;
             println!("{}", serde_json::to_string_pretty(plugin.manifest())?);
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(PluginCommand::Check { plugin, vectors }) => {
-            let plugins = Runtime::new(config)?;
+        PluginCommand::Check { plugin, vectors } => {
             let plugin = load(&plugins, &plugin)?;
             let m = plugin.manifest();
             println!(
@@ -140,7 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if vectors.is_empty() {
                 bail!("no vectors for provider {:?}: pass --vectors DIR", m.id);
             }
-            let outcomes = runtime.block_on(conformance::run(&plugin, &vectors));
+            let outcomes = conformance::run(&plugin, &vectors).await;
             let mut failed = 0;
             for (outcome, vector) in outcomes.iter().zip(&vectors) {
                 match &outcome.result {
@@ -152,13 +296,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             println!("{} passed, {failed} failed", outcomes.len() - failed);
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A plugin from a `.wasm` file, or a built-in one by id.

@@ -1,39 +1,14 @@
-//! The HTTP server. For now: health and the list of loaded provider plugins.
+//! Serving the API until a shutdown signal.
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
-
-use crate::plugins::Registry;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub plugins: Registry,
-}
-
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/v1/plugins", get(list_plugins))
-        .with_state(state)
-}
-
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
-}
-
-async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "plugins": state.plugins.manifests() }))
-}
+use axum::Router;
 
 /// Serves until Ctrl-C or SIGTERM, then lets in-flight requests finish.
-pub async fn serve(addr: SocketAddr, state: AppState) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "pods is listening");
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
 }

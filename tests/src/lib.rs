@@ -1,6 +1,14 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: the real `pods` binary started as a server on
+//! SQLite or PostgreSQL, an HTTP client for its API, and a provider server that speaks the
+//! OpenAI, Anthropic and Gemini wire formats on loopback.
 
-use std::path::PathBuf;
+pub mod mock;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The `pods` binary of this build (`target/<profile>/pods`), next to the test executable's folder.
 pub fn pods_bin() -> PathBuf {
@@ -30,4 +38,257 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
+}
+
+/// Which SQL backend a server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The local PostgreSQL server (trust auth), which `.ci/run` starts.
+pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh, empty PostgreSQL database for one test; returns its URL.
+pub async fn fresh_postgres_database(name: &str) -> String {
+    use sqlx::Connection;
+    let db = format!("pods_e2e_{}_{}", name, std::process::id());
+    let mut conn = sqlx::postgres::PgConnection::connect(POSTGRES_ADMIN_URL)
+        .await
+        .expect("PostgreSQL runs on 127.0.0.1:5432 (.ci/run starts it)");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&mut conn)
+        .await
+        .expect("drop database");
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    format!("postgres://postgres@127.0.0.1:5432/{db}")
+}
+
+/// A running `pods serve`, killed on drop.
+pub struct Server {
+    pub url: String,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `pods serve` on a free loopback port with its own data folder and database, and
+    /// waits for `/health`. `extra_env` adds settings (e.g. a short provider timeout).
+    pub async fn start(name: &str, backend: Backend, extra_env: &[(&str, &str)]) -> Server {
+        let data_dir = scratch(name);
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", data_dir.join("pods.db").display()),
+            Backend::Postgres => fresh_postgres_database(name).await,
+        };
+        let mut env: Vec<(String, String)> = vec![
+            ("PODS_DATA_DIR".into(), data_dir.display().to_string()),
+            ("DATABASE_URL".into(), database_url),
+            (
+                "PODS_JWT_SECRET".into(),
+                "e2e-test-secret-0123456789".into(),
+            ),
+            (
+                "PODS_MASTER_KEY".into(),
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+            ),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let port = free_port();
+        let mut command = Command::new(pods_bin());
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = command.spawn().expect("start pods serve");
+        let server = Server {
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            env,
+            child,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let healthy = client.get(format!("{}/health", server.url)).send().await;
+            if healthy.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "pods serve did not become healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs a `pods` CLI command against this server's data and database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(pods_bin())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run pods")
+    }
+
+    /// Creates a user with a workspace of their own; returns a client acting as them and the
+    /// workspace id.
+    pub fn user_with_workspace(&self, email: &str, admin: bool) -> (Client, String, String) {
+        let mut args = vec![
+            "admin",
+            "create-user",
+            "--email",
+            email,
+            "--workspace",
+            "Workspace",
+        ];
+        if admin {
+            args.push("--admin");
+        }
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let created: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let client = Client::new(&self.url, created["token"].as_str().expect("token"));
+        (
+            client,
+            created["workspaceId"].as_str().expect("ws").to_string(),
+            created["userId"].as_str().expect("user").to_string(),
+        )
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A JSON API client with a bearer token.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// An API answer: status and JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Self {
+        Client {
+            base: base.to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Client::new(&self.base, token)
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        reply(request.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body);
+        reply(request.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send("PUT", path, Some(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send("PATCH", path, Some(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, None).await
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    Reply {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// Parses a `text/event-stream` body into (event, JSON data) pairs.
+pub fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = Some(e.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            Some((event?, serde_json::from_str(&data).ok()?))
+        })
+        .collect()
 }

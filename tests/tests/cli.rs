@@ -1,9 +1,8 @@
 //! The real `pods` binary, driven as an operator and a plugin author would.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use pods_e2e::{pods_bin, scratch};
+use pods_e2e::{Backend, Client, Server, pods_bin, scratch};
 
 fn pods(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(pods_bin())
@@ -83,61 +82,32 @@ fn plugin_inspect_prints_the_manifest() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a built-in plugin"));
 }
 
-#[test]
-fn serve_answers_health_and_lists_the_builtin_plugins() {
-    let data = scratch("serve");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut server = Command::new(pods_bin())
-        .args(["--data-dir"])
-        .arg(&data)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pods serve");
-
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    let health = loop {
-        match http::blocking_get(&format!("{base}/health")) {
-            Some(body) => break body,
-            None if started.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            None => {
-                let _ = server.kill();
-                panic!("pods serve did not answer /health within 30 s");
-            }
-        }
-    };
-    let plugins = http::blocking_get(&format!("{base}/api/v1/plugins"));
-    let _ = server.kill();
-    let _ = server.wait();
-
-    assert_eq!(health["status"], "ok");
-    let plugins = plugins.expect("plugin list");
-    let ids: Vec<&str> = plugins["plugins"]
+#[tokio::test]
+async fn serve_answers_health_and_lists_the_builtin_plugins_to_signed_in_users() {
+    let server = Server::start("serve", Backend::Sqlite, &[]).await;
+    let health = Client::new(&server.url, "").get("/health").await;
+    assert_eq!(
+        (health.status, health.body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let anonymous = Client::new(&server.url, "not-a-token")
+        .get("/api/v1/plugins")
+        .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.body["error"]["code"], "UNAUTHORIZED");
+    let (client, _, _) = server.user_with_workspace("plugins@pods.test", false);
+    let plugins = client.get("/api/v1/plugins").await;
+    let ids: Vec<&str> = plugins.body["plugins"]
         .as_array()
         .expect("plugins array")
         .iter()
         .filter_map(|p| p["id"].as_str())
         .collect();
     assert_eq!(ids, ["anthropic", "gemini", "openai"]);
-}
-
-/// A tiny blocking GET for JSON, on a throwaway runtime (the test itself is synchronous).
-mod http {
-    pub fn blocking_get(url: &str) -> Option<serde_json::Value> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(async {
-            let body = reqwest::get(url).await.ok()?.bytes().await.ok()?;
-            serde_json::from_slice(&body).ok()
-        })
-    }
+    let openapi = client.get("/api/v1/openapi.json").await;
+    assert_eq!(openapi.status, 200);
+    assert!(openapi.body["paths"]["/api/v1/workspaces/{ws}/executions"]["post"].is_object());
+    let docs = client.get("/api/v1/docs").await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.text.contains("<html"), "a browsable reference");
 }

@@ -1,0 +1,233 @@
+//! Running pods and reading their history.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ApiError, AppState, Body, Caller};
+use crate::execution::{ExecuteRequest, ExecutionResult, UsageView};
+use crate::store::{Cost, Execution, ExecutionStatus, Role, StoreError, iso_time};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces/{ws}/executions", post(execute))
+        .route("/workspaces/{ws}/executions/{id}", get(get_execution))
+        .route("/workspaces/{ws}/executions/pod/{pod_id}", get(pod_history))
+}
+
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/executions", tag = "executions", security(("bearer" = [])),
+    request_body = ExecuteRequest,
+    responses(
+        (status = 200, body = ExecutionResult, description = "The finished execution (or, with `stream: true`, a text/event-stream of start, token, done and error events)"),
+        (status = 400, description = "Invalid request, unknown provider or model, missing provider key: nothing is recorded"),
+        (status = 502, description = "The provider or its plugin failed; the execution is stored with the error"),
+        (status = 504, description = "The provider did not answer in time")))]
+pub async fn execute(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    Body(req): Body<ExecuteRequest>,
+) -> Result<Response, ApiError> {
+    state.access(&ws, &caller, Role::Member).await?;
+    if req.run_async {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "ASYNC_UNAVAILABLE",
+            "async execution needs the queue, which this server does not run yet; send async: false",
+        ));
+    }
+    let prepared = state.executor.prepare(&ws, &caller.user_id, &req).await?;
+    if !req.stream {
+        let result = state.executor.run(prepared, |_| {}).await?;
+        return Ok(Json(result).into_response());
+    }
+
+    // Streaming: the execution runs in its own task so that a client who goes away does not
+    // stop it from being saved (and billed) once.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let start = json!({"executionId": prepared.execution_id, "podId": prepared.pod_id, "status": "RUNNING"});
+    let _ = tx.send(sse("start", &start));
+    let executor = state.executor.clone();
+    tokio::spawn(async move {
+        let deltas = tx.clone();
+        let outcome = executor
+            .run(prepared, move |d| {
+                if !d.text.is_empty() || !d.reasoning.is_empty() {
+                    let _ = deltas.send(sse(
+                        "token",
+                        &json!({"text": d.text, "reasoning": d.reasoning}),
+                    ));
+                }
+            })
+            .await;
+        let last = match outcome {
+            Ok(result) => sse("done", &result),
+            Err(e) => {
+                let error = ApiError::from(e);
+                sse(
+                    "error",
+                    &json!({"executionId": error.execution_id, "error": {"code": error.code, "message": error.message}}),
+                )
+            }
+        };
+        let _ = tx.send(last);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn sse(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .data(serde_json::to_string(data).unwrap_or_else(|_| "{}".into()))
+}
+
+/// A stored execution, as the seed's history shows it plus the full usage, cost and metadata.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionView {
+    pub id: String,
+    pub pod_id: String,
+    pub flow_id: String,
+    pub status: ExecutionStatus,
+    pub provider: String,
+    pub model_id: String,
+    pub model_name: Option<String>,
+    pub streamed: bool,
+    /// `promptTokens`, cached included.
+    pub input_tokens: Option<u64>,
+    /// `completionTokens`, reasoning excluded.
+    pub output_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
+    pub usage: UsageView,
+    /// Total cost in USD, exact; `null` when the model had no price.
+    pub cost_in_usd: Option<String>,
+    pub cost: Option<Cost>,
+    /// The pricing row the cost was computed from.
+    pub pricing_id: Option<String>,
+    pub content: Option<String>,
+    pub warnings: Vec<String>,
+    pub attempts: i64,
+    #[serde(with = "iso_time")]
+    #[schema(value_type = String)]
+    pub created_at: i64,
+    #[serde(with = "iso_time::option")]
+    #[schema(value_type = Option<String>)]
+    pub started_at: Option<i64>,
+    #[serde(with = "iso_time::option")]
+    #[schema(value_type = Option<String>)]
+    pub finished_at: Option<i64>,
+    pub runtime_in_ms: Option<i64>,
+    pub error_message: Option<String>,
+    pub error_code: Option<String>,
+    /// The request as sent to the provider plugin (single-execution view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub request_metadata: Option<serde_json::Value>,
+    /// The provider's raw answer (single-execution view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub response_metadata: Option<serde_json::Value>,
+}
+
+impl ExecutionView {
+    fn new(e: Execution, detailed: bool) -> Self {
+        ExecutionView {
+            runtime_in_ms: e.started_at.zip(e.finished_at).map(|(s, f)| f - s),
+            cost_in_usd: e.cost.map(|c| c.total_cost.to_string()),
+            input_tokens: e.usage.prompt_tokens,
+            output_tokens: e.usage.completion_tokens,
+            reasoning_tokens: e.usage.reasoning_tokens,
+            cached_tokens: e.usage.cached_tokens,
+            cache_write_tokens: e.usage.cache_write_tokens,
+            usage: e.usage.into(),
+            request_metadata: detailed.then_some(e.request_metadata),
+            response_metadata: if detailed { e.response_metadata } else { None },
+            id: e.id,
+            pod_id: e.pod_id,
+            flow_id: e.flow_id,
+            status: e.status,
+            provider: e.provider,
+            model_id: e.model_id,
+            model_name: e.model_name,
+            streamed: e.streamed,
+            cost: e.cost,
+            pricing_id: e.pricing_id,
+            content: e.content,
+            warnings: e.warnings,
+            attempts: e.attempts,
+            created_at: e.created_at,
+            started_at: e.started_at,
+            finished_at: e.finished_at,
+            error_message: e.error_message,
+            error_code: e.error_code,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/executions/{id}", tag = "executions", security(("bearer" = [])),
+    responses((status = 200, body = ExecutionView)))]
+pub async fn get_execution(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<Json<ExecutionView>, ApiError> {
+    state.access(&ws, &caller, Role::Viewer).await?;
+    match state.store().execution(&ws, &id).await {
+        Ok(e) => Ok(Json(ExecutionView::new(e, true))),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("execution")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// How many, newest first: 1 to 100, default 10.
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/executions/pod/{pod_id}", tag = "executions", security(("bearer" = [])),
+    params(HistoryQuery), responses((status = 200, body = [ExecutionView])))]
+pub async fn pod_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, pod_id)): Path<(String, String)>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<ExecutionView>>, ApiError> {
+    state.access(&ws, &caller, Role::Viewer).await?;
+    let Query(query) = query.map_err(|e| ApiError::bad("INVALID_FIELD", e.body_text()))?;
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad(
+            "INVALID_FIELD",
+            "limit must be between 1 and 100",
+        ));
+    }
+    match state.store().pod(&ws, &pod_id).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("pod")),
+        other => other?,
+    };
+    let history = state.store().pod_executions(&ws, &pod_id, limit).await?;
+    Ok(Json(
+        history
+            .into_iter()
+            .map(|e| ExecutionView::new(e, false))
+            .collect(),
+    ))
+}

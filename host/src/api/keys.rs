@@ -1,0 +1,119 @@
+//! Workspace provider keys: write-only secrets.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, Body, Caller};
+use crate::store::{KeySummary, Role, StoreError, StoredKey};
+use crate::vault::Binding;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/workspaces/{ws}/provider-keys", get(list))
+        .route(
+            "/workspaces/{ws}/provider-keys/{provider}",
+            put(put_key).delete(delete_key),
+        )
+}
+
+/// A key to store. It is encrypted at once and never returned.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyInput {
+    pub api_key: String,
+    /// Send this provider's requests here instead of the plugin's default base URL (e.g. an
+    /// OpenAI-compatible server such as vLLM or Ollama).
+    pub base_url: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/provider-keys", tag = "provider keys", security(("bearer" = [])),
+    responses((status = 200, body = [KeySummary], description = "Hints and usage; never the keys")))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<Json<Vec<KeySummary>>, ApiError> {
+    state.access(&ws, &caller, Role::Viewer).await?;
+    Ok(Json(state.store().key_summaries(&ws).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/workspaces/{ws}/provider-keys/{provider}", tag = "provider keys", security(("bearer" = [])),
+    request_body = KeyInput, responses((status = 204, description = "Stored, encrypted")))]
+pub async fn put_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, provider)): Path<(String, String)>,
+    Body(body): Body<KeyInput>,
+) -> Result<StatusCode, ApiError> {
+    state.access(&ws, &caller, Role::Admin).await?;
+    let provider = provider.to_ascii_lowercase();
+    if state.executor.plugins().get(&provider).is_none() {
+        return Err(ApiError::bad(
+            "UNKNOWN_PROVIDER",
+            format!("no provider plugin {provider:?} is loaded"),
+        ));
+    }
+    let secret = body.api_key.trim();
+    if secret.is_empty() || secret.chars().any(char::is_control) {
+        return Err(ApiError::bad(
+            "INVALID_FIELD",
+            "apiKey must be a non-empty single line",
+        ));
+    }
+    if let Some(url) = &body.base_url {
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(ApiError::bad(
+                    "INVALID_FIELD",
+                    "baseUrl must be an absolute http(s) URL",
+                ));
+            }
+        }
+    }
+    let store = state.store();
+    let key_id = store.key_id(&ws, &provider).await?;
+    let sealed = state.executor.vault().seal(
+        &Binding {
+            workspace_id: &ws,
+            provider: &provider,
+            key_id: &key_id,
+        },
+        secret,
+    );
+    store
+        .put_key(&StoredKey {
+            id: key_id,
+            workspace_id: ws.clone(),
+            provider,
+            ciphertext: sealed.ciphertext,
+            nonce: sealed.nonce,
+            master_key_id: sealed.master_key_id,
+            hint: crate::egress::ApiKey::new(secret).hint(),
+            base_url: body.base_url.map(|u| u.trim_end_matches('/').to_string()),
+            updated_at: 0,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/provider-keys/{provider}", tag = "provider keys", security(("bearer" = [])),
+    responses((status = 204)))]
+pub async fn delete_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, provider)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.access(&ws, &caller, Role::Admin).await?;
+    match state
+        .store()
+        .delete_key(&ws, &provider.to_ascii_lowercase())
+        .await
+    {
+        Err(StoreError::NotFound) => Err(ApiError::not_found("provider key")),
+        other => other.map(|_| StatusCode::NO_CONTENT).map_err(Into::into),
+    }
+}

@@ -1,0 +1,253 @@
+//! The HTTP edge: routes, authentication, workspace access, JSON bodies and errors.
+//!
+//! Every route under `/api/v1/workspaces/{ws}` first checks the caller's membership and role;
+//! a workspace the caller does not belong to, and anything inside it, is a 404 — never data.
+//! Errors are `{"error": {"code", "message"}}` with the matching status.
+
+mod executions;
+mod flows;
+mod keys;
+mod openapi;
+mod pricing;
+mod workspaces;
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::auth::Tokens;
+use crate::execution::{ExecError, Executor};
+use crate::store::{Role, Store, StoreError};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub executor: Executor,
+    pub tokens: Tokens,
+}
+
+impl AppState {
+    fn store(&self) -> &Store {
+        self.executor.store()
+    }
+
+    /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
+    async fn access(&self, ws: &str, caller: &Caller, min: Role) -> Result<Role, ApiError> {
+        let role = match self.store().role(ws, &caller.user_id).await {
+            Err(StoreError::NotFound) => return Err(ApiError::not_found("workspace")),
+            other => other?,
+        };
+        if role < min {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!(
+                    "this needs the {} role; you are {}",
+                    min.as_str(),
+                    role.as_str()
+                ),
+            ));
+        }
+        Ok(role)
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .merge(workspaces::routes())
+        .merge(flows::routes())
+        .merge(executions::routes())
+        .merge(keys::routes())
+        .merge(pricing::routes())
+        .route("/plugins", get(list_plugins));
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api/v1", api)
+        .merge(openapi::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "The server and its database are up")))]
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store().ping().await?;
+    Ok(Json(
+        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins", tag = "system", security(("bearer" = [])),
+    responses((status = 200, description = "Manifests of the loaded provider plugins")))]
+async fn list_plugins(State(state): State<AppState>, _caller: Caller) -> Json<serde_json::Value> {
+    Json(json!({ "plugins": state.executor.plugins().manifests() }))
+}
+
+/// The authenticated user.
+pub struct Caller {
+    pub user_id: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state
+            .tokens
+            .verify_header(header)
+            .map(|user_id| Caller { user_id })
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string()))
+    }
+}
+
+/// A JSON request body with precise errors: 415 without a JSON content type, 413 over the size
+/// limit, 400 `INVALID_UTF8`, `MALFORMED_JSON` or `INVALID_FIELD` (wrong type, unknown field).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        "BODY_TOO_LARGE",
+                        "the request body is over the size limit",
+                    )
+                } else {
+                    ApiError::new(status, "BAD_BODY", rejection.body_text())
+                }
+            })?;
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(ApiError::bad(
+                "INVALID_UTF8",
+                "the request body is not valid UTF-8",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            let code = match e.classify() {
+                serde_json::error::Category::Data => "INVALID_FIELD",
+                _ => "MALFORMED_JSON",
+            };
+            ApiError::bad(code, e.to_string())
+        })
+    }
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+    execution_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            execution_id: None,
+        }
+    }
+
+    pub fn bad(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(id) = self.execution_id {
+            body["executionId"] = json!(id);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("resource"),
+            StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", why),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "the database failed; try again",
+                )
+            }
+        }
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            ExecError::NotFound(what) => ApiError::not_found(what),
+            ExecError::Invalid { code, message } => ApiError::bad(code, message),
+            ExecError::Store(e) => e.into(),
+            ExecError::Vault { .. } => {
+                tracing::error!(error = %e, "provider key unreadable");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "KEY_UNREADABLE",
+                    e.to_string(),
+                )
+            }
+            ExecError::Failed {
+                execution_id,
+                error,
+            } => {
+                let status = match error {
+                    crate::egress::CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                ApiError {
+                    status,
+                    code: error.code().to_string(),
+                    message: error.to_string(),
+                    execution_id: Some(execution_id),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The execution pipeline: validate → load the pod → resolve context and interpolate → open the
+//! workspace's provider key → record the execution → call the provider through its plugin →
+//! price the usage → save the result and the key's usage, once.
+//!
+//! [`Executor::prepare`] does everything up to recording the execution, so a request that cannot
+//! run (unknown provider, missing key, …) leaves no row behind; [`Executor::run`] does the rest.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context;
+use crate::cost;
+use crate::egress::{Answer, CallError, Egress, Target};
+use crate::plugins::types::{
+    ChatRequest, Completion, FinishReason, Message, ResponseFormat, StreamDelta, Usage,
+};
+use crate::plugins::{Plugin, Registry};
+use crate::store::{
+    Cost, ExecutionStatus, FinishedExecution, NewExecution, Store, StoreError, now_ms,
+};
+use crate::vault::{Binding, Sealed, Vault, VaultError};
+
+/// `POST /workspaces/{ws}/executions`: which pod to run, and per-execution overrides of its config.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecuteRequest {
+    pub pod_id: String,
+    /// The conversation; default: the pod's user prompt as one user message.
+    pub messages: Option<Vec<MessageInput>>,
+    /// Provider id (`openai`, `anthropic`, `gemini`; case-insensitive); default: the pod's.
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f64>,
+    #[schema(value_type = Option<Object>)]
+    pub response_format: Option<ResponseFormat>,
+    pub thinking_budget: Option<u32>,
+    /// Queue the execution and return at once (202).
+    #[serde(rename = "async", default)]
+    pub run_async: bool,
+    /// Answer with a `text/event-stream` of start / token / done / error events.
+    #[serde(default)]
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageInput {
+    /// `system`, `user` or `assistant`.
+    #[schema(value_type = String)]
+    pub role: crate::plugins::types::Role,
+    pub content: String,
+}
+
+/// Token counts as the API shows them; `null` = not reported by the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageView {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
+}
+
+impl From<Usage> for UsageView {
+    fn from(u: Usage) -> Self {
+        UsageView {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens(),
+            reasoning_tokens: u.reasoning_tokens,
+            cached_tokens: u.cached_tokens,
+            cache_write_tokens: u.cache_write_tokens,
+        }
+    }
+}
+
+/// A finished execution's result.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionResult {
+    pub execution_id: String,
+    pub status: ExecutionStatus,
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub usage: UsageView,
+    /// `null` when the model has no price (see `warnings`).
+    pub cost: Option<Cost>,
+    #[schema(value_type = Option<String>)]
+    pub finish_reason: Option<FinishReason>,
+    /// The model that answered, as the provider named it.
+    pub model: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the workspace's {provider} key cannot be decrypted: {error}")]
+    Vault { provider: String, error: VaultError },
+    /// The execution ran and failed; it is stored with the error.
+    #[error("{error}")]
+    Failed {
+        execution_id: String,
+        error: CallError,
+    },
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
+    ExecError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// An execution recorded as RUNNING, ready to call its provider.
+pub struct Prepared {
+    pub execution_id: String,
+    pub pod_id: String,
+    pub flow_id: String,
+    workspace_id: String,
+    provider: String,
+    plugin: Plugin,
+    request: ChatRequest,
+    target: Target,
+    key_id: String,
+    extractor: Option<String>,
+    warnings: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    plugins: Registry,
+    egress: Egress,
+    vault: Vault,
+}
+
+impl Executor {
+    pub fn new(store: Store, plugins: Registry, egress: Egress, vault: Vault) -> Self {
+        Executor {
+            inner: Arc::new(Inner {
+                store,
+                plugins,
+                egress,
+                vault,
+            }),
+        }
+    }
+
+    /// Validates the request and records the execution. Nothing is written if it cannot run.
+    pub async fn prepare(
+        &self,
+        ws: &str,
+        user_id: &str,
+        req: &ExecuteRequest,
+    ) -> Result<Prepared, ExecError> {
+        let store = &self.inner.store;
+        let pod = store.pod(ws, &req.pod_id).await.map_err(not_found("pod"))?;
+        let cfg = &pod.config;
+
+        let provider = req
+            .provider
+            .as_deref()
+            .unwrap_or(&cfg.provider)
+            .to_ascii_lowercase();
+        let plugin = self.inner.plugins.get(&provider).ok_or_else(|| {
+            invalid(
+                "UNKNOWN_PROVIDER",
+                format!("no provider plugin {provider:?} is loaded"),
+            )
+        })?;
+        let model = req
+            .model
+            .as_deref()
+            .unwrap_or(&cfg.model)
+            .trim()
+            .to_string();
+        if model.is_empty() {
+            return Err(invalid(
+                "MISSING_MODEL",
+                "neither the request nor the pod names a model",
+            ));
+        }
+        check_range("temperature", req.temperature.or(cfg.temperature), 0.0, 2.0)?;
+        check_range("topP", req.top_p.or(cfg.top_p), 0.0, 1.0)?;
+
+        let stored = match store.key(ws, &provider).await {
+            Err(StoreError::NotFound) => {
+                return Err(invalid(
+                    "MISSING_PROVIDER_KEY",
+                    format!(
+                        "this workspace has no {provider} key: PUT /api/v1/workspaces/{ws}/provider-keys/{provider}"
+                    ),
+                ));
+            }
+            other => other?,
+        };
+        let known = plugin.manifest().models.iter().any(|m| m.id == model)
+            || stored.base_url.is_some()
+            || cost::find_price(
+                &store.prices_in_force(&provider, now_ms()).await?,
+                &model,
+                None,
+            )
+            .is_some();
+        if !known {
+            return Err(invalid(
+                "UNKNOWN_MODEL",
+                format!(
+                    "{provider} has no model {model:?} (configure a base URL on the key for other models)"
+                ),
+            ));
+        }
+        let key = self
+            .inner
+            .vault
+            .open(
+                &Binding {
+                    workspace_id: ws,
+                    provider: &provider,
+                    key_id: &stored.id,
+                },
+                &Sealed {
+                    ciphertext: stored.ciphertext.clone(),
+                    nonce: stored.nonce.clone(),
+                    master_key_id: stored.master_key_id.clone(),
+                },
+            )
+            .map_err(|error| ExecError::Vault {
+                provider: provider.clone(),
+                error,
+            })?;
+
+        // Context: every ancestor's output, interpolated into the prompts and messages.
+        let edges = store.edges(ws, &pod.flow_id).await?;
+        let context = context::resolve(store, ws, &pod.id, &edges).await?;
+        let mut warnings = BTreeSet::new();
+        let mut fill = |text: &str| context::interpolate(text, &context, &mut warnings);
+        let system_prompt = req
+            .system_prompt
+            .as_deref()
+            .or(cfg.system_prompt.as_deref())
+            .map(&mut fill);
+        let messages: Vec<Message> = match &req.messages {
+            Some(messages) if !messages.is_empty() => messages
+                .iter()
+                .map(|m| Message {
+                    role: m.role,
+                    content: fill(&m.content),
+                })
+                .collect(),
+            _ => match cfg.user_prompt.as_deref() {
+                Some(prompt) if !prompt.trim().is_empty() => vec![Message {
+                    role: crate::plugins::types::Role::User,
+                    content: fill(prompt),
+                }],
+                _ => {
+                    return Err(invalid(
+                        "MISSING_MESSAGES",
+                        "send messages, or give the pod a user prompt",
+                    ));
+                }
+            },
+        };
+        let request = ChatRequest {
+            model: model.clone(),
+            system_prompt,
+            messages,
+            temperature: req.temperature.or(cfg.temperature),
+            max_tokens: req.max_tokens.or(cfg.max_tokens),
+            top_p: req.top_p.or(cfg.top_p),
+            response_format: req
+                .response_format
+                .clone()
+                .or_else(|| cfg.response_format.clone()),
+            thinking_budget: req.thinking_budget.or(cfg.thinking_budget),
+            stream: req.stream,
+        };
+        let warnings: Vec<String> = warnings.into_iter().collect();
+
+        let execution_id = store
+            .start_execution(&NewExecution {
+                workspace_id: ws.to_string(),
+                flow_id: pod.flow_id.clone(),
+                pod_id: pod.id.clone(),
+                user_id: user_id.to_string(),
+                provider: provider.clone(),
+                model_id: model,
+                streamed: req.stream,
+                request_metadata: serde_json::json!({
+                    "provider": provider,
+                    "pluginVersion": plugin.manifest().version,
+                    "baseUrl": stored.base_url,
+                    "request": request,
+                }),
+                warnings: warnings.clone(),
+            })
+            .await?;
+        Ok(Prepared {
+            execution_id,
+            pod_id: pod.id,
+            flow_id: pod.flow_id,
+            workspace_id: ws.to_string(),
+            provider,
+            plugin,
+            request,
+            target: Target {
+                base_url: stored.base_url,
+                key,
+            },
+            key_id: stored.id,
+            extractor: cfg.output_extractor.clone(),
+            warnings,
+        })
+    }
+
+    /// Calls the provider and saves the outcome. `on_delta` sees streamed increments.
+    pub async fn run(
+        &self,
+        prepared: Prepared,
+        on_delta: impl FnMut(&StreamDelta),
+    ) -> Result<ExecutionResult, ExecError> {
+        let Prepared {
+            execution_id,
+            workspace_id,
+            provider,
+            plugin,
+            request,
+            target,
+            key_id,
+            extractor,
+            mut warnings,
+            ..
+        } = prepared;
+        let store = &self.inner.store;
+        let answer = match self
+            .inner
+            .egress
+            .call(&plugin, &request, &target, on_delta)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => {
+                let failed = FinishedExecution {
+                    status: ExecutionStatus::Error,
+                    model_name: None,
+                    usage: Usage::default(),
+                    cost: None,
+                    pricing_id: None,
+                    content: None,
+                    response_metadata: None,
+                    warnings,
+                    error_code: Some(error.code().to_string()),
+                    error_message: Some(error.to_string()),
+                };
+                store.finish_execution(&execution_id, &failed, None).await?;
+                return Err(ExecError::Failed {
+                    execution_id,
+                    error,
+                });
+            }
+        };
+        let Answer { completion, raw } = answer;
+        let content = self.output(
+            &plugin,
+            &completion,
+            raw.as_deref(),
+            extractor.as_deref(),
+            &mut warnings,
+        );
+
+        let prices = store.prices_in_force(&provider, now_ms()).await?;
+        let price = cost::find_price(&prices, &request.model, completion.model.as_deref());
+        let cost = price.and_then(|p| cost::cost(&completion.usage, p));
+        match (price, cost) {
+            (None, _) => warnings.push(format!(
+                "no price for {provider} model {:?}: cost is null, add one with POST /api/v1/pricing",
+                request.model
+            )),
+            (Some(_), None) => warnings.push("the provider reported no token usage: cost is null".into()),
+            _ => {}
+        }
+        let response_metadata = match &raw {
+            Some(bytes) => serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            }),
+            None => serde_json::json!({ "streamed": true, "completion": completion }),
+        };
+        let done = FinishedExecution {
+            status: ExecutionStatus::Completed,
+            model_name: completion.model.clone(),
+            usage: completion.usage,
+            cost,
+            pricing_id: cost.and(price).map(|p| p.id.clone()),
+            content: Some(content.clone()),
+            response_metadata: Some(response_metadata),
+            warnings: warnings.clone(),
+            error_code: None,
+            error_message: None,
+        };
+        let saved = store
+            .finish_execution(&execution_id, &done, Some(&key_id))
+            .await?;
+        let status = if saved {
+            ExecutionStatus::Completed
+        } else {
+            // Cancelled (or finished elsewhere) while the provider was answering.
+            store.execution(&workspace_id, &execution_id).await?.status
+        };
+        Ok(ExecutionResult {
+            execution_id,
+            status,
+            content,
+            reasoning: completion.reasoning,
+            usage: completion.usage.into(),
+            cost,
+            finish_reason: completion.finish_reason,
+            model: completion.model,
+            warnings,
+        })
+    }
+
+    /// The pod's output: the plugin's extractor with the pod's argument when it has one and the
+    /// raw answer is at hand, else the answer text.
+    fn output(
+        &self,
+        plugin: &Plugin,
+        completion: &Completion,
+        raw: Option<&[u8]>,
+        extractor: Option<&str>,
+        warnings: &mut Vec<String>,
+    ) -> String {
+        let (Some(args), Some(raw)) = (extractor, raw) else {
+            if extractor.is_some() {
+                warnings.push("the output extractor applies to non-streamed answers; the streamed text was kept".into());
+            }
+            return completion.content.clone();
+        };
+        let extracted = plugin
+            .instantiate()
+            .map_err(|e| e.to_string())
+            .and_then(|mut i| {
+                i.extract(&String::from_utf8_lossy(raw), Some(args))
+                    .map_err(|e| e.to_string())
+            });
+        match extracted {
+            Ok(Ok(text)) => text,
+            Ok(Err(why)) | Err(why) => {
+                warnings.push(format!(
+                    "output extractor {args:?} failed ({why}); the answer text was kept"
+                ));
+                completion.content.clone()
+            }
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn plugins(&self) -> &Registry {
+        &self.inner.plugins
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
+    }
+}
+
+fn not_found(what: &'static str) -> impl Fn(StoreError) -> ExecError {
+    move |e| match e {
+        StoreError::NotFound => ExecError::NotFound(what),
+        other => ExecError::Store(other),
+    }
+}
+
+fn check_range(field: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), ExecError> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => Err(invalid(
+            "INVALID_FIELD",
+            format!("{field} must be between {min} and {max}, got {v}"),
+        )),
+        _ => Ok(()),
+    }
+}

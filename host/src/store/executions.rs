@@ -1,0 +1,358 @@
+//! Executions: one row per run of a pod — what was asked, what came back, what it cost.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+
+use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
+use crate::plugins::types::Usage;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExecutionStatus {
+    Queued,
+    Running,
+    Completed,
+    Error,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "QUEUED",
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Completed => "COMPLETED",
+            ExecutionStatus::Error => "ERROR",
+            ExecutionStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Completed,
+            Self::Error,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
+/// Money for one execution, exact, in USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cost {
+    #[schema(value_type = String)]
+    pub input_cost: Decimal,
+    #[schema(value_type = String)]
+    pub output_cost: Decimal,
+    #[schema(value_type = String)]
+    pub reasoning_cost: Decimal,
+    #[schema(value_type = String)]
+    pub total_cost: Decimal,
+}
+
+/// An execution about to run.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub workspace_id: String,
+    pub flow_id: String,
+    pub pod_id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub model_id: String,
+    pub streamed: bool,
+    /// The request as sent to the plugin (prompts after interpolation, parameters).
+    pub request_metadata: serde_json::Value,
+    pub warnings: Vec<String>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct FinishedExecution {
+    pub status: ExecutionStatus,
+    pub model_name: Option<String>,
+    pub usage: Usage,
+    pub cost: Option<Cost>,
+    pub pricing_id: Option<String>,
+    pub content: Option<String>,
+    pub response_metadata: Option<serde_json::Value>,
+    pub warnings: Vec<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// A stored execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub id: String,
+    pub workspace_id: String,
+    pub flow_id: String,
+    pub pod_id: String,
+    pub user_id: String,
+    pub status: ExecutionStatus,
+    pub provider: String,
+    pub model_id: String,
+    pub model_name: Option<String>,
+    pub streamed: bool,
+    pub usage: Usage,
+    pub cost: Option<Cost>,
+    pub pricing_id: Option<String>,
+    pub content: Option<String>,
+    pub request_metadata: serde_json::Value,
+    pub response_metadata: Option<serde_json::Value>,
+    pub warnings: Vec<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at";
+
+fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
+    Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
+}
+
+fn json(text: &str, column: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn row_to_execution(row: &AnyRow) -> Result<Execution> {
+    let status: String = get(row, "status")?;
+    let cost = match (
+        decimal(get(row, "input_cost")?, "input_cost")?,
+        decimal(get(row, "output_cost")?, "output_cost")?,
+        decimal(get(row, "reasoning_cost")?, "reasoning_cost")?,
+        decimal(get(row, "total_cost")?, "total_cost")?,
+    ) {
+        (Some(input_cost), Some(output_cost), Some(reasoning_cost), Some(total_cost)) => {
+            Some(Cost {
+                input_cost,
+                output_cost,
+                reasoning_cost,
+                total_cost,
+            })
+        }
+        _ => None,
+    };
+    let response: Option<String> = get(row, "response_metadata")?;
+    let warnings: String = get(row, "warnings")?;
+    Ok(Execution {
+        id: get(row, "id")?,
+        workspace_id: get(row, "workspace_id")?,
+        flow_id: get(row, "flow_id")?,
+        pod_id: get(row, "pod_id")?,
+        user_id: get(row, "user_id")?,
+        status: ExecutionStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        provider: get(row, "provider")?,
+        model_id: get(row, "model_id")?,
+        model_name: get(row, "model_name")?,
+        streamed: get::<i64>(row, "streamed")? != 0,
+        usage: Usage {
+            prompt_tokens: count(row, "prompt_tokens")?,
+            cached_tokens: count(row, "cached_tokens")?,
+            cache_write_tokens: count(row, "cache_write_tokens")?,
+            completion_tokens: count(row, "completion_tokens")?,
+            reasoning_tokens: count(row, "reasoning_tokens")?,
+        },
+        cost,
+        pricing_id: get(row, "pricing_id")?,
+        content: get(row, "content")?,
+        request_metadata: json(&get::<String>(row, "request_metadata")?, "request_metadata")?,
+        response_metadata: response
+            .map(|r| json(&r, "response_metadata"))
+            .transpose()?,
+        warnings: serde_json::from_str(&warnings)
+            .map_err(|e| StoreError::Corrupt(format!("warnings: {e}")))?,
+        error_code: get(row, "error_code")?,
+        error_message: get(row, "error_message")?,
+        attempts: get(row, "attempts")?,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+fn signed(n: Option<u64>) -> Option<i64> {
+    n.and_then(|n| i64::try_from(n).ok())
+}
+
+impl Store {
+    /// Records an execution that starts running now; returns its id.
+    pub async fn start_execution(&self, new: &NewExecution) -> Result<String> {
+        let (id, now) = (new_id(), now_ms());
+        sqlx::query(
+            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, request_metadata, warnings, attempts, created_at, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12)",
+        )
+        .bind(&id)
+        .bind(&new.workspace_id)
+        .bind(&new.flow_id)
+        .bind(&new.pod_id)
+        .bind(&new.user_id)
+        .bind(ExecutionStatus::Running.as_str())
+        .bind(&new.provider)
+        .bind(&new.model_id)
+        .bind(i64::from(new.streamed))
+        .bind(new.request_metadata.to_string())
+        .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Records how a running execution ended, and — in the same transaction, so it happens
+    /// exactly once — adds its usage to the provider key's daily counters. Returns `false` if
+    /// the execution was no longer running (already finished or cancelled): nothing is written.
+    pub async fn finish_execution(
+        &self,
+        id: &str,
+        done: &FinishedExecution,
+        key_id: Option<&str>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let money = |f: fn(&Cost) -> Decimal| done.cost.as_ref().map(|c| f(c).to_string());
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE executions SET status = $1, model_name = $2, prompt_tokens = $3, cached_tokens = $4, cache_write_tokens = $5, completion_tokens = $6, reasoning_tokens = $7,
+                input_cost = $8, output_cost = $9, reasoning_cost = $10, total_cost = $11, pricing_id = $12, content = $13, response_metadata = $14, warnings = $15,
+                error_code = $16, error_message = $17, finished_at = $18
+             WHERE id = $19 AND status = $20",
+        )
+        .bind(done.status.as_str())
+        .bind(&done.model_name)
+        .bind(signed(done.usage.prompt_tokens))
+        .bind(signed(done.usage.cached_tokens))
+        .bind(signed(done.usage.cache_write_tokens))
+        .bind(signed(done.usage.completion_tokens))
+        .bind(signed(done.usage.reasoning_tokens))
+        .bind(money(|c| c.input_cost))
+        .bind(money(|c| c.output_cost))
+        .bind(money(|c| c.reasoning_cost))
+        .bind(money(|c| c.total_cost))
+        .bind(&done.pricing_id)
+        .bind(&done.content)
+        .bind(done.response_metadata.as_ref().map(|v| v.to_string()))
+        .bind(serde_json::to_string(&done.warnings).unwrap_or_else(|_| "[]".into()))
+        .bind(&done.error_code)
+        .bind(&done.error_message)
+        .bind(now)
+        .bind(id)
+        .bind(ExecutionStatus::Running.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some(key_id) = key_id {
+            let tokens = |n: Option<u64>| signed(n).unwrap_or(0);
+            // Picodollars: an integer the database can add up exactly.
+            let picousd = done
+                .cost
+                .map(|c| (c.total_cost * Decimal::from(1_000_000_000_000_i64)).round())
+                .and_then(|p| i64::try_from(p).ok())
+                .unwrap_or(0);
+            sqlx::query(
+                "INSERT INTO key_usage (key_id, day, requests, prompt_tokens, completion_tokens, reasoning_tokens, cost_picousd) VALUES ($1, $2, 1, $3, $4, $5, $6)
+                 ON CONFLICT (key_id, day) DO UPDATE SET requests = key_usage.requests + 1, prompt_tokens = key_usage.prompt_tokens + excluded.prompt_tokens,
+                    completion_tokens = key_usage.completion_tokens + excluded.completion_tokens, reasoning_tokens = key_usage.reasoning_tokens + excluded.reasoning_tokens,
+                    cost_picousd = key_usage.cost_picousd + excluded.cost_picousd",
+            )
+            .bind(key_id)
+            .bind(day(now))
+            .bind(tokens(done.usage.prompt_tokens))
+            .bind(tokens(done.usage.completion_tokens))
+            .bind(tokens(done.usage.reasoning_tokens))
+            .bind(picousd)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn execution(&self, ws: &str, id: &str) -> Result<Execution> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(ws)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        row_to_execution(&row)
+    }
+
+    /// A pod's executions, newest first.
+    pub async fn pod_executions(
+        &self,
+        ws: &str,
+        pod_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM executions WHERE workspace_id = $1 AND pod_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(ws)
+        .bind(pod_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(row_to_execution)
+        .collect()
+    }
+
+    /// The newest COMPLETED execution of a pod: (execution id, output).
+    pub async fn latest_output(&self, ws: &str, pod_id: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT id, content FROM executions WHERE workspace_id = $1 AND pod_id = $2 AND status = 'COMPLETED'
+             ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(ws)
+        .bind(pod_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                get(&r, "id")?,
+                get::<Option<String>>(&r, "content")?.unwrap_or_default(),
+            ))
+        })
+        .transpose()
+    }
+
+    /// The output of one COMPLETED execution of `pod_id` (for an edge pinned to it).
+    pub async fn execution_output(
+        &self,
+        ws: &str,
+        pod_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT content FROM executions WHERE workspace_id = $1 AND pod_id = $2 AND id = $3 AND status = 'COMPLETED'",
+        )
+        .bind(ws)
+        .bind(pod_id)
+        .bind(execution_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(get::<Option<String>>(&r, "content")?.unwrap_or_default()))
+            .transpose()
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a unix-millisecond time.
+fn day(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,182 @@
+//! The SQL store: the source of truth for workspaces, flows, pods, edges, executions, prices and
+//! provider keys. One implementation serves SQLite (the embedded default, WAL mode) and
+//! PostgreSQL, chosen by `DATABASE_URL`: the schema and every query are written in the SQL both
+//! understand, over sqlx's `Any` driver.
+//!
+//! Conventions: ids are UUIDv7 strings, times are unix milliseconds, money is an exact decimal
+//! string, and every query that reads workspace data filters by workspace id — a row of another
+//! workspace is simply not found.
+
+mod executions;
+mod flows;
+mod keys;
+mod migrate;
+mod pricing;
+mod workspaces;
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use executions::{Cost, Execution, ExecutionStatus, FinishedExecution, NewExecution};
+pub use flows::{Edge, Flow, Pod, PodConfig};
+pub use keys::{KeySummary, StoredKey};
+pub use pricing::{NewPrice, Price};
+pub use workspaces::{Role, User, Workspace};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Corrupt(format!(
+                "DATABASE_URL must start with sqlite: or postgres:, got {:?}",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        let url = match backend {
+            // Create the file on first start.
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyPoolOptions::new().max_connections(match backend {
+            // SQLite has one writer; a few readers beside it are plenty.
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        });
+        let options = if backend == Backend::Sqlite {
+            options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(&url).await?;
+        let store = Store { pool, backend };
+        migrate::run(&store.pool).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn get<T>(row: &AnyRow, column: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn decimal(text: Option<String>, column: &str) -> Result<Option<rust_decimal::Decimal>> {
+    text.map(|t| {
+        rust_decimal::Decimal::from_str(&t)
+            .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    })
+    .transpose()
+}
+
+/// Maps a unique-constraint violation to `Conflict`.
+fn conflict(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_string())
+        }
+        _ => StoreError::Database(e),
+    }
+}
+
+/// Serializes unix-millisecond times as RFC 3339 strings (`2025-10-24T18:00:05.432Z`).
+pub mod iso_time {
+    use serde::Serializer;
+
+    pub fn format(ms: i64) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        t.format(&format).unwrap_or_default()
+    }
+
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ms))
+    }
+
+    pub mod option {
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+            match ms {
+                Some(ms) => s.serialize_str(&super::format(*ms)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn formats_milliseconds_in_utc() {
+        assert_eq!(format(1_729_792_805_432), "2024-10-24T18:00:05.432Z");
+    }
+}

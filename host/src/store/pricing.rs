@@ -1,0 +1,128 @@
+//! Prices per provider and model, per million tokens, with the period each applies to.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
+
+/// One pricing row. A missing cached/cache-write/reasoning price falls back as `cost` explains.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Price {
+    pub id: String,
+    pub provider: String,
+    pub model: String,
+    #[schema(value_type = String)]
+    pub input_per_mtok: Decimal,
+    #[schema(value_type = Option<String>)]
+    pub cached_input_per_mtok: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub cache_write_per_mtok: Option<Decimal>,
+    #[schema(value_type = String)]
+    pub output_per_mtok: Decimal,
+    #[schema(value_type = Option<String>)]
+    pub reasoning_per_mtok: Option<Decimal>,
+    /// Unix milliseconds from which the row applies.
+    pub effective_from: i64,
+    /// Unix milliseconds until which it applies (exclusive); `null` = open-ended.
+    pub effective_until: Option<i64>,
+}
+
+/// A price to add (admins only).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewPrice {
+    pub provider: String,
+    pub model: String,
+    #[schema(value_type = String)]
+    pub input_per_mtok: Decimal,
+    #[schema(value_type = Option<String>)]
+    pub cached_input_per_mtok: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub cache_write_per_mtok: Option<Decimal>,
+    #[schema(value_type = String)]
+    pub output_per_mtok: Decimal,
+    #[schema(value_type = Option<String>)]
+    pub reasoning_per_mtok: Option<Decimal>,
+    /// Default: now.
+    pub effective_from: Option<i64>,
+    pub effective_until: Option<i64>,
+}
+
+const COLUMNS: &str = "id, provider, model, input_per_mtok, cached_input_per_mtok, cache_write_per_mtok, output_per_mtok, reasoning_per_mtok, effective_from, effective_until";
+
+fn price_row(row: &AnyRow) -> Result<Price> {
+    let required = |column: &str| -> Result<Decimal> {
+        decimal(Some(get(row, column)?), column)?.ok_or_else(|| StoreError::Corrupt(column.into()))
+    };
+    Ok(Price {
+        id: get(row, "id")?,
+        provider: get(row, "provider")?,
+        model: get(row, "model")?,
+        input_per_mtok: required("input_per_mtok")?,
+        cached_input_per_mtok: decimal(
+            get(row, "cached_input_per_mtok")?,
+            "cached_input_per_mtok",
+        )?,
+        cache_write_per_mtok: decimal(get(row, "cache_write_per_mtok")?, "cache_write_per_mtok")?,
+        output_per_mtok: required("output_per_mtok")?,
+        reasoning_per_mtok: decimal(get(row, "reasoning_per_mtok")?, "reasoning_per_mtok")?,
+        effective_from: get(row, "effective_from")?,
+        effective_until: get(row, "effective_until")?,
+    })
+}
+
+impl Store {
+    pub async fn add_price(&self, price: &NewPrice) -> Result<Price> {
+        let id = new_id();
+        let now = now_ms();
+        let text = |d: Option<Decimal>| d.map(|d| d.to_string());
+        sqlx::query(&format!("INSERT INTO pricing ({COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+            .bind(&id)
+            .bind(&price.provider)
+            .bind(&price.model)
+            .bind(price.input_per_mtok.to_string())
+            .bind(text(price.cached_input_per_mtok))
+            .bind(text(price.cache_write_per_mtok))
+            .bind(price.output_per_mtok.to_string())
+            .bind(text(price.reasoning_per_mtok))
+            .bind(price.effective_from.unwrap_or(now))
+            .bind(price.effective_until)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM pricing WHERE id = $1"))
+            .bind(&id)
+            .fetch_one(&self.pool)
+            .await?;
+        price_row(&row)
+    }
+
+    /// Every pricing row, by provider and model, newest first within a model.
+    pub async fn prices(&self) -> Result<Vec<Price>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM pricing ORDER BY provider, model, effective_from DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(price_row)
+        .collect()
+    }
+
+    /// The rows of a provider in force at `at` (unix ms).
+    pub async fn prices_in_force(&self, provider: &str, at: i64) -> Result<Vec<Price>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM pricing WHERE provider = $1 AND effective_from <= $2 AND (effective_until IS NULL OR effective_until > $2)
+             ORDER BY effective_from DESC"
+        ))
+        .bind(provider)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(price_row)
+        .collect()
+    }
+}

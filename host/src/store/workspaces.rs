@@ -1,0 +1,174 @@
+//! Users, workspaces and memberships.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store, StoreError, conflict, get, new_id, now_ms};
+
+/// A member's role, weakest first: each role can do everything the ones before it can.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads flows, pods and executions.
+    Viewer,
+    /// Also edits flows, pods and edges, and executes pods.
+    Member,
+    /// Also manages provider keys and members.
+    Admin,
+    /// Created the workspace.
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    /// The caller's role in it.
+    pub role: Role,
+}
+
+impl Store {
+    pub async fn create_user(&self, email: &str, name: &str, is_admin: bool) -> Result<User> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO users (id, email, name, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(email)
+        .bind(name)
+        .bind(i64::from(is_admin))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict(e, "a user with this email exists"))?;
+        Ok(User {
+            id,
+            email: email.into(),
+            name: name.into(),
+            is_admin,
+        })
+    }
+
+    /// A user by id or email.
+    pub async fn user(&self, id_or_email: &str) -> Result<User> {
+        let row =
+            sqlx::query("SELECT id, email, name, is_admin FROM users WHERE id = $1 OR email = $1")
+                .bind(id_or_email)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        Ok(User {
+            id: get(&row, "id")?,
+            email: get(&row, "email")?,
+            name: get(&row, "name")?,
+            is_admin: get::<i64>(&row, "is_admin")? != 0,
+        })
+    }
+
+    /// Creates a workspace owned by `owner`.
+    pub async fn create_workspace(&self, name: &str, owner: &str) -> Result<Workspace> {
+        let id = new_id();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&id)
+            .bind(owner)
+            .bind(Role::Owner.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Workspace {
+            id,
+            name: name.into(),
+            role: Role::Owner,
+        })
+    }
+
+    /// Adds a member, or changes their role.
+    pub async fn set_member(&self, workspace_id: &str, user_id: &str, role: Role) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user's role in the workspace, or `NotFound` if they are not a member (or it does not exist).
+    pub async fn role(&self, workspace_id: &str, user_id: &str) -> Result<Role> {
+        let row =
+            sqlx::query("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+                .bind(workspace_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        let role: String = get(&row, "role")?;
+        Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
+    }
+
+    pub async fn workspaces_of(&self, user_id: &str) -> Result<Vec<Workspace>> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.name, m.role FROM workspaces w JOIN memberships m ON m.workspace_id = w.id
+             WHERE m.user_id = $1 ORDER BY w.created_at",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = get(row, "role")?;
+                Ok(Workspace {
+                    id: get(row, "id")?,
+                    name: get(row, "name")?,
+                    role: Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                })
+            })
+            .collect()
+    }
+}

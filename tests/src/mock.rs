@@ -1,0 +1,233 @@
+//! A loopback provider server speaking the OpenAI, Anthropic and Gemini wire formats (the same
+//! shapes as the conformance vectors), recording every request it receives.
+//!
+//! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+/// One request as the provider saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Clone, Default)]
+pub struct MockProvider {
+    pub url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// What the mock answers.
+pub const OPENAI_ANSWER: &str = "Quantum computing uses qubits, which can be 0 and 1 at once.";
+pub const ANTHROPIC_ANSWER: &str = "- Qubits\n- Superposition\n- Entanglement";
+pub const GEMINI_CHUNKS: [&str; 3] = ["1. Read", " the paper.", "\n2. Book a lab."];
+
+impl MockProvider {
+    pub async fn start() -> MockProvider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mock = MockProvider {
+            url: format!("http://{addr}"),
+            seen: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(mock.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        mock
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The last request whose path contains `fragment`.
+    pub fn last(&self, fragment: &str) -> Seen {
+        self.seen()
+            .into_iter()
+            .rev()
+            .find(|s| s.path.contains(fragment))
+            .unwrap_or_else(|| panic!("no request to {fragment}"))
+    }
+}
+
+async fn answer(
+    State(mock): State<MockProvider>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    if let Ok(mut seen) = mock.seen.lock() {
+        seen.push(Seen {
+            method: method.to_string(),
+            path: path.clone(),
+            headers,
+            body: body.clone(),
+        });
+    }
+    let model = body["model"].as_str().unwrap_or(&path).to_string();
+    if model.ends_with("slow") || path.contains("slow") {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    if model.ends_with("rate-limited") {
+        return json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+            &[("retry-after", "3")],
+        );
+    }
+    let stream = body["stream"].as_bool() == Some(true) || path.contains("alt=sse");
+    if path.ends_with("/chat/completions") {
+        openai(&body, stream)
+    } else if path.ends_with("/v1/messages") {
+        anthropic(stream)
+    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        gemini(stream)
+    } else {
+        json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such endpoint"}),
+            &[],
+        )
+    }
+}
+
+fn json_response(status: StatusCode, body: Value, headers: &[(&str, &str)]) -> Response {
+    let mut builder = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder
+        .body(Body::from(body.to_string()))
+        .expect("response")
+}
+
+fn sse_response(text: String) -> Response {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(text))
+        .expect("response")
+}
+
+/// Usage: 20 prompt (8 cached), 12 completion, 0 reasoning.
+fn openai(request: &Value, stream: bool) -> Response {
+    let model = request["model"].as_str().unwrap_or("gpt-4o-mini");
+    let usage = json!({"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32,
+        "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    if !stream {
+        return json_response(
+            StatusCode::OK,
+            json!({
+            "id": "chatcmpl-e2e", "object": "chat.completion", "created": 1741569952, "model": format!("{model}-2024-07-18"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": OPENAI_ANSWER, "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage, "service_tier": "default"}),
+            &[],
+        );
+    }
+    let chunk = |delta: Value, finish: Value, usage: Value, choices: bool| {
+        let c = json!({"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 1741569952, "model": model,
+            "choices": if choices { json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]) } else { json!([]) }, "usage": usage});
+        format!("data: {c}\n\n")
+    };
+    let (first, second) = OPENAI_ANSWER.split_at(20);
+    sse_response(
+        chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            Value::Null,
+            true,
+        ) + &chunk(json!({"content": first}), Value::Null, Value::Null, true)
+            + &chunk(json!({"content": second}), Value::Null, Value::Null, true)
+            + &chunk(json!({}), json!("stop"), Value::Null, true)
+            + &chunk(Value::Null, Value::Null, usage, false)
+            + "data: [DONE]\n\n",
+    )
+}
+
+/// Usage: 30 input + 10 cache read + 0 cache write = 40 prompt, 14 output.
+fn anthropic(stream: bool) -> Response {
+    if !stream {
+        return json_response(
+            StatusCode::OK,
+            json!({
+            "id": "msg_e2e", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": ANTHROPIC_ANSWER}], "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 30, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10, "output_tokens": 14}}),
+            &[],
+        );
+    }
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    sse_response(
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_e2e", "type": "message", "role": "assistant", "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 30, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10, "output_tokens": 1}}}),
+        ) + &ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ) + &ev("ping", json!({"type": "ping"}))
+            + &ev(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": ANTHROPIC_ANSWER}}),
+            )
+            + &ev(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            )
+            + &ev(
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 14}}),
+            )
+            + &ev("message_stop", json!({"type": "message_stop"})),
+    )
+}
+
+/// Usage: 40 prompt, 6 candidates, 3 thoughts (no cache: the counter is omitted).
+fn gemini(stream: bool) -> Response {
+    let usage = |candidates: u64| json!({"promptTokenCount": 40, "candidatesTokenCount": candidates, "totalTokenCount": 40 + candidates + 3, "thoughtsTokenCount": 3});
+    let chunk = |text: &str, finish: Option<&str>, candidates: u64| {
+        let mut candidate =
+            json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+        if let Some(f) = finish {
+            candidate["finishReason"] = json!(f);
+        }
+        json!({"candidates": [candidate], "usageMetadata": usage(candidates), "modelVersion": "gemini-2.5-flash", "responseId": "gem-e2e"})
+    };
+    if !stream {
+        return json_response(
+            StatusCode::OK,
+            chunk(&GEMINI_CHUNKS.concat(), Some("STOP"), 6),
+            &[],
+        );
+    }
+    let mut text = String::new();
+    for (i, part) in GEMINI_CHUNKS.iter().enumerate() {
+        let last = i + 1 == GEMINI_CHUNKS.len();
+        text.push_str(&format!(
+            "data: {}\r\n\r\n",
+            chunk(part, last.then_some("STOP"), 2 * (i as u64 + 1))
+        ));
+    }
+    sse_response(text)
+}
