@@ -98,15 +98,28 @@ impl Server {
             ),
             ("RUST_LOG".into(), "warn".into()),
         ];
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Server::spawn(data_dir, env).await
+    }
+
+    /// Stops the server and starts it again on the same data and database, with `extra_env`
+    /// added to (and overriding) its settings.
+    pub async fn restart_with(mut self, extra_env: &[(&str, &str)]) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut env = std::mem::take(&mut self.env);
+        env.retain(|(k, _)| !extra_env.iter().any(|(e, _)| e == k));
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Server::spawn(self.data_dir.clone(), env).await
+    }
+
+    async fn spawn(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
         let port = free_port();
         let mut command = Command::new(pods_bin());
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("PODS_PREVIOUS_MASTER_KEYS")
+            .env_remove("PODS_MASTER_KEY_ID")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -124,12 +137,19 @@ impl Server {
             if healthy.is_ok_and(|r| r.status().is_success()) {
                 return server;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "pods serve did not become healthy"
-            );
+            assert!(started.elapsed() < Duration::from_secs(60), "pods serve did not become healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Runs a `pods` CLI command with this server's settings and `extra_env`.
+    pub fn cli_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        Command::new(pods_bin())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().copied())
+            .output()
+            .expect("run pods")
     }
 
     /// Runs a `pods` CLI command against this server's data and database.
@@ -155,7 +175,7 @@ impl Server {
         if admin {
             args.push("--admin");
         }
-        let out = self.cli(&args);
+        let out = self.cli_with(&args, &[]);
         assert!(
             out.status.success(),
             "{}",
