@@ -25,28 +25,50 @@ fn main() {
 
 async fn run(full: bool) {
     // An instant OpenAI-compatible provider.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let provider = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().fallback(|| async { ([("content-type", "application/json")], COMPLETION) });
+    let app = axum::Router::new()
+        .fallback(|| async { ([("content-type", "application/json")], COMPLETION) });
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let data = std::env::temp_dir().join(format!("pods-bench-latency-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let env = [
         ("PODS_DATA_DIR", data.display().to_string()),
-        ("PODS_JWT_SECRET", "bench-secret-0123456789abcdef".to_string()),
-        ("PODS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()),
+        (
+            "PODS_JWT_SECRET",
+            "bench-secret-0123456789abcdef".to_string(),
+        ),
+        (
+            "PODS_MASTER_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
+        ),
         ("RUST_LOG", "error".to_string()),
     ];
     let pods = env!("CARGO_BIN_EXE_pods");
     let created = Command::new(pods)
-        .args(["admin", "create-user", "--email", "bench@pods.test", "--workspace", "Bench"])
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "bench@pods.test",
+            "--workspace",
+            "Bench",
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("create user");
     let created: Value = serde_json::from_slice(&created.stdout).expect("user JSON");
-    let (token, ws) = (created["token"].as_str().expect("token").to_string(), created["workspaceId"].as_str().expect("ws").to_string());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let (token, ws) = (
+        created["token"].as_str().expect("token").to_string(),
+        created["workspaceId"].as_str().expect("ws").to_string(),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let mut server = Command::new(pods)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -57,7 +79,10 @@ async fn run(full: bool) {
     let http = reqwest::Client::new();
     let started = Instant::now();
     while http.get(format!("{base}/health")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "pods did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "pods did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let call = |method: reqwest::Method, path: String, body: Value| {
@@ -67,14 +92,22 @@ async fn run(full: bool) {
             .body(body.to_string())
             .send()
     };
-    call(reqwest::Method::PUT, format!("/api/v1/workspaces/{ws}/provider-keys/openai"), json!({"apiKey": "sk-bench", "baseUrl": format!("{provider}/v1")}))
-        .await
-        .expect("key");
-    let flow: Value = call(reqwest::Method::POST, format!("/api/v1/workspaces/{ws}/flows"), json!({"name": "bench"}))
-        .await
-        .expect("flow")
-        .json_value()
-        .await;
+    call(
+        reqwest::Method::PUT,
+        format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+        json!({"apiKey": "sk-bench", "baseUrl": format!("{provider}/v1")}),
+    )
+    .await
+    .expect("key");
+    let flow: Value = call(
+        reqwest::Method::POST,
+        format!("/api/v1/workspaces/{ws}/flows"),
+        json!({"name": "bench"}),
+    )
+    .await
+    .expect("flow")
+    .json_value()
+    .await;
     let flow = flow["id"].as_str().expect("flow").to_string();
     let pod: Value = call(
         reqwest::Method::POST,
@@ -95,19 +128,32 @@ async fn run(full: bool) {
     let direct = Arc::new(RequestSpec {
         url: format!("{provider}/v1/chat/completions"),
         token: None,
-        body: json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}).to_string(),
+        body:
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})
+                .to_string(),
     });
 
-    let plan: &[(u32, u32)] = if full { &[(100, 5), (1000, 5)] } else { &[(100, 1)] };
+    let plan: &[(u32, u32)] = if full {
+        &[(100, 5), (1000, 5)]
+    } else {
+        &[(100, 1)]
+    };
     println!("# Added latency of a sync execution (SQLite, instant provider, open-loop load)\n");
-    println!("| rate | requests | direct p50 | direct p99 | through pods p50 | through pods p99 | added p50 | added p99 | errors |");
+    println!(
+        "| rate | requests | direct p50 | direct p99 | through pods p50 | through pods p99 | added p50 | added p99 | errors |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Warm up connections, caches and the plugin.
     load(&http, &through, 50, 1).await;
     for &(rate, seconds) in plan {
         let d = load(&http, &direct, rate, seconds).await;
         let t = load(&http, &through, rate, seconds).await;
-        let (dp50, dp99, tp50, tp99) = (pct(&d.0, 0.50), pct(&d.0, 0.99), pct(&t.0, 0.50), pct(&t.0, 0.99));
+        let (dp50, dp99, tp50, tp99) = (
+            pct(&d.0, 0.50),
+            pct(&d.0, 0.99),
+            pct(&t.0, 0.50),
+            pct(&t.0, 0.99),
+        );
         println!(
             "| {rate}/s | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.0.len(),
@@ -135,7 +181,12 @@ struct RequestSpec {
 /// Sends `rate` requests per second for `seconds`, each on its own task at its scheduled time
 /// (open loop: a slow answer does not delay the next request). Returns the sorted latencies
 /// and the number of failed requests.
-async fn load(http: &reqwest::Client, spec: &Arc<RequestSpec>, rate: u32, seconds: u32) -> (Vec<Duration>, usize) {
+async fn load(
+    http: &reqwest::Client,
+    spec: &Arc<RequestSpec>,
+    rate: u32,
+    seconds: u32,
+) -> (Vec<Duration>, usize) {
     let total = rate * seconds;
     let interval = Duration::from_secs(1) / rate;
     let start = tokio::time::Instant::now();
@@ -145,7 +196,10 @@ async fn load(http: &reqwest::Client, spec: &Arc<RequestSpec>, rate: u32, second
         let (http, spec) = (http.clone(), spec.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let mut request = http.post(&spec.url).header("content-type", "application/json").body(spec.body.clone());
+            let mut request = http
+                .post(&spec.url)
+                .header("content-type", "application/json")
+                .body(spec.body.clone());
             if let Some(token) = &spec.token {
                 request = request.bearer_auth(token);
             }

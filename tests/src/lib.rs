@@ -98,7 +98,11 @@ impl Server {
             ),
             ("RUST_LOG".into(), "warn".into()),
         ];
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         Server::spawn(data_dir, env).await
     }
 
@@ -109,7 +113,11 @@ impl Server {
         let _ = self.child.wait();
         let mut env = std::mem::take(&mut self.env);
         env.retain(|(k, _)| !extra_env.iter().any(|(e, _)| e == k));
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         Server::spawn(self.data_dir.clone(), env).await
     }
 
@@ -137,7 +145,10 @@ impl Server {
             if healthy.is_ok_and(|r| r.status().is_success()) {
                 return server;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "pods serve did not become healthy");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "pods serve did not become healthy"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

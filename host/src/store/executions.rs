@@ -188,6 +188,7 @@ impl Store {
     /// Records an execution that starts running now; returns its id.
     pub async fn start_execution(&self, new: &NewExecution) -> Result<String> {
         let (id, now) = (new_id(), now_ms());
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, request_metadata, warnings, attempts, created_at, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12)",
@@ -220,6 +221,7 @@ impl Store {
     ) -> Result<bool> {
         let now = now_ms();
         let money = |f: fn(&Cost) -> Decimal| done.cost.as_ref().map(|c| f(c).to_string());
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE executions SET status = $1, model_name = $2, prompt_tokens = $3, cached_tokens = $4, cache_write_tokens = $5, completion_tokens = $6, reasoning_tokens = $7,

@@ -15,6 +15,7 @@ mod pricing;
 mod workspaces;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -44,7 +45,18 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite allows one writer at a time and makes a second one sleep in its busy handler
+    /// (1 ms and up). Queueing this process's writers here instead keeps write latency flat.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Prices change rarely and are read twice per execution.
+    prices: Arc<std::sync::RwLock<Option<CachedPrices>>>,
 }
+
+/// The whole pricing table and when it was read.
+type CachedPrices = (std::time::Instant, Arc<Vec<Price>>);
+
+/// How long cached prices are trusted (another node may have added a row meanwhile).
+const PRICE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -75,7 +87,7 @@ impl Store {
         };
         let options = AnyPoolOptions::new().max_connections(match backend {
             // SQLite has one writer; a few readers beside it are plenty.
-            Backend::Sqlite => 8,
+            Backend::Sqlite => 4,
             Backend::Postgres => 16,
         });
         let options = if backend == Backend::Sqlite {
@@ -85,6 +97,8 @@ impl Store {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    // Checkpoints fsync; run them in the background, not inside a request's commit.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     Ok(())
                 })
             })
@@ -92,13 +106,44 @@ impl Store {
             options
         };
         let pool = options.connect(&url).await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            writer: Arc::default(),
+            prices: Arc::default(),
+        };
         migrate::run(&store.pool).await?;
+        if backend == Backend::Sqlite {
+            store.spawn_checkpointer();
+        }
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Moves the WAL into the database file every half second (what SQLite's automatic
+    /// checkpoint would do inside whichever commit crossed the threshold). Ends with the pool.
+    fn spawn_checkpointer(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            while !pool.is_closed() {
+                tick.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        });
+    }
+
+    /// Held while writing on SQLite; a no-op on PostgreSQL, which has row locks.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -92,6 +92,9 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
+        if let Ok(mut cache) = self.prices.write() {
+            *cache = None;
+        }
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM pricing WHERE id = $1"))
             .bind(&id)
             .fetch_one(&self.pool)
@@ -111,18 +114,34 @@ impl Store {
         .collect()
     }
 
-    /// The rows of a provider in force at `at` (unix ms).
+    /// The rows of a provider in force at `at` (unix ms), from a cache of the whole table
+    /// refreshed every few seconds.
     pub async fn prices_in_force(&self, provider: &str, at: i64) -> Result<Vec<Price>> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM pricing WHERE provider = $1 AND effective_from <= $2 AND (effective_until IS NULL OR effective_until > $2)
-             ORDER BY effective_from DESC"
-        ))
-        .bind(provider)
-        .bind(at)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(price_row)
-        .collect()
+        let cached = self.prices.read().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(when, _)| when.elapsed() < super::PRICE_CACHE_TTL)
+                .map(|(_, all)| all.clone())
+        });
+        let all = match cached {
+            Some(all) => all,
+            None => {
+                let all = std::sync::Arc::new(self.prices().await?);
+                if let Ok(mut cache) = self.prices.write() {
+                    *cache = Some((std::time::Instant::now(), all.clone()));
+                }
+                all
+            }
+        };
+        let mut rows: Vec<Price> = all
+            .iter()
+            .filter(|p| {
+                p.provider == provider
+                    && p.effective_from <= at
+                    && p.effective_until.is_none_or(|u| u > at)
+            })
+            .cloned()
+            .collect();
+        rows.sort_by_key(|p| std::cmp::Reverse(p.effective_from));
+        Ok(rows)
     }
 }
