@@ -134,7 +134,6 @@ pub struct Prepared {
     plugin: Plugin,
     request: ChatRequest,
     target: Target,
-    key_id: String,
     extractor: Option<String>,
     warnings: Vec<String>,
 }
@@ -303,6 +302,7 @@ impl Executor {
                 provider: provider.clone(),
                 model_id: model,
                 streamed: req.stream,
+                key_id: Some(stored.id.clone()),
                 request_metadata: serde_json::json!({
                     "provider": provider,
                     "pluginVersion": plugin.manifest().version,
@@ -324,7 +324,6 @@ impl Executor {
                 base_url: stored.base_url,
                 key,
             },
-            key_id: stored.id,
             extractor: cfg.output_extractor.clone(),
             warnings,
         })
@@ -343,7 +342,6 @@ impl Executor {
             plugin,
             request,
             target,
-            key_id,
             extractor,
             mut warnings,
             ..
@@ -369,7 +367,7 @@ impl Executor {
                     error_code: Some(error.code().to_string()),
                     error_message: Some(error.to_string()),
                 };
-                store.finish_execution(&execution_id, &failed, None).await?;
+                store.finish_execution(&execution_id, &failed).await?;
                 return Err(ExecError::Failed {
                     execution_id,
                     error,
@@ -414,9 +412,7 @@ impl Executor {
             error_code: None,
             error_message: None,
         };
-        let saved = store
-            .finish_execution(&execution_id, &done, Some(&key_id))
-            .await?;
+        let saved = store.finish_execution(&execution_id, &done).await?;
         let status = if saved {
             ExecutionStatus::Completed
         } else {

@@ -65,6 +65,8 @@ pub struct NewExecution {
     pub provider: String,
     pub model_id: String,
     pub streamed: bool,
+    /// The provider key the execution uses; its usage is counted against it on completion.
+    pub key_id: Option<String>,
     /// The request as sent to the plugin (prompts after interpolation, parameters).
     pub request_metadata: serde_json::Value,
     pub warnings: Vec<String>,
@@ -190,8 +192,8 @@ impl Store {
         let (id, now) = (new_id(), now_ms());
         let _turn = self.write_turn().await;
         sqlx::query(
-            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, request_metadata, warnings, attempts, created_at, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12)",
+            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13)",
         )
         .bind(&id)
         .bind(&new.workspace_id)
@@ -202,6 +204,7 @@ impl Store {
         .bind(&new.provider)
         .bind(&new.model_id)
         .bind(i64::from(new.streamed))
+        .bind(&new.key_id)
         .bind(new.request_metadata.to_string())
         .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
         .bind(now)
@@ -210,24 +213,22 @@ impl Store {
         Ok(id)
     }
 
-    /// Records how a running execution ended, and — in the same transaction, so it happens
-    /// exactly once — adds its usage to the provider key's daily counters. Returns `false` if
-    /// the execution was no longer running (already finished or cancelled): nothing is written.
-    pub async fn finish_execution(
-        &self,
-        id: &str,
-        done: &FinishedExecution,
-        key_id: Option<&str>,
-    ) -> Result<bool> {
-        let now = now_ms();
+    /// Records how a running execution ended. Completing it also adds its usage to its provider
+    /// key's daily counters (a database trigger, in the same statement: exactly once). Returns
+    /// `false` if the execution was no longer running (finished or cancelled): nothing is written.
+    pub async fn finish_execution(&self, id: &str, done: &FinishedExecution) -> Result<bool> {
         let money = |f: fn(&Cost) -> Decimal| done.cost.as_ref().map(|c| f(c).to_string());
+        // Picodollars: an integer the database can add up exactly.
+        let picousd = done
+            .cost
+            .map(|c| (c.total_cost * Decimal::from(1_000_000_000_000_i64)).round())
+            .and_then(|p| i64::try_from(p).ok());
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE executions SET status = $1, model_name = $2, prompt_tokens = $3, cached_tokens = $4, cache_write_tokens = $5, completion_tokens = $6, reasoning_tokens = $7,
-                input_cost = $8, output_cost = $9, reasoning_cost = $10, total_cost = $11, pricing_id = $12, content = $13, response_metadata = $14, warnings = $15,
-                error_code = $16, error_message = $17, finished_at = $18
-             WHERE id = $19 AND status = $20",
+                input_cost = $8, output_cost = $9, reasoning_cost = $10, total_cost = $11, cost_picousd = $12, pricing_id = $13, content = $14, response_metadata = $15,
+                warnings = $16, error_code = $17, error_message = $18, finished_at = $19
+             WHERE id = $20 AND status = $21",
         )
         .bind(done.status.as_str())
         .bind(&done.model_name)
@@ -240,45 +241,19 @@ impl Store {
         .bind(money(|c| c.output_cost))
         .bind(money(|c| c.reasoning_cost))
         .bind(money(|c| c.total_cost))
+        .bind(picousd)
         .bind(&done.pricing_id)
         .bind(&done.content)
         .bind(done.response_metadata.as_ref().map(|v| v.to_string()))
         .bind(serde_json::to_string(&done.warnings).unwrap_or_else(|_| "[]".into()))
         .bind(&done.error_code)
         .bind(&done.error_message)
-        .bind(now)
+        .bind(now_ms())
         .bind(id)
         .bind(ExecutionStatus::Running.as_str())
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if let Some(key_id) = key_id {
-            let tokens = |n: Option<u64>| signed(n).unwrap_or(0);
-            // Picodollars: an integer the database can add up exactly.
-            let picousd = done
-                .cost
-                .map(|c| (c.total_cost * Decimal::from(1_000_000_000_000_i64)).round())
-                .and_then(|p| i64::try_from(p).ok())
-                .unwrap_or(0);
-            sqlx::query(
-                "INSERT INTO key_usage (key_id, day, requests, prompt_tokens, completion_tokens, reasoning_tokens, cost_picousd) VALUES ($1, $2, 1, $3, $4, $5, $6)
-                 ON CONFLICT (key_id, day) DO UPDATE SET requests = key_usage.requests + 1, prompt_tokens = key_usage.prompt_tokens + excluded.prompt_tokens,
-                    completion_tokens = key_usage.completion_tokens + excluded.completion_tokens, reasoning_tokens = key_usage.reasoning_tokens + excluded.reasoning_tokens,
-                    cost_picousd = key_usage.cost_picousd + excluded.cost_picousd",
-            )
-            .bind(key_id)
-            .bind(day(now))
-            .bind(tokens(done.usage.prompt_tokens))
-            .bind(tokens(done.usage.completion_tokens))
-            .bind(tokens(done.usage.reasoning_tokens))
-            .bind(picousd)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(updated.rows_affected() > 0)
     }
 
     pub async fn execution(&self, ws: &str, id: &str) -> Result<Execution> {
@@ -350,11 +325,4 @@ impl Store {
         row.map(|r| Ok(get::<Option<String>>(&r, "content")?.unwrap_or_default()))
             .transpose()
     }
-}
-
-/// `YYYY-MM-DD` (UTC) of a unix-millisecond time.
-fn day(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-        .map(|t| t.date().to_string())
-        .unwrap_or_default()
 }

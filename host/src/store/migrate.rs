@@ -2,14 +2,28 @@
 
 use sqlx::{AnyPool, Row};
 
-use super::{Result, now_ms};
+use super::{Backend, Result, now_ms};
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../migrations/0001_schema.sql")),
-    (2, include_str!("../../migrations/0002_seed_pricing.sql")),
+/// (version, SQL for SQLite, SQL for PostgreSQL): most migrations are the same for both.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/0001_schema.sql"),
+        include_str!("../../migrations/0001_schema.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/0002_seed_pricing.sql"),
+        include_str!("../../migrations/0002_seed_pricing.sql"),
+    ),
+    (
+        3,
+        include_str!("../../migrations/0003_key_usage_trigger.sqlite.sql"),
+        include_str!("../../migrations/0003_key_usage_trigger.postgres.sql"),
+    ),
 ];
 
-pub async fn run(pool: &AnyPool) -> Result<()> {
+pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
@@ -21,10 +35,14 @@ pub async fn run(pool: &AnyPool) -> Result<()> {
         .iter()
         .map(|r| r.try_get::<i64, _>("version"))
         .collect::<std::result::Result<_, _>>()?;
-    for (version, sql) in MIGRATIONS {
+    for (version, sqlite, postgres) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
+        let sql = match backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        };
         let mut tx = pool.begin().await?;
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")

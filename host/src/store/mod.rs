@@ -112,7 +112,7 @@ impl Store {
             writer: Arc::default(),
             prices: Arc::default(),
         };
-        migrate::run(&store.pool).await?;
+        migrate::run(&store.pool, backend).await?;
         if backend == Backend::Sqlite {
             store.spawn_checkpointer();
         }
@@ -131,7 +131,10 @@ impl Store {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
             while !pool.is_closed() {
                 tick.tick().await;
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }

@@ -1,0 +1,16 @@
+-- Count a completed execution's usage against its provider key in the same statement that
+-- completes it: one atomic write, exactly once (the trigger fires only on RUNNING → COMPLETED).
+ALTER TABLE executions ADD COLUMN key_id TEXT;
+ALTER TABLE executions ADD COLUMN cost_picousd BIGINT;
+
+CREATE TRIGGER executions_count_key_usage AFTER UPDATE OF status ON executions
+FOR EACH ROW WHEN OLD.status = 'RUNNING' AND NEW.status = 'COMPLETED' AND NEW.key_id IS NOT NULL
+BEGIN
+    INSERT INTO key_usage (key_id, day, requests, prompt_tokens, completion_tokens, reasoning_tokens, cost_picousd)
+    SELECT NEW.key_id, strftime('%Y-%m-%d', NEW.finished_at / 1000, 'unixepoch'), 1, COALESCE(NEW.prompt_tokens, 0),
+           COALESCE(NEW.completion_tokens, 0), COALESCE(NEW.reasoning_tokens, 0), COALESCE(NEW.cost_picousd, 0)
+    FROM provider_keys WHERE id = NEW.key_id
+    ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = completion_tokens + excluded.completion_tokens, reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+        cost_picousd = cost_picousd + excluded.cost_picousd;
+END;
