@@ -1,8 +1,8 @@
 //! Added latency of a sync execution: the time through `pods serve` minus the time straight to
 //! the same local provider server, under the same open-loop load, at p50 and p99.
 //!
-//! `cargo bench -p pods --bench latency` runs 100 and 1,000 requests/s for a few seconds each on
-//! SQLite. Under `cargo test` it makes a short run at 100 requests/s. Target: p99 added latency
+//! `cargo bench -p pods --bench latency` runs 100 and 1,000 requests/s for 5 seconds each
+//! (`PODS_BENCH_SECONDS` to change) on SQLite. Under `cargo test` it makes a short run at 100 requests/s. Target: p99 added latency
 //! under 2 ms at 1,000 requests/s.
 
 use std::process::{Command, Stdio};

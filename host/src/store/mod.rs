@@ -48,9 +48,22 @@ pub struct Store {
     /// SQLite allows one writer at a time and makes a second one sleep in its busy handler
     /// (1 ms and up). Queueing this process's writers here instead keeps write latency flat.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite writes since the last checkpoint, and when the last one happened (ms).
+    wal: Arc<WalActivity>,
     /// Prices change rarely and are read twice per execution.
     prices: Arc<std::sync::RwLock<Option<CachedPrices>>>,
 }
+
+#[derive(Default)]
+struct WalActivity {
+    writes: std::sync::atomic::AtomicU64,
+    last_write_ms: std::sync::atomic::AtomicI64,
+}
+
+/// Checkpoint when writes have paused this long…
+const CHECKPOINT_WHEN_IDLE_MS: i64 = 1_000;
+/// …or, under sustained load, after this many writes.
+const CHECKPOINT_AFTER_WRITES: u64 = 50_000;
 
 /// The whole pricing table and when it was read.
 type CachedPrices = (std::time::Instant, Arc<Vec<Price>>);
@@ -99,6 +112,8 @@ impl Store {
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     // Checkpoints fsync; run them in the background, not inside a request's commit.
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    // After a checkpoint, shrink the WAL file back to at most 64 MiB.
+                    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
                     Ok(())
                 })
             })
@@ -110,6 +125,7 @@ impl Store {
             pool,
             backend,
             writer: Arc::default(),
+            wal: Arc::default(),
             prices: Arc::default(),
         };
         migrate::run(&store.pool, backend).await?;
@@ -123,14 +139,24 @@ impl Store {
         self.backend
     }
 
-    /// Moves the WAL into the database file every half second (what SQLite's automatic
-    /// checkpoint would do inside whichever commit crossed the threshold). Ends with the pool.
+    /// Moves the WAL into the database file. A checkpoint fsyncs, and appends to the WAL stall
+    /// behind that fsync, so it runs when writes pause rather than inside whichever commit
+    /// crossed SQLite's threshold; under sustained load it runs every `CHECKPOINT_AFTER_WRITES`.
+    /// Ends with the pool.
     fn spawn_checkpointer(&self) {
-        let pool = self.pool.clone();
+        let (pool, wal) = (self.pool.clone(), self.wal.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            use std::sync::atomic::Ordering;
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
             while !pool.is_closed() {
                 tick.tick().await;
+                let writes = wal.writes.load(Ordering::Relaxed);
+                let idle =
+                    now_ms() - wal.last_write_ms.load(Ordering::Relaxed) > CHECKPOINT_WHEN_IDLE_MS;
+                if writes == 0 || !(idle || writes >= CHECKPOINT_AFTER_WRITES) {
+                    continue;
+                }
+                wal.writes.fetch_sub(writes, Ordering::Relaxed);
                 if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&pool)
                     .await
@@ -144,7 +170,12 @@ impl Store {
     /// Held while writing on SQLite; a no-op on PostgreSQL, which has row locks.
     async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.backend {
-            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Sqlite => {
+                use std::sync::atomic::Ordering;
+                self.wal.writes.fetch_add(1, Ordering::Relaxed);
+                self.wal.last_write_ms.store(now_ms(), Ordering::Relaxed);
+                Some(self.writer.lock().await)
+            }
             Backend::Postgres => None,
         }
     }
