@@ -133,10 +133,15 @@ async fn run(full: bool) {
                 .to_string(),
     });
 
-    let plan: &[(u32, u32)] = if full {
-        &[(100, 5), (1000, 5)]
+    // PODS_BENCH_SECONDS lengthens each step (e.g. 60, to include SQLite's periodic checkpoint).
+    let seconds: u32 = std::env::var("PODS_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let plan: Vec<(u32, u32)> = if full {
+        vec![(100, seconds), (1000, seconds)]
     } else {
-        &[(100, 1)]
+        vec![(100, 1)]
     };
     println!("# Added latency of a sync execution (SQLite, instant provider, open-loop load)\n");
     println!(
@@ -145,7 +150,7 @@ async fn run(full: bool) {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // Warm up connections, caches and the plugin.
     load(&http, &through, 50, 1).await;
-    for &(rate, seconds) in plan {
+    for (rate, seconds) in plan {
         let d = load(&http, &direct, rate, seconds).await;
         let t = load(&http, &through, rate, seconds).await;
         let (dp50, dp99, tp50, tp99) = (

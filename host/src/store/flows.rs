@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
-use super::{Result, Store, StoreError, conflict, get, new_id, now_ms};
+use super::{Result, Store, StoreError, conflict, get, new_id, now_ms, touched};
 use crate::plugins::types::ResponseFormat;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -183,23 +183,18 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        touched(done)?;
         self.flow(ws, id).await
     }
 
     /// Deletes the flow with its pods and edges (executions stay, for billing history).
     pub async fn delete_flow(&self, ws: &str, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM flows WHERE workspace_id = $1 AND id = $2")
-            .bind(ws)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_in_workspace(
+            "DELETE FROM flows WHERE workspace_id = $1 AND id = $2",
+            ws,
+            id,
+        )
+        .await
     }
 
     pub async fn create_pod(&self, ws: &str, flow_id: &str, config: &PodConfig) -> Result<Pod> {
@@ -294,15 +289,12 @@ impl Store {
     }
 
     pub async fn delete_pod(&self, ws: &str, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM pods WHERE workspace_id = $1 AND id = $2")
-            .bind(ws)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_in_workspace(
+            "DELETE FROM pods WHERE workspace_id = $1 AND id = $2",
+            ws,
+            id,
+        )
+        .await
     }
 
     /// Adds an edge. The caller has checked both pods belong to the flow and that no cycle forms.
@@ -350,14 +342,11 @@ impl Store {
     }
 
     pub async fn delete_edge(&self, ws: &str, id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM edges WHERE workspace_id = $1 AND id = $2")
-            .bind(ws)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_in_workspace(
+            "DELETE FROM edges WHERE workspace_id = $1 AND id = $2",
+            ws,
+            id,
+        )
+        .await
     }
 }

@@ -117,16 +117,12 @@ impl Store {
     }
 
     pub async fn delete_key(&self, ws: &str, provider: &str) -> Result<()> {
-        let done =
-            sqlx::query("DELETE FROM provider_keys WHERE workspace_id = $1 AND provider = $2")
-                .bind(ws)
-                .bind(provider)
-                .execute(&self.pool)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_in_workspace(
+            "DELETE FROM provider_keys WHERE workspace_id = $1 AND provider = $2",
+            ws,
+            provider,
+        )
+        .await
     }
 
     /// A workspace's keys with their usage totals — never the keys themselves.

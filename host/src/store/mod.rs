@@ -215,6 +215,27 @@ fn decimal(text: Option<String>, column: &str) -> Result<Option<rust_decimal::De
     .transpose()
 }
 
+/// `NotFound` when a statement touched no row (the id is not in the workspace).
+fn touched(done: sqlx::any::AnyQueryResult) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Runs `DELETE … WHERE workspace_id = $1 AND <key> = $2`.
+    async fn delete_in_workspace(&self, sql: &str, ws: &str, key: &str) -> Result<()> {
+        touched(
+            sqlx::query(sql)
+                .bind(ws)
+                .bind(key)
+                .execute(&self.pool)
+                .await?,
+        )
+    }
+}
+
 /// Maps a unique-constraint violation to `Conflict`.
 fn conflict(e: sqlx::Error, what: &str) -> StoreError {
     match &e {
