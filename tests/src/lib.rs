@@ -57,10 +57,19 @@ pub async fn fresh_postgres_database(name: &str) -> String {
     let mut conn = sqlx::postgres::PgConnection::connect(POSTGRES_ADMIN_URL)
         .await
         .expect("PostgreSQL runs on 127.0.0.1:5432 (.ci/run starts it)");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(&mut conn)
-        .await
-        .expect("drop database");
+    // Earlier runs of this test leave their databases behind; drop them (and ours, if reused).
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("pods_e2e_{name}_%"))
+            .fetch_all(&mut conn)
+            .await
+            .expect("list databases");
+    for old in stale {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .expect("drop database");
+    }
     sqlx::query(&format!("CREATE DATABASE {db}"))
         .execute(&mut conn)
         .await
