@@ -42,13 +42,9 @@ impl ApiKey {
         format!("…{tail}")
     }
 
-    fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The key itself, for the one caller that must have it besides the HTTP call: re-sealing it
-    /// under a new master key.
-    pub fn expose_for_reencryption(&self) -> &str {
+    /// The key itself: only for attaching it to a provider request, or re-sealing it under a
+    /// new master key. Never log or return it.
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }

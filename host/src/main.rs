@@ -240,7 +240,7 @@ async fn rotate_keys(settings: &Settings, new: bool) -> Result<()> {
                 master_key_id: key.master_key_id.clone(),
             },
         )?;
-        let sealed = vault.seal(&binding, secret.expose_for_reencryption());
+        let sealed = vault.seal(&binding, secret.expose());
         store
             .reencrypt_key(
                 &key.id,
