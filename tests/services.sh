@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts (installing if missing) the local services the tests talk to. Idempotent.
+# Starts (installing if missing) the local services the tests talk to. Idempotent; called by tests/run.sh.
 set -euo pipefail
 
 postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
