@@ -46,12 +46,37 @@ pub struct Settings {
         global = true
     )]
     pub provider_timeout_secs: u64,
+    /// Queued executions this process runs at once (0: none, an API-only node).
+    #[arg(long, env = "PODS_WORKERS", default_value_t = 10, global = true)]
+    pub workers: usize,
+    /// Attempts per queued execution, the first included.
+    #[arg(long, env = "PODS_MAX_ATTEMPTS", default_value_t = 3, global = true)]
+    pub max_attempts: i64,
+    /// Backoff before the second attempt, in milliseconds; it doubles each attempt.
+    #[arg(
+        long,
+        env = "PODS_RETRY_BASE_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub retry_base_ms: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
 }
 
 impl Settings {
+    pub fn worker_config(&self) -> crate::worker::WorkerConfig {
+        crate::worker::WorkerConfig {
+            concurrency: self.workers,
+            max_attempts: self.max_attempts.max(1),
+            backoff_base: Duration::from_millis(self.retry_base_ms),
+            // Longer than any provider call can take: a whole response may take a timeout per chunk.
+            lease: Duration::from_secs(self.provider_timeout_secs * 10 + 60),
+            ..crate::worker::WorkerConfig::default()
+        }
+    }
+
     pub fn runtime_config(&self) -> RuntimeConfig {
         RuntimeConfig {
             limits: Limits {

@@ -113,6 +113,14 @@ impl CallError {
         }
     }
 
+    /// How long the provider asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::Provider(e) => e.retry_after_ms.map(Duration::from_millis),
+            _ => None,
+        }
+    }
+
     /// Whether sending the same request again later may succeed.
     pub fn retryable(&self) -> bool {
         match self {

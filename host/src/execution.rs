@@ -18,12 +18,12 @@ use crate::plugins::types::{
 };
 use crate::plugins::{Plugin, Registry};
 use crate::store::{
-    Cost, ExecutionStatus, FinishedExecution, NewExecution, Store, StoreError, now_ms,
+    Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, Store, StoreError, now_ms,
 };
 use crate::vault::{Binding, Sealed, Vault, VaultError};
 
 /// `POST /workspaces/{ws}/executions`: which pod to run, and per-execution overrides of its config.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteRequest {
     pub pod_id: String,
@@ -47,7 +47,7 @@ pub struct ExecuteRequest {
     pub stream: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageInput {
     /// `system`, `user` or `assistant`.
@@ -115,6 +115,15 @@ pub enum ExecError {
         execution_id: String,
         error: CallError,
     },
+    /// The execution was cancelled while it ran; nothing of its result was saved.
+    #[error("execution {execution_id} was cancelled")]
+    Cancelled { execution_id: String },
+    /// A queued attempt failed in a way a retry may fix; the execution is QUEUED again.
+    #[error("{error} (will retry)")]
+    Retry {
+        execution_id: String,
+        error: CallError,
+    },
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
@@ -136,6 +145,9 @@ pub struct Prepared {
     target: Target,
     extractor: Option<String>,
     warnings: Vec<String>,
+    /// Set by the queue's worker when attempts remain: a retryable failure re-queues instead of
+    /// ending the execution.
+    pub retry_allowed: bool,
 }
 
 #[derive(Clone)]
@@ -148,6 +160,10 @@ struct Inner {
     plugins: Registry,
     egress: Egress,
     vault: Vault,
+    /// Executions running in this process, by id: sending `true` aborts the provider call.
+    running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
+    /// Wakes the queue's workers when a job is added.
+    queued: tokio::sync::Notify,
 }
 
 impl Executor {
@@ -158,17 +174,47 @@ impl Executor {
                 plugins,
                 egress,
                 vault,
+                running: Default::default(),
+                queued: tokio::sync::Notify::new(),
             }),
         }
     }
 
-    /// Validates the request and records the execution. Nothing is written if it cannot run.
+    /// Validates the request and records the execution as RUNNING. Nothing is written if it
+    /// cannot run.
     pub async fn prepare(
         &self,
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
     ) -> Result<Prepared, ExecError> {
+        let (mut prepared, new) = self.resolve(ws, user_id, req).await?;
+        prepared.execution_id = self.inner.store.start_execution(&new).await?;
+        Ok(prepared)
+    }
+
+    /// Validates the request and records it as QUEUED with its job; a worker runs it. Returns
+    /// the execution id.
+    pub async fn enqueue(
+        &self,
+        ws: &str,
+        user_id: &str,
+        req: &ExecuteRequest,
+    ) -> Result<String, ExecError> {
+        let (_, new) = self.resolve(ws, user_id, req).await?;
+        let id = self.inner.store.enqueue_execution(&new).await?;
+        self.inner.queued.notify_one();
+        Ok(id)
+    }
+
+    /// Checks everything an execution needs and resolves its prompts, writing nothing: the
+    /// execution to run (without an id yet) and the row that records it.
+    pub async fn resolve(
+        &self,
+        ws: &str,
+        user_id: &str,
+        req: &ExecuteRequest,
+    ) -> Result<(Prepared, NewExecution), ExecError> {
         let store = &self.inner.store;
         let pod = store.pod(ws, &req.pod_id).await.map_err(not_found("pod"))?;
         let cfg = &pod.config;
@@ -293,27 +339,27 @@ impl Executor {
         };
         let warnings: Vec<String> = warnings.into_iter().collect();
 
-        let execution_id = store
-            .start_execution(&NewExecution {
-                workspace_id: ws.to_string(),
-                flow_id: pod.flow_id.clone(),
-                pod_id: pod.id.clone(),
-                user_id: user_id.to_string(),
-                provider: provider.clone(),
-                model_id: model,
-                streamed: req.stream,
-                key_id: Some(stored.id.clone()),
-                request_metadata: serde_json::json!({
-                    "provider": provider,
-                    "pluginVersion": plugin.manifest().version,
-                    "baseUrl": stored.base_url,
-                    "request": request,
-                }),
-                warnings: warnings.clone(),
-            })
-            .await?;
-        Ok(Prepared {
-            execution_id,
+        let new = NewExecution {
+            workspace_id: ws.to_string(),
+            flow_id: pod.flow_id.clone(),
+            pod_id: pod.id.clone(),
+            user_id: user_id.to_string(),
+            provider: provider.clone(),
+            model_id: model,
+            streamed: req.stream,
+            key_id: Some(stored.id.clone()),
+            request_metadata: serde_json::json!({
+                "provider": provider,
+                "pluginVersion": plugin.manifest().version,
+                "baseUrl": stored.base_url,
+                "request": request,
+                // What was asked, so a queued execution can be resolved again when it runs.
+                "execute": req,
+            }),
+            warnings: warnings.clone(),
+        };
+        let prepared = Prepared {
+            execution_id: String::new(),
             pod_id: pod.id,
             flow_id: pod.flow_id,
             workspace_id: ws.to_string(),
@@ -326,7 +372,33 @@ impl Executor {
             },
             extractor: cfg.output_extractor.clone(),
             warnings,
-        })
+            retry_allowed: false,
+        };
+        Ok((prepared, new))
+    }
+
+    /// Cancels a queued or running execution. A running one's provider call is aborted if it
+    /// runs in this process; wherever it runs, its result is no longer saved.
+    pub async fn cancel(&self, ws: &str, execution_id: &str) -> Result<Cancelled, ExecError> {
+        let outcome = self
+            .inner
+            .store
+            .cancel_execution(ws, execution_id)
+            .await
+            .map_err(not_found("execution"))?;
+        if let (Cancelled::Now(_), Some(abort)) = (outcome, self.running().get(execution_id)) {
+            let _ = abort.send(true);
+        }
+        Ok(outcome)
+    }
+
+    fn running(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>,
+    > {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Calls the provider and saves the outcome. `on_delta` sees streamed increments.
@@ -344,16 +416,32 @@ impl Executor {
             target,
             extractor,
             mut warnings,
+            retry_allowed,
             ..
         } = prepared;
         let store = &self.inner.store;
-        let answer = match self
-            .inner
-            .egress
-            .call(&plugin, &request, &target, on_delta)
-            .await
-        {
+        let (abort, mut aborted) = tokio::sync::watch::channel(false);
+        self.running().insert(execution_id.clone(), abort);
+        let outcome = tokio::select! {
+            answer = self.inner.egress.call(&plugin, &request, &target, on_delta) => Some(answer),
+            _ = aborted.changed() => None,
+        };
+        self.running().remove(&execution_id);
+        let Some(outcome) = outcome else {
+            // Cancelled: the row is already CANCELLED and nothing else is written.
+            return Err(ExecError::Cancelled { execution_id });
+        };
+        let answer = match outcome {
             Ok(answer) => answer,
+            Err(error) if retry_allowed && error.retryable() => {
+                store
+                    .requeue_execution(&execution_id, error.code(), &error.to_string())
+                    .await?;
+                return Err(ExecError::Retry {
+                    execution_id,
+                    error,
+                });
+            }
             Err(error) => {
                 let failed = FinishedExecution {
                     status: ExecutionStatus::Error,
@@ -468,6 +556,11 @@ impl Executor {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Notified whenever this process queues an execution.
+    pub fn queued(&self) -> &tokio::sync::Notify {
+        &self.inner.queued
     }
 
     pub fn plugins(&self) -> &Registry {

@@ -16,3 +16,4 @@ pub mod server;
 pub mod sse;
 pub mod store;
 pub mod vault;
+pub mod worker;

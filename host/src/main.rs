@@ -150,6 +150,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 plugins = ?executor.plugins().manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
                 "ready"
             );
+            pods::worker::spawn(executor.clone(), settings.worker_config());
             let app = api::router(AppState { executor, tokens }, settings.max_body_bytes);
             pods::server::serve(listen, app).await?;
         }

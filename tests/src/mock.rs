@@ -1,7 +1,8 @@
 //! A loopback provider server speaking the OpenAI, Anthropic and Gemini wire formats (the same
 //! shapes as the conformance vectors), recording every request it receives.
 //!
-//! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s.
+//! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s,
+//! `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +26,14 @@ pub struct Seen {
 pub struct MockProvider {
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// Requests so far for a model (for `…flaky`, which fails its first two).
+fn count_for(mock: &MockProvider, model: &str) -> usize {
+    mock.seen()
+        .iter()
+        .filter(|s| s.body["model"] == model)
+        .count()
 }
 
 /// What the mock answers.
@@ -87,6 +96,32 @@ async fn answer(
     let model = body["model"].as_str().unwrap_or(&path).to_string();
     if model.ends_with("slow") || path.contains("slow") {
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    if model.ends_with("flaky") {
+        match count_for(&mock, &model) {
+            1 => {
+                return json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
+                    &[("retry-after", "1")],
+                );
+            }
+            2 => {
+                return json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}),
+                    &[],
+                );
+            }
+            _ => {}
+        }
+    }
+    if model.ends_with("bad-request") {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": {"message": "Invalid value for 'temperature'", "type": "invalid_request_error", "param": "temperature", "code": null}}),
+            &[],
+        );
     }
     if model.ends_with("rate-limited") {
         return json_response(

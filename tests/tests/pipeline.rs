@@ -421,10 +421,13 @@ async fn bad_input_and_provider_failures(backend: Backend) {
     assert_eq!(
         code(
             &client
-                .post(&exec, json!({"podId": research, "async": true}))
+                .post(
+                    &exec,
+                    json!({"podId": research, "async": true, "stream": true})
+                )
                 .await
         ),
-        (501, "ASYNC_UNAVAILABLE".into())
+        (400, "INVALID_FIELD".into())
     );
 
     // Without a custom base URL, only models the plugin or the pricing table knows are accepted.

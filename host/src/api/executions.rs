@@ -13,12 +13,15 @@ use serde_json::json;
 
 use super::{ApiError, AppState, Body, Caller};
 use crate::execution::{ExecuteRequest, ExecutionResult, UsageView};
-use crate::store::{Cost, Execution, ExecutionStatus, Role, StoreError, iso_time};
+use crate::store::{Cancelled, Cost, Execution, ExecutionStatus, Role, StoreError, iso_time};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/workspaces/{ws}/executions", post(execute))
-        .route("/workspaces/{ws}/executions/{id}", get(get_execution))
+        .route(
+            "/workspaces/{ws}/executions/{id}",
+            get(get_execution).delete(cancel_execution),
+        )
         .route("/workspaces/{ws}/executions/pod/{pod_id}", get(pod_history))
 }
 
@@ -26,6 +29,7 @@ pub fn routes() -> Router<AppState> {
     request_body = ExecuteRequest,
     responses(
         (status = 200, body = ExecutionResult, description = "The finished execution (or, with `stream: true`, a text/event-stream of start, token, done and error events)"),
+        (status = 202, description = "With `async: true`: `{executionId, status: \"queued\"}`; a worker runs it"),
         (status = 400, description = "Invalid request, unknown provider or model, missing provider key: nothing is recorded"),
         (status = 502, description = "The provider or its plugin failed; the execution is stored with the error"),
         (status = 504, description = "The provider did not answer in time")))]
@@ -37,11 +41,18 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     if req.run_async {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "ASYNC_UNAVAILABLE",
-            "async execution needs the queue, which this server does not run yet; send async: false",
-        ));
+        if req.stream {
+            return Err(ApiError::bad(
+                "INVALID_FIELD",
+                "async and stream cannot be combined: follow a queued execution with GET, or run it with stream",
+            ));
+        }
+        let id = state.executor.enqueue(&ws, &caller.user_id, &req).await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"executionId": id, "status": "queued"})),
+        )
+            .into_response());
     }
     let prepared = state.executor.prepare(&ws, &caller.user_id, &req).await?;
     if !req.stream {
@@ -192,6 +203,25 @@ pub async fn get_execution(
         Ok(e) => Ok(Json(ExecutionView::new(e, true))),
         Err(StoreError::NotFound) => Err(ApiError::not_found("execution")),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/executions/{id}", tag = "executions", security(("bearer" = [])),
+    responses((status = 204, description = "Cancelled: a queued execution never runs; a running one is aborted and its result not saved"),
+        (status = 409, description = "ALREADY_FINISHED")))]
+pub async fn cancel_execution(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.access(&ws, &caller, Role::Member).await?;
+    match state.executor.cancel(&ws, &id).await? {
+        Cancelled::Now(_) => Ok(StatusCode::NO_CONTENT),
+        Cancelled::AlreadyFinished(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ALREADY_FINISHED",
+            format!("the execution has already finished: {}", status.as_str()),
+        )),
     }
 }
 

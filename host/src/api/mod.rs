@@ -233,7 +233,17 @@ impl From<ExecError> for ApiError {
                     e.to_string(),
                 )
             }
+            ExecError::Cancelled { execution_id } => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "EXECUTION_CANCELLED".into(),
+                message: "the execution was cancelled while it ran".into(),
+                execution_id: Some(execution_id),
+            },
             ExecError::Failed {
+                execution_id,
+                error,
+            }
+            | ExecError::Retry {
                 execution_id,
                 error,
             } => {

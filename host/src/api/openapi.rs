@@ -19,7 +19,7 @@ use super::AppState;
         super::flows::delete_flow, super::flows::execution_order,
         super::flows::list_pods, super::flows::create_pod, super::flows::get_pod, super::flows::update_pod, super::flows::delete_pod,
         super::flows::list_edges, super::flows::create_edge, super::flows::delete_edge,
-        super::executions::execute, super::executions::get_execution, super::executions::pod_history,
+        super::executions::execute, super::executions::get_execution, super::executions::cancel_execution, super::executions::pod_history,
         super::keys::list, super::keys::put_key, super::keys::delete_key,
         super::pricing::list, super::pricing::add,
     ),

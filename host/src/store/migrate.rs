@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0003_key_usage_trigger.sqlite.sql"),
         include_str!("../../migrations/0003_key_usage_trigger.postgres.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/0004_jobs.sql"),
+        include_str!("../../migrations/0004_jobs.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

@@ -12,6 +12,7 @@ mod flows;
 mod keys;
 mod migrate;
 mod pricing;
+mod queue;
 mod workspaces;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ pub use executions::{Cost, Execution, ExecutionStatus, FinishedExecution, NewExe
 pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};
 pub use pricing::{NewPrice, Price};
+pub use queue::{Cancelled, Job};
 pub use workspaces::{Role, User, Workspace};
 
 #[derive(Debug, thiserror::Error)]

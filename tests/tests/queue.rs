@@ -1,0 +1,228 @@
+//! `async: true`: the embedded queue and its workers — durable across restarts, retried when a
+//! retry may help, cancellable, billed once. Runs on SQLite and PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use pods_e2e::mock::{MockProvider, OPENAI_ANSWER};
+use pods_e2e::{Backend, Client, Server};
+use serde_json::{Value, json};
+
+struct Setup {
+    client: Client,
+    ws: String,
+    pod: String,
+}
+
+async fn setup(server: &Server, mock: &MockProvider, email: &str) -> Setup {
+    let (client, ws, _) = server.user_with_workspace(email, false);
+    let key = client
+        .put(
+            &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+            json!({"apiKey": "sk-queue", "baseUrl": format!("{}/v1", mock.url)}),
+        )
+        .await;
+    assert_eq!(key.status, 204);
+    let flow = client
+        .post(
+            &format!("/api/v1/workspaces/{ws}/flows"),
+            json!({"name": "q"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .expect("flow")
+        .to_string();
+    let pod = client
+        .post(
+            &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"),
+            json!({"name": "p", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "hi"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .expect("pod")
+        .to_string();
+    Setup { client, ws, pod }
+}
+
+async fn enqueue(s: &Setup, extra: Value) -> String {
+    let mut body = json!({"podId": s.pod, "async": true});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let started = Instant::now();
+    let r = s
+        .client
+        .post(&format!("/api/v1/workspaces/{}/executions", s.ws), body)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["status"], "queued");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "202 took {:?}",
+        started.elapsed()
+    );
+    r.body["executionId"].as_str().expect("id").to_string()
+}
+
+async fn execution(s: &Setup, id: &str) -> Value {
+    s.client
+        .get(&format!("/api/v1/workspaces/{}/executions/{id}", s.ws))
+        .await
+        .body
+}
+
+/// Polls until the execution's status is one of `statuses`.
+async fn wait_for(s: &Setup, id: &str, statuses: &[&str], within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let e = execution(s, id).await;
+        if statuses.iter().any(|st| e["status"] == *st) {
+            return e;
+        }
+        assert!(
+            started.elapsed() < within,
+            "execution {id} stayed {} (wanted {statuses:?})",
+            e["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn queued_executions_run_survive_a_restart_and_cancel_on_sqlite() {
+    queued(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn queued_executions_run_survive_a_restart_and_cancel_on_postgres() {
+    queued(Backend::Postgres).await;
+}
+
+async fn queued(backend: Backend) {
+    let mock = MockProvider::start().await;
+    // No workers at first: jobs stay queued.
+    let server = Server::start(
+        &format!("queue_{backend:?}").to_lowercase(),
+        backend,
+        &[("PODS_WORKERS", "0")],
+    )
+    .await;
+    let s = setup(&server, &mock, "queue@pods.test").await;
+    let keep = enqueue(&s, json!({})).await;
+    let drop_it = enqueue(&s, json!({})).await;
+    assert_eq!(execution(&s, &keep).await["status"], "QUEUED");
+
+    // Cancel a queued execution: 204, then 409 for a second try; it never runs.
+    let ws = s.ws.clone();
+    let url = |id: &str| format!("/api/v1/workspaces/{ws}/executions/{id}");
+    assert_eq!(s.client.delete(&url(&drop_it)).await.status, 204);
+    assert_eq!(execution(&s, &drop_it).await["status"], "CANCELLED");
+    let again = s.client.delete(&url(&drop_it)).await;
+    assert_eq!(
+        (again.status, again.body["error"]["code"].as_str()),
+        (409, Some("ALREADY_FINISHED"))
+    );
+    assert_eq!(s.client.delete(&url("no-such-execution")).await.status, 404);
+
+    // Restart with workers: the queued one runs (the queue is durable), the cancelled one does not.
+    let server = server.restart_with(&[("PODS_WORKERS", "4")]).await;
+    let s = Setup {
+        client: Client::new(&server.url, &token(&server, "queue@pods.test")),
+        ..s
+    };
+    let done = wait_for(&s, &keep, &["COMPLETED"], Duration::from_secs(20)).await;
+    assert_eq!(done["content"], OPENAI_ANSWER);
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(done["costInUsd"], "0.0000096");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(execution(&s, &drop_it).await["status"], "CANCELLED");
+    assert_eq!(
+        mock.seen().len(),
+        1,
+        "only the kept execution reached the provider"
+    );
+
+    // A running execution is aborted by cancel, and its late result is never saved.
+    let slow = enqueue(&s, json!({"model": "gpt-4o-mini-slow"})).await;
+    wait_for(&s, &slow, &["RUNNING"], Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.client.delete(&url(&slow)).await.status, 204);
+    let cancelled = execution(&s, &slow).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["costInUsd"], Value::Null);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(execution(&s, &slow).await["status"], "CANCELLED");
+    let keys = s
+        .client
+        .get(&format!("/api/v1/workspaces/{}/provider-keys", s.ws))
+        .await;
+    assert_eq!(
+        keys.body[0]["requests"], 1,
+        "the cancelled execution is not billed"
+    );
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_with_backoff_and_billed_once() {
+    let mock = MockProvider::start().await;
+    let server = Server::start(
+        "queue_retry",
+        Backend::Sqlite,
+        &[("PODS_RETRY_BASE_MS", "100")],
+    )
+    .await;
+    let s = setup(&server, &mock, "retry@pods.test").await;
+
+    // 429 (retry-after 1 s), then 500, then success.
+    let started = Instant::now();
+    let flaky = enqueue(&s, json!({"model": "gpt-4o-mini-flaky"})).await;
+    let done = wait_for(&s, &flaky, &["COMPLETED", "ERROR"], Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["attempts"], 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retry-after was honoured"
+    );
+    assert_eq!(
+        mock.seen()
+            .iter()
+            .filter(|r| r.body["model"] == "gpt-4o-mini-flaky")
+            .count(),
+        3
+    );
+    let keys = s
+        .client
+        .get(&format!("/api/v1/workspaces/{}/provider-keys", s.ws))
+        .await;
+    assert_eq!(keys.body[0]["requests"], 1, "billed once");
+
+    // A 400 is not retried.
+    let bad = enqueue(&s, json!({"model": "gpt-4o-mini-bad-request"})).await;
+    let failed = wait_for(&s, &bad, &["ERROR", "COMPLETED"], Duration::from_secs(10)).await;
+    assert_eq!(failed["status"], "ERROR");
+    assert_eq!(failed["errorCode"], "PROVIDER_INVALID_REQUEST");
+    assert_eq!(failed["attempts"], 1);
+
+    // A rate limit that never clears ends as ERROR after the last attempt.
+    let limited = enqueue(&s, json!({"model": "gpt-4o-mini-rate-limited"})).await;
+    let failed = wait_for(
+        &s,
+        &limited,
+        &["ERROR", "COMPLETED"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(failed["errorCode"], "PROVIDER_RATE_LIMITED");
+    assert_eq!(failed["attempts"], 3);
+}
+
+fn token(server: &Server, email: &str) -> String {
+    let out = server.cli_with(&["token", "--user", email], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
