@@ -60,6 +60,10 @@ pub struct Settings {
         global = true
     )]
     pub retry_base_ms: u64,
+    /// Seconds a claimed job stays leased without its worker renewing it (a crashed worker's
+    /// jobs are taken over after this).
+    #[arg(long, env = "PODS_LEASE_SECS", default_value_t = 30, global = true)]
+    pub lease_secs: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -71,8 +75,7 @@ impl Settings {
             concurrency: self.workers,
             max_attempts: self.max_attempts.max(1),
             backoff_base: Duration::from_millis(self.retry_base_ms),
-            // Longer than any provider call can take: a whole response may take a timeout per chunk.
-            lease: Duration::from_secs(self.provider_timeout_secs * 10 + 60),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
             ..crate::worker::WorkerConfig::default()
         }
     }

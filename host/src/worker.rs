@@ -21,7 +21,9 @@ pub struct WorkerConfig {
     pub max_attempts: i64,
     /// Backoff before attempt n+1 is `base · 2^(n-1)`, ±25 % jitter.
     pub backoff_base: Duration,
-    /// How long a claimed job stays leased; it must outlast the longest call.
+    /// How long a claimed job stays leased without news from its worker, which renews it every
+    /// third of this while the execution runs. A worker that dies stops renewing: after this
+    /// long, another worker claims the job.
     pub lease: Duration,
     /// How often an idle worker looks for due jobs (it is also woken when a job is added here).
     pub poll: Duration,
@@ -33,7 +35,7 @@ impl Default for WorkerConfig {
             concurrency: 10,
             max_attempts: 3,
             backoff_base: Duration::from_secs(2),
-            lease: Duration::from_secs(600),
+            lease: Duration::from_secs(30),
             poll: Duration::from_millis(250),
         }
     }
@@ -44,7 +46,7 @@ pub fn spawn(executor: Executor, config: WorkerConfig) {
     if config.concurrency == 0 {
         return;
     }
-    let owner = format!("{}-{}", std::process::id(), crate::store::new_id());
+    let owner: Arc<str> = format!("{}-{}", std::process::id(), crate::store::new_id()).into();
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
         loop {
@@ -57,9 +59,10 @@ pub fn spawn(executor: Executor, config: WorkerConfig) {
                 .await
             {
                 Ok(Some(job)) => {
-                    let (executor, config) = (executor.clone(), config.clone());
+                    let (executor, config, owner) =
+                        (executor.clone(), config.clone(), owner.clone());
                     tokio::spawn(async move {
-                        process(&executor, &config, job).await;
+                        process(&executor, &config, &owner, job).await;
                         drop(slot);
                     });
                 }
@@ -80,9 +83,26 @@ pub fn spawn(executor: Executor, config: WorkerConfig) {
     });
 }
 
-async fn process(executor: &Executor, config: &WorkerConfig, job: Job) {
+async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, job: Job) {
     let id = &job.execution_id;
-    if let Err(e) = attempt(executor, config, &job).await {
+    let heartbeat = {
+        let (store, id, owner) = (executor.store().clone(), id.clone(), owner.to_string());
+        let lease = config.lease;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = store
+                    .extend_lease(&id, &owner, lease.as_millis() as i64)
+                    .await
+                {
+                    tracing::warn!(execution = %id, error = %e, "renewing a lease failed");
+                }
+            }
+        })
+    };
+    let outcome = attempt(executor, config, &job).await;
+    heartbeat.abort();
+    if let Err(e) = outcome {
         // The job keeps its lease and is retried when it expires: nothing is lost.
         tracing::warn!(execution = %id, error = %e, "running a queued execution failed in the store");
     }

@@ -2,7 +2,7 @@
 //! shapes as the conformance vectors), recording every request it receives.
 //!
 //! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s,
-//! `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
+//! `…delay` waits 100 ms, `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,6 +94,9 @@ async fn answer(
         });
     }
     let model = body["model"].as_str().unwrap_or(&path).to_string();
+    if model.ends_with("delay") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     if model.ends_with("slow") || path.contains("slow") {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }

@@ -85,6 +85,25 @@ impl Store {
         .transpose()
     }
 
+    /// Keeps a running job's lease alive; `false` if the lease was lost (another worker has it).
+    pub async fn extend_lease(
+        &self,
+        execution_id: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE jobs SET leased_until = $1 WHERE execution_id = $2 AND lease_owner = $3",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(execution_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The job is done (whatever the outcome): remove it.
     pub async fn ack_job(&self, execution_id: &str) -> Result<()> {
         let _turn = self.write_turn().await;
