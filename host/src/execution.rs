@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::context;
 use crate::cost;
 use crate::egress::{Answer, CallError, Egress, Target};
+use crate::events::{Event, Hub};
 use crate::plugins::types::{
     ChatRequest, Completion, FinishReason, Message, ResponseFormat, StreamDelta, Usage,
 };
@@ -164,6 +165,7 @@ struct Inner {
     running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
     /// Wakes the queue's workers when a job is added.
     queued: tokio::sync::Notify,
+    events: Hub,
 }
 
 impl Executor {
@@ -176,6 +178,7 @@ impl Executor {
                 vault,
                 running: Default::default(),
                 queued: tokio::sync::Notify::new(),
+                events: Hub::default(),
             }),
         }
     }
@@ -190,6 +193,13 @@ impl Executor {
     ) -> Result<Prepared, ExecError> {
         let (mut prepared, new) = self.resolve(ws, user_id, req).await?;
         prepared.execution_id = self.inner.store.start_execution(&new).await?;
+        self.publish(Event::new(
+            "execution:running",
+            "RUNNING",
+            &prepared.execution_id,
+            &prepared.pod_id,
+            &prepared.flow_id,
+        ));
         Ok(prepared)
     }
 
@@ -204,6 +214,13 @@ impl Executor {
         let (_, new) = self.resolve(ws, user_id, req).await?;
         let id = self.inner.store.enqueue_execution(&new).await?;
         self.inner.queued.notify_one();
+        self.publish(Event::new(
+            "execution:queued",
+            "QUEUED",
+            &id,
+            &new.pod_id,
+            &new.flow_id,
+        ));
         Ok(id)
     }
 
@@ -386,8 +403,18 @@ impl Executor {
             .cancel_execution(ws, execution_id)
             .await
             .map_err(not_found("execution"))?;
-        if let (Cancelled::Now(_), Some(abort)) = (outcome, self.running().get(execution_id)) {
-            let _ = abort.send(true);
+        if let Cancelled::Now(_) = outcome {
+            if let Some(abort) = self.running().get(execution_id) {
+                let _ = abort.send(true);
+            }
+            let e = self.inner.store.execution(ws, execution_id).await?;
+            self.publish(Event::new(
+                "execution:cancelled",
+                "CANCELLED",
+                execution_id,
+                &e.pod_id,
+                &e.flow_id,
+            ));
         }
         Ok(outcome)
     }
@@ -405,7 +432,38 @@ impl Executor {
     pub async fn run(
         &self,
         prepared: Prepared,
-        on_delta: impl FnMut(&StreamDelta),
+        mut on_delta: impl FnMut(&StreamDelta),
+    ) -> Result<ExecutionResult, ExecError> {
+        let (pod_id, flow_id) = (prepared.pod_id.clone(), prepared.flow_id.clone());
+        let event = |kind, status, id: &str| Event::new(kind, status, id, &pod_id, &flow_id);
+        let result = self.run_inner(prepared, &mut on_delta).await;
+        match &result {
+            Ok(r) => self.publish(
+                event("execution:completed", r.status.as_str(), &r.execution_id).with("result", r),
+            ),
+            Err(ExecError::Failed {
+                execution_id,
+                error,
+            }) => self.publish(event("execution:error", "ERROR", execution_id).with(
+                "error",
+                serde_json::json!({"code": error.code(), "message": error.to_string()}),
+            )),
+            Err(ExecError::Retry {
+                execution_id,
+                error,
+            }) => self.publish(event("execution:queued", "QUEUED", execution_id).with(
+                "error",
+                serde_json::json!({"code": error.code(), "message": error.to_string()}),
+            )),
+            _ => {}
+        }
+        result
+    }
+
+    async fn run_inner(
+        &self,
+        prepared: Prepared,
+        mut on_delta: impl FnMut(&StreamDelta),
     ) -> Result<ExecutionResult, ExecError> {
         let Prepared {
             execution_id,
@@ -417,13 +475,32 @@ impl Executor {
             extractor,
             mut warnings,
             retry_allowed,
-            ..
+            pod_id,
+            flow_id,
         } = prepared;
+        let prepared_ids = (pod_id, flow_id);
         let store = &self.inner.store;
         let (abort, mut aborted) = tokio::sync::watch::channel(false);
         self.running().insert(execution_id.clone(), abort);
+        let (events, pod_id, flow_id) = (self.inner.events.clone(), prepared_ids.0, prepared_ids.1);
+        let delta_event = |d: &StreamDelta| {
+            on_delta(d);
+            if !d.text.is_empty() || !d.reasoning.is_empty() {
+                events.publish(
+                    &Event::new(
+                        "execution:delta",
+                        "RUNNING",
+                        &execution_id,
+                        &pod_id,
+                        &flow_id,
+                    )
+                    .with("text", &d.text)
+                    .with("reasoning", &d.reasoning),
+                );
+            }
+        };
         let outcome = tokio::select! {
-            answer = self.inner.egress.call(&plugin, &request, &target, on_delta) => Some(answer),
+            answer = self.inner.egress.call(&plugin, &request, &target, delta_event) => Some(answer),
             _ = aborted.changed() => None,
         };
         self.running().remove(&execution_id);
@@ -556,6 +633,16 @@ impl Executor {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The execution events of this process, for WebSocket subscribers.
+    pub fn events(&self) -> &Hub {
+        &self.inner.events
+    }
+
+    /// Publishes an execution event to the flow's subscribers.
+    pub fn publish(&self, event: Event) {
+        self.inner.events.publish(&event);
     }
 
     /// Notified whenever this process queues an execution.

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod context;
 pub mod cost;
 pub mod egress;
+pub mod events;
 pub mod execution;
 pub mod plugins;
 pub mod server;

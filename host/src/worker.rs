@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::Event;
 use crate::execution::{ExecError, ExecuteRequest, Executor};
 use crate::store::{ExecutionStatus, FinishedExecution, Job, now_ms};
 
@@ -120,6 +121,16 @@ async fn attempt(
         return store.ack_job(id).await;
     }
     let execution = store.execution(&job.workspace_id, id).await?;
+    executor.publish(
+        Event::new(
+            "execution:running",
+            "RUNNING",
+            id,
+            &execution.pod_id,
+            &execution.flow_id,
+        )
+        .with("attempt", job.attempts),
+    );
     let request: Option<ExecuteRequest> =
         serde_json::from_value(execution.request_metadata["execute"].clone()).ok();
     let prepared = match request {
@@ -141,7 +152,22 @@ async fn attempt(
                 ExecError::Invalid { code, message } => (code.to_string(), message.clone()),
                 other => ("INVALID_REQUEST".to_string(), other.to_string()),
             };
-            store.finish_execution(id, &failed(code, message)).await?;
+            store
+                .finish_execution(id, &failed(code.clone(), message.clone()))
+                .await?;
+            executor.publish(
+                Event::new(
+                    "execution:error",
+                    "ERROR",
+                    id,
+                    &execution.pod_id,
+                    &execution.flow_id,
+                )
+                .with(
+                    "error",
+                    serde_json::json!({"code": code, "message": message}),
+                ),
+            );
             return store.ack_job(id).await;
         }
     };

@@ -10,6 +10,7 @@ mod keys;
 mod openapi;
 mod pricing;
 mod workspaces;
+mod ws;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -65,6 +66,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(executions::routes())
         .merge(keys::routes())
         .merge(pricing::routes())
+        .merge(ws::routes())
         .route("/plugins", get(list_plugins));
     Router::new()
         .route("/health", get(health))

@@ -16,7 +16,7 @@ use super::AppState;
         super::health, super::list_plugins,
         super::workspaces::list, super::workspaces::create, super::workspaces::set_member,
         super::flows::list_flows, super::flows::create_flow, super::flows::get_flow, super::flows::update_flow,
-        super::flows::delete_flow, super::flows::execution_order,
+        super::flows::delete_flow, super::flows::execution_order, super::ws::subscribe,
         super::flows::list_pods, super::flows::create_pod, super::flows::get_pod, super::flows::update_pod, super::flows::delete_pod,
         super::flows::list_edges, super::flows::create_edge, super::flows::delete_edge,
         super::executions::execute, super::executions::get_execution, super::executions::cancel_execution, super::executions::pod_history,

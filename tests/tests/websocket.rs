@@ -1,0 +1,206 @@
+//! The flow WebSocket: every event of an execution, in order, to members only.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pods_e2e::mock::{GEMINI_CHUNKS, MockProvider};
+use pods_e2e::{Backend, Server, sse_events};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(server: &Server, path: &str) -> Result<Socket, u16> {
+    let url = format!("{}{path}", server.url.replace("http://", "ws://"));
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("connect: {e}"),
+    }
+}
+
+/// Reads events until one of type `last` for `execution`.
+async fn events_until(socket: &mut Socket, execution: &str, last: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("socket open")
+            .expect("message");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).expect("JSON event");
+        if event["executionId"] != execution {
+            continue;
+        }
+        let done = event["type"] == last;
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn members_see_every_event_of_a_flow_in_order() {
+    let mock = MockProvider::start().await;
+    let server = Server::start("websocket", Backend::Sqlite, &[]).await;
+    let (alice, ws, _) = server.user_with_workspace("ws-alice@pods.test", false);
+    let (_bob, _, _) = server.user_with_workspace("ws-bob@pods.test", false);
+    let bob_token = token(&server, "ws-bob@pods.test");
+    let alice_token = token(&server, "ws-alice@pods.test");
+    for (provider, base) in [
+        ("openai", format!("{}/v1", mock.url)),
+        ("gemini", mock.url.clone()),
+    ] {
+        let r = alice
+            .put(
+                &format!("/api/v1/workspaces/{ws}/provider-keys/{provider}"),
+                json!({"apiKey": "sk-ws", "baseUrl": base}),
+            )
+            .await;
+        assert_eq!(r.status, 204);
+    }
+    let flow = alice
+        .post(
+            &format!("/api/v1/workspaces/{ws}/flows"),
+            json!({"name": "live"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .expect("flow")
+        .to_string();
+    let pods = format!("/api/v1/workspaces/{ws}/flows/{flow}/pods");
+    let pod = alice
+        .post(
+            &pods,
+            json!({"name": "a", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "hi"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .expect("pod")
+        .to_string();
+    let gem = alice.post(&pods, json!({"name": "g", "provider": "gemini", "model": "gemini-2.5-flash", "userPrompt": "hi"})).await.body["id"].as_str().expect("pod").to_string();
+    let path = format!("/api/v1/workspaces/{ws}/flows/{flow}/ws");
+
+    // Not a member, no token, a bad token: refused before the upgrade.
+    assert_eq!(
+        connect(&server, &format!("{path}?token={bob_token}"))
+            .await
+            .err(),
+        Some(404)
+    );
+    assert_eq!(connect(&server, &path).await.err(), Some(401));
+    assert_eq!(
+        connect(&server, &format!("{path}?token=nope")).await.err(),
+        Some(401)
+    );
+    assert_eq!(
+        connect(
+            &server,
+            &format!("/api/v1/workspaces/{ws}/flows/no-such-flow/ws?token={alice_token}")
+        )
+        .await
+        .err(),
+        Some(404)
+    );
+
+    let mut socket = connect(&server, &format!("{path}?token={alice_token}"))
+        .await
+        .expect("member connects");
+
+    // A queued execution: queued → running → completed, with the result.
+    let queued = alice
+        .post(
+            &format!("/api/v1/workspaces/{ws}/executions"),
+            json!({"podId": pod, "async": true}),
+        )
+        .await;
+    let id = queued.body["executionId"].as_str().expect("id").to_string();
+    let events = events_until(&mut socket, &id, "execution:completed").await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "execution:queued",
+            "execution:running",
+            "execution:completed"
+        ]
+    );
+    let statuses: Vec<&str> = events.iter().filter_map(|e| e["status"].as_str()).collect();
+    assert_eq!(statuses, ["QUEUED", "RUNNING", "COMPLETED"]);
+    for e in &events {
+        assert_eq!(e["podId"], json!(pod));
+        assert!(
+            e["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{e}"
+        );
+    }
+    assert_eq!(events[2]["result"]["usage"]["promptTokens"], 20);
+
+    // A streamed execution: its deltas arrive on the socket too.
+    let streamed = alice
+        .post(
+            &format!("/api/v1/workspaces/{ws}/executions"),
+            json!({"podId": gem, "stream": true}),
+        )
+        .await;
+    let start = &sse_events(&streamed.text)[0].1;
+    let id = start["executionId"].as_str().expect("id").to_string();
+    let events = events_until(&mut socket, &id, "execution:completed").await;
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "execution:delta")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(text, GEMINI_CHUNKS.concat());
+    assert_eq!(
+        events.first().map(|e| e["type"].clone()),
+        Some(json!("execution:running"))
+    );
+
+    // A failure is an error event with its code.
+    let failed = alice
+        .post(
+            &format!("/api/v1/workspaces/{ws}/executions"),
+            json!({"podId": pod, "model": "gpt-4o-mini-bad-request"}),
+        )
+        .await;
+    let id = failed.body["executionId"].as_str().expect("id").to_string();
+    let events = events_until(&mut socket, &id, "execution:error").await;
+    assert_eq!(
+        events.last().map(|e| e["error"]["code"].clone()),
+        Some(json!("PROVIDER_INVALID_REQUEST"))
+    );
+
+    // The header works as well as the query parameter.
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("{}{path}", server.url.replace("http://", "ws://")),
+    )
+    .map(|mut r| {
+        r.headers_mut().insert(
+            "authorization",
+            format!("Bearer {alice_token}").parse().expect("header"),
+        );
+        r
+    })
+    .expect("request");
+    assert!(tokio_tungstenite::connect_async(request).await.is_ok());
+}
+
+fn token(server: &Server, email: &str) -> String {
+    let out = server.cli_with(&["token", "--user", email], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
