@@ -35,6 +35,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "PODS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// `all`: API and workers; `api`: the API only (queued executions wait for a worker node);
+        /// `worker`: workers, with only /health and /metrics served.
+        #[arg(long, env = "PODS_ROLE", value_enum, default_value_t = NodeRole::All)]
+        role: NodeRole,
     },
     /// Mint a bearer token for a user (local use and scripts).
     Token {
@@ -54,6 +58,13 @@ enum Command {
     /// Inspect and check plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NodeRole {
+    All,
+    Api,
+    Worker,
 }
 
 #[derive(Subcommand)]
@@ -140,7 +151,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let settings = cli.settings;
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, role } => {
             let started = Instant::now();
             let executor = settings.executor().await?;
             let tokens = settings.tokens()?;
@@ -150,8 +161,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 plugins = ?executor.plugins().manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
                 "ready"
             );
-            pods::worker::spawn(executor.clone(), settings.worker_config());
-            let app = api::router(AppState { executor, tokens }, settings.max_body_bytes);
+            if role != NodeRole::Api {
+                pods::worker::spawn(executor.clone(), settings.worker_config());
+            }
+            let state = AppState { executor, tokens };
+            let app = match role {
+                NodeRole::Worker => api::operator_router(state),
+                _ => api::router(state, settings.max_body_bytes),
+            };
             pods::server::serve(listen, app).await?;
         }
         Command::Token { user, ttl_hours } => {

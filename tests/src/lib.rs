@@ -130,6 +130,18 @@ impl Server {
         Server::spawn(self.data_dir.clone(), env).await
     }
 
+    /// A second `pods serve` on the same data and database (another node), with `extra_env`.
+    pub async fn another(&self, extra_env: &[(&str, &str)]) -> Server {
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| !extra_env.iter().any(|(e, _)| e == k));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Server::spawn(self.data_dir.clone(), env).await
+    }
+
     async fn spawn(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
         let port = free_port();
         let mut command = Command::new(pods_bin());

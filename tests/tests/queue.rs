@@ -226,3 +226,53 @@ fn token(server: &Server, email: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+#[tokio::test]
+async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
+    let mock = MockProvider::start().await;
+    let api = Server::start("queue_roles", Backend::Postgres, &[("PODS_ROLE", "api")]).await;
+    let s = setup(&api, &mock, "roles@pods.test").await;
+    let id = enqueue(&s, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        execution(&s, &id).await["status"],
+        "QUEUED",
+        "an API node runs no workers"
+    );
+
+    let (admin, _, _) = api.user_with_workspace("metrics-admin@pods.test", true);
+    let metrics = admin.get("/api/v1/queue/metrics").await;
+    assert_eq!(metrics.status, 200, "{}", metrics.text);
+    assert_eq!(
+        (
+            metrics.body["backend"].as_str(),
+            metrics.body["waiting"].as_i64()
+        ),
+        (Some("embedded"), Some(1))
+    );
+    assert_eq!(
+        s.client.get("/api/v1/queue/metrics").await.status,
+        403,
+        "members are not admins"
+    );
+
+    // A worker node on the same database picks the job up.
+    let worker = api.another(&[("PODS_ROLE", "worker")]).await;
+    let done = wait_for(&s, &id, &["COMPLETED"], Duration::from_secs(20)).await;
+    assert_eq!(done["content"], OPENAI_ANSWER);
+    let worker_admin = Client::new(&worker.url, &token(&worker, "metrics-admin@pods.test"));
+    let text = worker_admin.get("/metrics").await.text;
+    assert!(
+        text.contains("pods_executions{status=\"COMPLETED\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pods_queue_jobs{state=\"waiting\"} 0"),
+        "{text}"
+    );
+    assert_eq!(
+        worker_admin.get("/api/v1/workspaces").await.status,
+        404,
+        "a worker node serves no API"
+    );
+}

@@ -7,6 +7,7 @@
 mod executions;
 mod flows;
 mod keys;
+mod metrics;
 mod openapi;
 mod pricing;
 mod workspaces;
@@ -67,13 +68,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(keys::routes())
         .merge(pricing::routes())
         .merge(ws::routes())
+        .merge(metrics::api_routes())
         .route("/plugins", get(list_plugins));
     Router::new()
         .route("/health", get(health))
         .nest("/api/v1", api)
+        .merge(metrics::routes())
         .merge(openapi::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// What a worker-only node serves: health and metrics.
+pub fn operator_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .merge(metrics::routes())
         .with_state(state)
 }
 

@@ -21,7 +21,7 @@ use super::AppState;
         super::flows::list_edges, super::flows::create_edge, super::flows::delete_edge,
         super::executions::execute, super::executions::get_execution, super::executions::cancel_execution, super::executions::pod_history,
         super::keys::list, super::keys::put_key, super::keys::delete_key,
-        super::pricing::list, super::pricing::add,
+        super::pricing::list, super::pricing::add, super::metrics::queue_metrics, super::metrics::prometheus,
     ),
     modifiers(&BearerAuth)
 )]

@@ -13,6 +13,18 @@ pub struct Job {
     pub attempts: i64,
 }
 
+/// The queue at a glance.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueCounts {
+    /// Due and not claimed.
+    pub waiting: i64,
+    /// Waiting for a retry's backoff to pass.
+    pub delayed: i64,
+    /// Claimed by a worker (running, or about to).
+    pub active: i64,
+}
+
 /// What a cancel request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancelled {
@@ -102,6 +114,35 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// How many jobs wait, wait for a retry, or run.
+    pub async fn queue_counts(&self) -> Result<QueueCounts> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN leased_until >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
+                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before > $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS delayed,
+                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS waiting
+             FROM jobs",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueCounts {
+            waiting: get(&row, "waiting")?,
+            delayed: get(&row, "delayed")?,
+            active: get(&row, "active")?,
+        })
+    }
+
+    /// Executions per status, all workspaces (for metrics).
+    pub async fn execution_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM executions GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "status")?, get(r, "n")?)))
+            .collect()
     }
 
     /// The job is done (whatever the outcome): remove it.
