@@ -1,0 +1,248 @@
+//! What the server benchmarks share: an instant OpenAI-compatible provider on loopback, a real
+//! `pods serve` (release build, SQLite) with a user, a key, a flow and a pod, and an open-loop
+//! load generator.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1741569952,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}"#;
+
+/// A running server with one ready-to-run pod; stopped and cleaned up on drop.
+pub struct Bench {
+    pub base: String,
+    pub provider: String,
+    pub token: String,
+    pub ws: String,
+    pub pod: String,
+    pub http: reqwest::Client,
+    server: Child,
+    data: PathBuf,
+}
+
+impl Bench {
+    pub async fn start(name: &str, extra_env: &[(&str, &str)]) -> Bench {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let provider = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new()
+            .fallback(|| async { ([("content-type", "application/json")], COMPLETION) });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let data = std::env::temp_dir().join(format!("pods-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let mut env: Vec<(String, String)> = vec![
+            ("PODS_DATA_DIR".into(), data.display().to_string()),
+            (
+                "PODS_JWT_SECRET".into(),
+                "bench-secret-0123456789abcdef".into(),
+            ),
+            (
+                "PODS_MASTER_KEY".into(),
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+            ),
+            ("RUST_LOG".into(), "error".into()),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let pods = env!("CARGO_BIN_EXE_pods");
+        let created = Command::new(pods)
+            .args([
+                "admin",
+                "create-user",
+                "--email",
+                "bench@pods.test",
+                "--workspace",
+                "Bench",
+                "--admin",
+            ])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("create user");
+        let created: Value = serde_json::from_slice(&created.stdout).expect("user JSON");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let server = Command::new(pods)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start pods");
+        let mut bench = Bench {
+            base: format!("http://127.0.0.1:{port}"),
+            provider,
+            token: created["token"].as_str().expect("token").to_string(),
+            ws: created["workspaceId"].as_str().expect("ws").to_string(),
+            pod: String::new(),
+            http: reqwest::Client::new(),
+            server,
+            data,
+        };
+        let started = Instant::now();
+        while bench
+            .http
+            .get(format!("{}/health", bench.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "pods did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ws = bench.ws.clone();
+        bench
+            .call(
+                "PUT",
+                &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+                json!({"apiKey": "sk-bench", "baseUrl": format!("{}/v1", bench.provider)}),
+            )
+            .await;
+        let flow = bench
+            .call(
+                "POST",
+                &format!("/api/v1/workspaces/{ws}/flows"),
+                json!({"name": "bench"}),
+            )
+            .await;
+        let flow = flow["id"].as_str().expect("flow").to_string();
+        let pod = bench
+            .call("POST", &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"), json!({"name": "p", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "Say hello"}))
+            .await;
+        bench.pod = pod["id"].as_str().expect("pod").to_string();
+        bench
+    }
+
+    /// An authenticated JSON call; the answer's JSON (`null` if none).
+    pub async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if !body.is_null() {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let bytes = request
+            .send()
+            .await
+            .expect("request")
+            .bytes()
+            .await
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    /// POST …/executions with `body` merged over `{"podId": …}`.
+    pub fn execution_request(&self, extra: Value) -> Arc<RequestSpec> {
+        let mut body = json!({"podId": self.pod});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        Arc::new(RequestSpec {
+            url: format!("{}/api/v1/workspaces/{}/executions", self.base, self.ws),
+            token: Some(self.token.clone()),
+            body: body.to_string(),
+        })
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+pub struct RequestSpec {
+    pub url: String,
+    pub token: Option<String>,
+    pub body: String,
+}
+
+/// Sends `rate` POSTs per second for `seconds`, each on its own task at its scheduled time
+/// (open loop: a slow answer does not delay the next request). Returns the sorted latencies
+/// of successful requests and the number of failed ones.
+pub async fn load(
+    http: &reqwest::Client,
+    spec: &Arc<RequestSpec>,
+    rate: u32,
+    seconds: u32,
+) -> (Vec<Duration>, usize) {
+    let total = rate * seconds;
+    let interval = Duration::from_secs(1) / rate;
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tokio::time::sleep_until(start + interval * i).await;
+        let (http, spec) = (http.clone(), spec.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let mut request = http
+                .post(&spec.url)
+                .header("content-type", "application/json")
+                .body(spec.body.clone());
+            if let Some(token) = &spec.token {
+                request = request.bearer_auth(token);
+            }
+            let ok = match request.send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (sent.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for task in tasks {
+        match task.await {
+            Ok((latency, true)) => latencies.push(latency),
+            _ => errors += 1,
+        }
+    }
+    latencies.sort();
+    (latencies, errors)
+}
+
+pub fn pct(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `PODS_BENCH_SECONDS`, else `default`.
+pub fn seconds(default: u32) -> u32 {
+    std::env::var("PODS_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -1,0 +1,113 @@
+//! The embedded queue: enqueue latency (`async: true` → 202) under open-loop load, and
+//! end-to-end throughput (executions/s with an instant provider, 10 workers, SQLite).
+//!
+//! `cargo bench -p pods --bench queue`; under `cargo test`, a short run. Targets: enqueue p99
+//! under 5 ms; 2,000 executions/s.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Bench, load, ms, pct};
+use serde_json::{Value, json};
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    common::runtime().block_on(run(full));
+}
+
+async fn run(full: bool) {
+    let bench = Bench::start("queue", &[("PODS_WORKERS", "10")]).await;
+    let enqueue = bench.execution_request(json!({"async": true}));
+    let (rate, seconds) = if full {
+        (500, common::seconds(5))
+    } else {
+        (100, 1)
+    };
+
+    println!("# Embedded queue (SQLite, instant provider, 10 workers)\n");
+    load(&bench.http, &enqueue, 50, 1).await;
+    drain(&bench).await;
+    let started = Instant::now();
+    let (latencies, errors) = load(&bench.http, &enqueue, rate, seconds).await;
+    let accepted = latencies.len();
+    drain(&bench).await;
+    let elapsed = started.elapsed();
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| enqueue rate | {rate}/s for {seconds} s |");
+    println!("| enqueue p50 | {} |", ms(pct(&latencies, 0.50)));
+    println!("| enqueue p99 | {} |", ms(pct(&latencies, 0.99)));
+    println!("| enqueue errors | {errors} |");
+
+    // Throughput: a backlog enqueued as fast as 16 concurrent clients can, then drained.
+    let backlog = if full { 4000 } else { 200 };
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (http, spec) = (bench.http.clone(), enqueue.clone());
+        clients.push(tokio::spawn(async move {
+            for _ in (c..backlog).step_by(16) {
+                let r = http
+                    .post(&spec.url)
+                    .bearer_auth(spec.token.as_deref().unwrap_or(""))
+                    .header("content-type", "application/json")
+                    .body(spec.body.clone())
+                    .send()
+                    .await;
+                assert!(r.is_ok_and(|r| r.status().as_u16() == 202));
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
+    let enqueued = started.elapsed();
+    drain(&bench).await;
+    let total = started.elapsed();
+    println!("| backlog | {backlog} executions |");
+    println!(
+        "| enqueued in | {} ({:.0}/s) |",
+        ms(enqueued),
+        backlog as f64 / enqueued.as_secs_f64()
+    );
+    println!("| all completed in | {} |", ms(total));
+    println!(
+        "| end-to-end throughput | {:.0} executions/s |",
+        backlog as f64 / total.as_secs_f64()
+    );
+    println!(
+        "| open-loop phase | {accepted} accepted, drained in {} |",
+        ms(elapsed)
+    );
+    let metrics = bench
+        .call("GET", "/api/v1/queue/metrics", Value::Null)
+        .await;
+    assert_eq!(
+        metrics["executions"]["ERROR"],
+        Value::Null,
+        "no execution failed: {metrics}"
+    );
+}
+
+/// Waits until no job is waiting, delayed or running.
+async fn drain(bench: &Bench) {
+    let started = Instant::now();
+    loop {
+        let m = bench
+            .call("GET", "/api/v1/queue/metrics", Value::Null)
+            .await;
+        let left: i64 = ["waiting", "delayed", "active"]
+            .iter()
+            .filter_map(|k| m[*k].as_i64())
+            .sum();
+        if left == 0 && m["backend"] == "embedded" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "queue did not drain: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
