@@ -64,6 +64,14 @@ pub struct Settings {
     /// jobs are taken over after this).
     #[arg(long, env = "PODS_LEASE_SECS", default_value_t = 30, global = true)]
     pub lease_secs: u64,
+    /// On shutdown, how long running executions may take to finish before the process exits.
+    #[arg(
+        long,
+        env = "PODS_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_grace_secs: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,

@@ -161,15 +161,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 plugins = ?executor.plugins().manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
                 "ready"
             );
-            if role != NodeRole::Api {
-                pods::worker::spawn(executor.clone(), settings.worker_config());
-            }
+            let workers = (role != NodeRole::Api)
+                .then(|| pods::worker::spawn(executor.clone(), settings.worker_config()));
             let state = AppState { executor, tokens };
             let app = match role {
                 NodeRole::Worker => api::operator_router(state),
                 _ => api::router(state, settings.max_body_bytes),
             };
             pods::server::serve(listen, app).await?;
+            if let Some(workers) = workers {
+                // Let running executions finish (and be saved) before the process ends.
+                workers
+                    .shutdown(Duration::from_secs(settings.shutdown_grace_secs))
+                    .await;
+            }
         }
         Command::Token { user, ttl_hours } => {
             let store = settings.store().await?;

@@ -42,18 +42,54 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Starts the workers; they run until the process ends.
-pub fn spawn(executor: Executor, config: WorkerConfig) {
-    if config.concurrency == 0 {
-        return;
+/// The running workers.
+pub struct Workers {
+    slots: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Workers {
+    /// Stops taking jobs and waits up to `deadline` for the running executions to finish. What
+    /// is still running then is left to its lease: another worker (or this one, restarted)
+    /// takes it over.
+    pub async fn shutdown(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        match tokio::time::timeout(deadline, self.slots.acquire_many(all)).await {
+            Ok(_) => tracing::info!("workers stopped"),
+            Err(_) => tracing::warn!(
+                ?deadline,
+                "workers stopped with executions still running; their leases will expire"
+            ),
+        }
+    }
+}
+
+/// Starts the workers.
+pub fn spawn(executor: Executor, config: WorkerConfig) -> Workers {
+    let concurrency = config.concurrency;
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let workers = Workers {
+        slots: slots.clone(),
+        concurrency,
+        stop,
+    };
+    if concurrency == 0 {
+        return workers;
     }
     let owner: Arc<str> = format!("{}-{}", std::process::id(), crate::store::new_id()).into();
     tokio::spawn(async move {
-        let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot,
+                _ = stopped.changed() => return,
             };
+            let Ok(slot) = slot else { return };
+            if *stopped.borrow() {
+                return;
+            }
             match executor
                 .store()
                 .claim_job(&owner, config.lease.as_millis() as i64)
@@ -72,6 +108,7 @@ pub fn spawn(executor: Executor, config: WorkerConfig) {
                     tokio::select! {
                         _ = executor.queued().notified() => {}
                         _ = tokio::time::sleep(config.poll) => {}
+                        _ = stopped.changed() => return,
                     }
                 }
                 Err(e) => {
@@ -82,6 +119,7 @@ pub fn spawn(executor: Executor, config: WorkerConfig) {
             }
         }
     });
+    workers
 }
 
 async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, job: Job) {

@@ -130,6 +130,18 @@ impl Server {
         Server::spawn(self.data_dir.clone(), env).await
     }
 
+    /// Sends SIGTERM and waits for the process to exit; returns how long that took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let _ = self.child.wait();
+        started.elapsed()
+    }
+
     /// A second `pods serve` on the same data and database (another node), with `extra_env`.
     pub async fn another(&self, extra_env: &[(&str, &str)]) -> Server {
         let mut env = self.env.clone();

@@ -276,3 +276,32 @@ async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
         "a worker node serves no API"
     );
 }
+
+// Multi-threaded: the test blocks in `terminate` while its own mock provider must keep answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_executions_finish() {
+    let mock = MockProvider::start().await;
+    let mut server = Server::start("queue_shutdown", Backend::Sqlite, &[]).await;
+    let s = setup(&server, &mock, "shutdown@pods.test").await;
+    let slow = enqueue(&s, json!({"model": "gpt-4o-mini-slow"})).await;
+    wait_for(&s, &slow, &["RUNNING"], Duration::from_secs(10)).await;
+    // SIGTERM while the 5 s call runs: the process waits for it, saves it, then exits.
+    let took = server.terminate();
+    assert!(
+        took >= Duration::from_secs(3),
+        "exited after {took:?}, before the call finished"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "waited {took:?}: the call should have finished in ~5 s"
+    );
+    let server = server.restart_with(&[("PODS_WORKERS", "0")]).await;
+    let s = Setup {
+        client: Client::new(&server.url, &token(&server, "shutdown@pods.test")),
+        ..s
+    };
+    let done = execution(&s, &slow).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(mock.seen().len(), 1);
+}
