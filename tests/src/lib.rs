@@ -142,6 +142,17 @@ impl Server {
         started.elapsed()
     }
 
+    /// A fresh bearer token for the user with this email (`pods token`).
+    pub fn token(&self, email: &str) -> String {
+        let out = self.cli_with(&["token", "--user", email], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// A second `pods serve` on the same data and database (another node), with `extra_env`.
     pub async fn another(&self, extra_env: &[(&str, &str)]) -> Server {
         let mut env = self.env.clone();
@@ -306,6 +317,39 @@ impl Client {
             .header("content-type", content_type)
             .body(body);
         reply(request.send().await.expect("request")).await
+    }
+
+    /// Stores the workspace's OpenAI key (sent to `base_url`) and creates a flow with one OpenAI
+    /// pod of `model` whose user prompt is "hi". Returns (flow id, pod id).
+    pub async fn openai_pod(
+        &self,
+        ws: &str,
+        api_key: &str,
+        base_url: &str,
+        model: &str,
+    ) -> (String, String) {
+        let key = self
+            .put(
+                &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+                serde_json::json!({"apiKey": api_key, "baseUrl": base_url}),
+            )
+            .await;
+        assert_eq!(key.status, 204, "{}", key.text);
+        let flow = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/flows"),
+                serde_json::json!({"name": "flow"}),
+            )
+            .await;
+        let flow = flow.body["id"].as_str().expect("flow id").to_string();
+        let pod = self
+            .post(
+                &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"),
+                serde_json::json!({"name": "pod", "provider": "openai", "model": model, "userPrompt": "hi"}),
+            )
+            .await;
+        assert_eq!(pod.status, 201, "{}", pod.text);
+        (flow, pod.body["id"].as_str().expect("pod id").to_string())
     }
 
     pub async fn get(&self, path: &str) -> Reply {

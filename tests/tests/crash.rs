@@ -23,30 +23,14 @@ async fn sigkill_mid_run(backend: Backend) {
     let env = [("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "10")];
     let server = Server::start(&format!("crash_{backend:?}").to_lowercase(), backend, &env).await;
     let (client, ws, _) = server.user_with_workspace("crash@pods.test", false);
-    let key = client
-        .put(
-            &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
-            json!({"apiKey": "sk-crash", "baseUrl": format!("{}/v1", mock.url)}),
+    let (_, pod) = client
+        .openai_pod(
+            &ws,
+            "sk-crash",
+            &format!("{}/v1", mock.url),
+            "gpt-4o-mini-delay",
         )
         .await;
-    assert_eq!(key.status, 204);
-    let flow = client
-        .post(
-            &format!("/api/v1/workspaces/{ws}/flows"),
-            json!({"name": "crash"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .expect("flow")
-        .to_string();
-    let pod = client
-        .post(&format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"), json!({"name": "p", "provider": "openai", "model": "gpt-4o-mini-delay", "userPrompt": "hi"}))
-        .await
-        .body["id"]
-        .as_str()
-        .expect("pod")
-        .to_string();
 
     let mut ids = Vec::with_capacity(TOTAL);
     for _ in 0..TOTAL {
@@ -67,7 +51,7 @@ async fn sigkill_mid_run(backend: Backend) {
         "killed mid-run: {before_kill} calls so far"
     );
     let server = server.restart_with(&[]).await;
-    let client = Client::new(&server.url, &token(&server));
+    let client = Client::new(&server.url, &server.token("crash@pods.test"));
 
     let started = Instant::now();
     let mut statuses = Vec::new();
@@ -103,14 +87,4 @@ async fn sigkill_mid_run(backend: Backend) {
         calls - TOTAL
     );
     assert!(calls >= TOTAL);
-}
-
-fn token(server: &Server) -> String {
-    let out = server.cli_with(&["token", "--user", "crash@pods.test"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -15,33 +15,9 @@ struct Setup {
 
 async fn setup(server: &Server, mock: &MockProvider, email: &str) -> Setup {
     let (client, ws, _) = server.user_with_workspace(email, false);
-    let key = client
-        .put(
-            &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
-            json!({"apiKey": "sk-queue", "baseUrl": format!("{}/v1", mock.url)}),
-        )
+    let (_, pod) = client
+        .openai_pod(&ws, "sk-queue", &format!("{}/v1", mock.url), "gpt-4o-mini")
         .await;
-    assert_eq!(key.status, 204);
-    let flow = client
-        .post(
-            &format!("/api/v1/workspaces/{ws}/flows"),
-            json!({"name": "q"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .expect("flow")
-        .to_string();
-    let pod = client
-        .post(
-            &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"),
-            json!({"name": "p", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "hi"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .expect("pod")
-        .to_string();
     Setup { client, ws, pod }
 }
 
@@ -128,7 +104,7 @@ async fn queued(backend: Backend) {
     // Restart with workers: the queued one runs (the queue is durable), the cancelled one does not.
     let server = server.restart_with(&[("PODS_WORKERS", "4")]).await;
     let s = Setup {
-        client: Client::new(&server.url, &token(&server, "queue@pods.test")),
+        client: Client::new(&server.url, &server.token("queue@pods.test")),
         ..s
     };
     let done = wait_for(&s, &keep, &["COMPLETED"], Duration::from_secs(20)).await;
@@ -217,16 +193,6 @@ async fn retryable_failures_are_retried_with_backoff_and_billed_once() {
     assert_eq!(failed["attempts"], 3);
 }
 
-fn token(server: &Server, email: &str) -> String {
-    let out = server.cli_with(&["token", "--user", email], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[tokio::test]
 async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
     let mock = MockProvider::start().await;
@@ -260,7 +226,7 @@ async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
     let worker = api.another(&[("PODS_ROLE", "worker")]).await;
     let done = wait_for(&s, &id, &["COMPLETED"], Duration::from_secs(20)).await;
     assert_eq!(done["content"], OPENAI_ANSWER);
-    let worker_admin = Client::new(&worker.url, &token(&worker, "metrics-admin@pods.test"));
+    let worker_admin = Client::new(&worker.url, &worker.token("metrics-admin@pods.test"));
     let text = worker_admin.get("/metrics").await.text;
     assert!(
         text.contains("pods_executions{status=\"COMPLETED\"} 1"),
@@ -297,7 +263,7 @@ async fn shutdown_lets_running_executions_finish() {
     );
     let server = server.restart_with(&[("PODS_WORKERS", "0")]).await;
     let s = Setup {
-        client: Client::new(&server.url, &token(&server, "shutdown@pods.test")),
+        client: Client::new(&server.url, &server.token("shutdown@pods.test")),
         ..s
     };
     let done = execution(&s, &slow).await;

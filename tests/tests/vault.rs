@@ -13,33 +13,9 @@ async fn keys_are_encrypted_rotate_to_a_new_master_key_and_fail_closed() {
     let server = Server::start("vault", Backend::Sqlite, &[("PODS_MASTER_KEY", K1)]).await;
     let (client, ws, _) = server.user_with_workspace("vault@pods.test", false);
     let secret = "sk-very-secret-provider-key-9z9z";
-    let key = client
-        .put(
-            &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
-            json!({"apiKey": secret, "baseUrl": format!("{}/v1", mock.url)}),
-        )
+    let (_, pod) = client
+        .openai_pod(&ws, secret, &format!("{}/v1", mock.url), "gpt-4o-mini")
         .await;
-    assert_eq!(key.status, 204);
-    let flow = client
-        .post(
-            &format!("/api/v1/workspaces/{ws}/flows"),
-            json!({"name": "f"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .expect("flow")
-        .to_string();
-    let pod = client
-        .post(
-            &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"),
-            json!({"name": "p", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "hi"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .expect("pod")
-        .to_string();
     let run = |client: pods_e2e::Client| {
         let (ws, pod) = (ws.clone(), pod.clone());
         async move {
@@ -95,7 +71,7 @@ async fn keys_are_encrypted_rotate_to_a_new_master_key_and_fail_closed() {
     let server = server
         .restart_with(&[("PODS_MASTER_KEY", K2), ("PODS_MASTER_KEY_ID", "k2")])
         .await;
-    let client = pods_e2e::Client::new(&server.url, &token(&server));
+    let client = pods_e2e::Client::new(&server.url, &server.token("vault@pods.test"));
     assert_eq!(run(client.clone()).await.status, 200);
 
     // With only K1 (the retired key), it fails closed: no call is made.
@@ -103,7 +79,7 @@ async fn keys_are_encrypted_rotate_to_a_new_master_key_and_fail_closed() {
     let server = server
         .restart_with(&[("PODS_MASTER_KEY", K1), ("PODS_MASTER_KEY_ID", "k1")])
         .await;
-    let client = pods_e2e::Client::new(&server.url, &token(&server));
+    let client = pods_e2e::Client::new(&server.url, &server.token("vault@pods.test"));
     let refused = run(client).await;
     assert_eq!(
         (refused.status, refused.body["error"]["code"].as_str()),
@@ -113,14 +89,4 @@ async fn keys_are_encrypted_rotate_to_a_new_master_key_and_fail_closed() {
     );
     assert!(!refused.text.contains(secret));
     assert_eq!(mock.seen().len(), calls, "nothing was sent without a key");
-}
-
-fn token(server: &Server) -> String {
-    let out = server.cli_with(&["token", "--user", "vault@pods.test"], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

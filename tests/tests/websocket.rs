@@ -52,8 +52,8 @@ async fn members_see_every_event_of_a_flow_in_order() {
     let server = Server::start("websocket", Backend::Sqlite, &[]).await;
     let (alice, ws, _) = server.user_with_workspace("ws-alice@pods.test", false);
     let (_bob, _, _) = server.user_with_workspace("ws-bob@pods.test", false);
-    let bob_token = token(&server, "ws-bob@pods.test");
-    let alice_token = token(&server, "ws-alice@pods.test");
+    let bob_token = server.token("ws-bob@pods.test");
+    let alice_token = server.token("ws-alice@pods.test");
     for (provider, base) in [
         ("openai", format!("{}/v1", mock.url)),
         ("gemini", mock.url.clone()),
@@ -193,14 +193,4 @@ async fn members_see_every_event_of_a_flow_in_order() {
     })
     .expect("request");
     assert!(tokio_tungstenite::connect_async(request).await.is_ok());
-}
-
-fn token(server: &Server, email: &str) -> String {
-    let out = server.cli_with(&["token", "--user", email], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
