@@ -1,7 +1,7 @@
 //! Queue workers: take jobs, run their executions, retry what a retry may fix.
 //!
-//! A bounded pool (`concurrency` executions at once) claims due jobs with a lease longer than any
-//! call can take. Each attempt moves the execution to RUNNING, resolves its prompts afresh (the
+//! A bounded pool (`concurrency` executions at once) claims due jobs with a short lease that it
+//! renews while the execution runs. Each attempt moves the execution to RUNNING, resolves its prompts afresh (the
 //! upstream outputs of *now*), and runs it; a retryable failure (429, 5xx, timeouts, connection
 //! errors) with attempts left goes back to the queue after an exponential backoff with jitter, or
 //! after the provider's `retry-after` if that is longer. A worker that dies leaves its lease to
