@@ -19,6 +19,7 @@ pub struct Bench {
     pub provider: String,
     pub token: String,
     pub ws: String,
+    pub flow: String,
     pub pod: String,
     pub http: reqwest::Client,
     server: Child,
@@ -84,6 +85,7 @@ impl Bench {
             provider,
             token: created["token"].as_str().expect("token").to_string(),
             ws: created["workspaceId"].as_str().expect("ws").to_string(),
+            flow: String::new(),
             pod: String::new(),
             http: reqwest::Client::new(),
             server,
@@ -123,6 +125,7 @@ impl Bench {
             .call("POST", &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"), json!({"name": "p", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "Say hello"}))
             .await;
         bench.pod = pod["id"].as_str().expect("pod").to_string();
+        bench.flow = flow;
         bench
     }
 

@@ -1,0 +1,120 @@
+//! WebSocket delivery latency: N clients watch one flow; executions are queued one by one and
+//! each client's arrival time of the `execution:queued` event is compared with the moment the
+//! request that publishes it was sent.
+//!
+//! `cargo bench -p pods --bench websocket`: 1,000 clients, 20 executions. Under `cargo test`:
+//! 50 clients, 3 executions. Target: p99 under 50 ms with 1,000 clients.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Bench, ms, pct};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    common::runtime().block_on(run(full));
+}
+
+type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+async fn run(full: bool) {
+    let (clients, executions) = if full { (1000, 20) } else { (50, 3) };
+    let bench = Bench::start("websocket", &[("PODS_WORKERS", "10")]).await;
+    let url = format!(
+        "{}/api/v1/workspaces/{}/flows/{}/ws?token={}",
+        bench.base.replace("http://", "ws://"),
+        bench.ws,
+        bench.flow,
+        bench.token
+    );
+    let arrivals: Arrivals = Arc::default();
+    let connected = Instant::now();
+    for _ in 0..clients {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("connect");
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                let at = Instant::now();
+                let Ok(text) = message.into_text() else {
+                    continue;
+                };
+                let Ok(event) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if event["type"] == "execution:queued" {
+                    if let Some(id) = event["executionId"].as_str() {
+                        arrivals
+                            .lock()
+                            .expect("lock")
+                            .entry(id.to_string())
+                            .or_default()
+                            .push(at);
+                    }
+                }
+            }
+        });
+    }
+    let connected = connected.elapsed();
+
+    let enqueue = bench.execution_request(json!({"async": true}));
+    let mut sent = Vec::new();
+    for _ in 0..executions {
+        let at = Instant::now();
+        let response = bench
+            .http
+            .post(&enqueue.url)
+            .bearer_auth(&bench.token)
+            .header("content-type", "application/json")
+            .body(enqueue.body.clone())
+            .send()
+            .await
+            .expect("enqueue");
+        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+            .unwrap_or(Value::Null);
+        sent.push((body["executionId"].as_str().expect("id").to_string(), at));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Wait for every client to have every event (or give up after 30 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let received: usize = arrivals.lock().expect("lock").values().map(Vec::len).sum();
+        if received >= clients * executions || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrivals = arrivals.lock().expect("lock").clone();
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .flat_map(|(id, at)| {
+            arrivals
+                .get(id)
+                .into_iter()
+                .flatten()
+                .map(move |t| t.saturating_duration_since(*at))
+        })
+        .collect();
+    latencies.sort();
+    let expected = clients * executions;
+    println!(
+        "# WebSocket delivery ({clients} clients on one flow, {executions} queued executions)\n"
+    );
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| clients connected in | {} |", ms(connected));
+    println!("| events delivered | {} of {expected} |", latencies.len());
+    println!("| delivery p50 | {} |", ms(pct(&latencies, 0.50)));
+    println!("| delivery p99 | {} |", ms(pct(&latencies, 0.99)));
+    println!(
+        "| delivery max | {} |",
+        ms(latencies.last().copied().unwrap_or_default())
+    );
+    assert_eq!(latencies.len(), expected, "every client got every event");
+}
