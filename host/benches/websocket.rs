@@ -48,15 +48,14 @@ async fn run(full: bool) {
                 let Ok(event) = serde_json::from_str::<Value>(&text) else {
                     continue;
                 };
-                if event["type"] == "execution:queued" {
-                    if let Some(id) = event["executionId"].as_str() {
-                        arrivals
-                            .lock()
-                            .expect("lock")
-                            .entry(id.to_string())
-                            .or_default()
-                            .push(at);
-                    }
+                let queued = event["type"] == "execution:queued";
+                if let (true, Some(id)) = (queued, event["executionId"].as_str()) {
+                    arrivals
+                        .lock()
+                        .expect("lock")
+                        .entry(id.to_string())
+                        .or_default()
+                        .push(at);
                 }
             }
         });
