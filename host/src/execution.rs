@@ -403,17 +403,19 @@ impl Executor {
             .cancel_execution(ws, execution_id)
             .await
             .map_err(not_found("execution"))?;
-        if let Cancelled::Now(_) = outcome {
+        if let Cancelled::Now {
+            pod_id, flow_id, ..
+        } = &outcome
+        {
             if let Some(abort) = self.running().get(execution_id) {
                 let _ = abort.send(true);
             }
-            let e = self.inner.store.execution(ws, execution_id).await?;
             self.publish(Event::new(
                 "execution:cancelled",
                 "CANCELLED",
                 execution_id,
-                &e.pod_id,
-                &e.flow_id,
+                pod_id,
+                flow_id,
             ));
         }
         Ok(outcome)

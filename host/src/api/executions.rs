@@ -216,7 +216,7 @@ pub async fn cancel_execution(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     match state.executor.cancel(&ws, &id).await? {
-        Cancelled::Now(_) => Ok(StatusCode::NO_CONTENT),
+        Cancelled::Now { .. } => Ok(StatusCode::NO_CONTENT),
         Cancelled::AlreadyFinished(status) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "ALREADY_FINISHED",

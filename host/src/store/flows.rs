@@ -127,6 +127,25 @@ fn edge_row(row: &AnyRow) -> Result<Edge> {
     })
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds a pod config's eleven columns, in the order the pod statements list them (name …
+/// output_extractor).
+fn bind_config<'q>(query: AnyQuery<'q>, config: &'q PodConfig) -> AnyQuery<'q> {
+    query
+        .bind(&config.name)
+        .bind(&config.provider)
+        .bind(&config.model)
+        .bind(&config.system_prompt)
+        .bind(&config.user_prompt)
+        .bind(config.temperature)
+        .bind(config.max_tokens.map(i64::from))
+        .bind(config.top_p)
+        .bind(format_json(config))
+        .bind(config.thinking_budget.map(i64::from))
+        .bind(&config.output_extractor)
+}
+
 fn format_json(config: &PodConfig) -> Option<String> {
     config
         .response_format
@@ -200,27 +219,17 @@ impl Store {
     pub async fn create_pod(&self, ws: &str, flow_id: &str, config: &PodConfig) -> Result<Pod> {
         self.flow(ws, flow_id).await?;
         let (id, now) = (new_id(), now_ms());
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO pods (id, workspace_id, flow_id, name, provider, model, system_prompt, user_prompt, temperature, max_tokens, top_p, response_format, thinking_budget, output_extractor, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $15)",
         )
         .bind(&id)
         .bind(ws)
-        .bind(flow_id)
-        .bind(&config.name)
-        .bind(&config.provider)
-        .bind(&config.model)
-        .bind(&config.system_prompt)
-        .bind(&config.user_prompt)
-        .bind(config.temperature)
-        .bind(config.max_tokens.map(i64::from))
-        .bind(config.top_p)
-        .bind(format_json(config))
-        .bind(config.thinking_budget.map(i64::from))
-        .bind(&config.output_extractor)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        .bind(flow_id);
+        bind_config(query, config)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         self.pod(ws, &id).await
     }
 
@@ -256,27 +265,17 @@ impl Store {
         config: &PodConfig,
         expected_version: Option<i64>,
     ) -> Result<Pod> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE pods SET name = $1, provider = $2, model = $3, system_prompt = $4, user_prompt = $5, temperature = $6, max_tokens = $7, top_p = $8, response_format = $9, thinking_budget = $10, output_extractor = $11, version = version + 1, updated_at = $12
              WHERE workspace_id = $13 AND id = $14 AND ($15 IS NULL OR version = $15)",
-        )
-        .bind(&config.name)
-        .bind(&config.provider)
-        .bind(&config.model)
-        .bind(&config.system_prompt)
-        .bind(&config.user_prompt)
-        .bind(config.temperature)
-        .bind(config.max_tokens.map(i64::from))
-        .bind(config.top_p)
-        .bind(format_json(config))
-        .bind(config.thinking_budget.map(i64::from))
-        .bind(&config.output_extractor)
-        .bind(now_ms())
-        .bind(ws)
-        .bind(id)
-        .bind(expected_version)
-        .execute(&self.pool)
-        .await?;
+        );
+        let done = bind_config(query, config)
+            .bind(now_ms())
+            .bind(ws)
+            .bind(id)
+            .bind(expected_version)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             let current = self.pod(ws, id).await?;
             return Err(StoreError::Conflict(format!(

@@ -26,10 +26,14 @@ pub struct QueueCounts {
 }
 
 /// What a cancel request found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancelled {
-    /// It was queued or running and is now CANCELLED.
-    Now(ExecutionStatus),
+    /// It was queued or running (`was`) and is now CANCELLED.
+    Now {
+        was: ExecutionStatus,
+        pod_id: String,
+        flow_id: String,
+    },
     /// It had already finished with this status.
     AlreadyFinished(ExecutionStatus),
 }
@@ -203,7 +207,8 @@ impl Store {
     /// Cancels a queued or running execution of the workspace: its job is removed and it is
     /// marked CANCELLED, so a worker never starts it and a running call's result is not saved.
     pub async fn cancel_execution(&self, ws: &str, execution_id: &str) -> Result<Cancelled> {
-        let current = self.execution(ws, execution_id).await?.status;
+        let execution = self.execution(ws, execution_id).await?;
+        let current = execution.status;
         if !matches!(current, ExecutionStatus::Queued | ExecutionStatus::Running) {
             return Ok(Cancelled::AlreadyFinished(current));
         }
@@ -230,6 +235,10 @@ impl Store {
                 self.execution(ws, execution_id).await?.status,
             ));
         }
-        Ok(Cancelled::Now(current))
+        Ok(Cancelled::Now {
+            was: current,
+            pod_id: execution.pod_id,
+            flow_id: execution.flow_id,
+        })
     }
 }
