@@ -8,11 +8,21 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::auth::Tokens;
+use crate::aws::AwsSettings;
 use crate::egress::{Egress, EgressConfig};
-use crate::execution::Executor;
+use crate::events::Hub;
+use crate::execution::{Backends, Executor};
 use crate::plugins::{Limits, Registry, Runtime, RuntimeConfig};
+use crate::queue::{Backend as QueueBackend, QueueSettings};
 use crate::store::Store;
 use crate::vault::{Vault, write_private};
+
+/// How nodes share execution events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventsBackend {
+    Local,
+    Redis,
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -72,6 +82,37 @@ pub struct Settings {
         global = true
     )]
     pub shutdown_grace_secs: u64,
+    /// Where queued executions wait: `embedded` (the SQL store), `redis` or `sqs`. Switching it
+    /// is the only change needed to move the queue.
+    #[arg(long, env = "QUEUE_BACKEND", value_enum, default_value_t = QueueBackend::Embedded, global = true)]
+    pub queue_backend: QueueBackend,
+    /// How nodes share execution events and cancels: `local` (one node) or `redis`; default
+    /// `redis` when the queue is Redis, else `local`.
+    #[arg(long, env = "EVENTS_BACKEND", value_enum, global = true)]
+    pub events_backend: Option<EventsBackend>,
+    /// The Redis of the `redis` queue and event relay.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel this deployment uses.
+    #[arg(long, env = "PODS_REDIS_PREFIX", default_value = "pods", global = true)]
+    pub redis_prefix: String,
+    /// The SQS queue to use; unset: the queue `SQS_QUEUE_NAME` is found or made, with a
+    /// dead-letter queue. The endpoint, region and credentials come from `AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "SQS_QUEUE_URL", global = true)]
+    pub sqs_queue_url: Option<String>,
+    #[arg(
+        long,
+        env = "SQS_QUEUE_NAME",
+        default_value = "pods-executions",
+        global = true
+    )]
+    pub sqs_queue_name: String,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -83,9 +124,41 @@ impl Settings {
             concurrency: self.workers,
             max_attempts: self.max_attempts.max(1),
             backoff_base: Duration::from_millis(self.retry_base_ms),
-            lease: Duration::from_secs(self.lease_secs.max(1)),
+            lease: self.lease(),
+            sweep_every: (self.lease() / 2).min(Duration::from_secs(5)),
             ..crate::worker::WorkerConfig::default()
         }
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            backend: self.queue_backend,
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            sqs_queue_url: self.sqs_queue_url.clone(),
+            sqs_queue_name: self.sqs_queue_name.clone(),
+            // One receive per attempt, and one more to see that none finished.
+            sqs_max_receives: u32::try_from(self.max_attempts.max(1) + 1).unwrap_or(u32::MAX),
+            aws: AwsSettings::from_env(),
+        }
+    }
+
+    /// The event hub: this process only, or relayed through Redis.
+    pub async fn events(&self) -> Result<Hub> {
+        let backend = self.events_backend.unwrap_or(match self.queue_backend {
+            QueueBackend::Redis => EventsBackend::Redis,
+            _ => EventsBackend::Local,
+        });
+        Ok(match backend {
+            EventsBackend::Local => Hub::default(),
+            EventsBackend::Redis => Hub::with_redis(&self.redis_url, &self.redis_prefix)
+                .await
+                .context("connect the Redis event relay")?,
+        })
     }
 
     pub fn runtime_config(&self) -> RuntimeConfig {
@@ -160,6 +233,14 @@ impl Settings {
             timeout: Duration::from_secs(self.provider_timeout_secs),
             ..EgressConfig::default()
         })?;
-        Ok(Executor::new(store, registry, egress, vault))
+        let queue = crate::queue::open(&self.queue_settings(), &store)
+            .await
+            .with_context(|| format!("open the {:?} queue", self.queue_backend))?;
+        let backends = Backends {
+            queue,
+            events: self.events().await?,
+            queue_grace: self.lease(),
+        };
+        Ok(Executor::with(store, registry, egress, vault, backends))
     }
 }

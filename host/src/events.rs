@@ -61,25 +61,61 @@ impl Event {
     }
 }
 
-/// Per-flow channels of serialized events.
-#[derive(Clone, Default)]
+/// Per-flow channels of serialized events, and requests to cancel a running execution, which
+/// reach every node when a relay joins them (each node then delivers what the relay brings back,
+/// its own events included, so every client sees one order).
+#[derive(Clone)]
 pub struct Hub {
     flows: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
+    cancels: broadcast::Sender<String>,
+    relay: Option<tokio::sync::mpsc::Sender<Outgoing>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            flows: Default::default(),
+            cancels: broadcast::channel(BUFFER).0,
+            relay: None,
+        }
+    }
+}
+
+/// What a node sends through the relay.
+#[derive(Debug)]
+enum Outgoing {
+    Event { flow_id: String, text: String },
+    Cancel(String),
 }
 
 impl Hub {
-    /// Sends to the flow's current subscribers (none: the event is dropped).
+    /// Sends to the flow's subscribers on every node (none: the event is dropped).
     pub fn publish(&self, event: &Event) {
-        let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(sender) = flows.get(&event.flow_id) else {
-            return;
-        };
         let Ok(text) = serde_json::to_string(event) else {
             return;
         };
-        if sender.send(text.into()).is_err() {
-            // Nobody listens any more.
-            flows.remove(&event.flow_id);
+        match &self.relay {
+            Some(relay) => {
+                let out = Outgoing::Event {
+                    flow_id: event.flow_id.clone(),
+                    text,
+                };
+                if relay.try_send(out).is_err() {
+                    tracing::warn!(flow = %event.flow_id, "the event relay is backed up; an event was dropped");
+                }
+            }
+            None => self.deliver(&event.flow_id, text.into()),
+        }
+    }
+
+    /// Hands an event to this node's subscribers of the flow.
+    fn deliver(&self, flow_id: &str, text: Arc<str>) {
+        let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = flows.get(flow_id) {
+            if sender.send(text).is_err() {
+                // Nobody listens any more.
+                flows.remove(flow_id);
+            }
         }
     }
 
@@ -91,7 +127,125 @@ impl Hub {
             .or_insert_with(|| broadcast::channel(BUFFER).0)
             .subscribe()
     }
+
+    /// Asks whichever node runs the execution to abort its provider call.
+    pub fn request_cancel(&self, execution_id: &str) {
+        match &self.relay {
+            Some(relay) => {
+                if relay
+                    .try_send(Outgoing::Cancel(execution_id.to_string()))
+                    .is_err()
+                {
+                    tracing::warn!(execution = %execution_id, "the event relay is backed up; a cancel was not relayed");
+                }
+            }
+            None => {
+                let _ = self.cancels.send(execution_id.to_string());
+            }
+        }
+    }
+
+    /// Cancel requests from every node.
+    pub fn cancel_requests(&self) -> broadcast::Receiver<String> {
+        self.cancels.subscribe()
+    }
+
+    /// A hub whose events and cancels travel through Redis pub/sub (channels `{prefix}:events` and
+    /// `{prefix}:cancel`), so that clients on every node see every node's events. If Redis goes
+    /// away, the relay reconnects; what is published meanwhile is lost (clients can read the
+    /// execution's final state over REST).
+    pub async fn with_redis(url: &str, prefix: &str) -> Result<Hub, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let mut publisher = client.get_connection_manager().await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(RELAY_BUFFER);
+        let hub = Hub {
+            relay: Some(tx),
+            ..Hub::default()
+        };
+        let (events, cancels) = (format!("{prefix}:events"), format!("{prefix}:cancel"));
+        // Subscribed before the first publish, so this node sees its own first event.
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(&[&events, &cancels]).await?;
+        tokio::spawn({
+            let (events, cancels) = (events.clone(), cancels.clone());
+            async move {
+                use redis::AsyncCommands as _;
+                // One publisher in order: a node's events keep their order on every node.
+                while let Some(out) = rx.recv().await {
+                    let sent: redis::RedisResult<i64> = match out {
+                        Outgoing::Event { flow_id, text } => {
+                            publisher
+                                .publish(&events, format!("{flow_id}\n{text}"))
+                                .await
+                        }
+                        Outgoing::Cancel(id) => publisher.publish(&cancels, id).await,
+                    };
+                    if let Err(e) = sent {
+                        tracing::warn!(error = %e, "publishing to Redis failed");
+                    }
+                }
+            }
+        });
+        let weak = hub.downgrade();
+        tokio::spawn(async move {
+            use futures_util::StreamExt as _;
+            let mut pubsub = Some(pubsub);
+            loop {
+                if let Some(mut conn) = pubsub.take() {
+                    let mut messages = conn.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Some(hub) = weak.upgrade() else { return };
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        if msg.get_channel_name() == cancels {
+                            let _ = hub.cancels.send(payload);
+                        } else if let Some((flow_id, text)) = payload.split_once('\n') {
+                            hub.deliver(flow_id, text.into());
+                        }
+                    }
+                }
+                if weak.upgrade().is_none() {
+                    return;
+                }
+                tracing::warn!("lost the Redis event subscription; reconnecting");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if let Ok(mut conn) = client.get_async_pubsub().await {
+                    if conn.subscribe(&[&events, &cancels]).await.is_ok() {
+                        pubsub = Some(conn);
+                    }
+                }
+            }
+        });
+        Ok(hub)
+    }
+
+    fn downgrade(&self) -> WeakHub {
+        WeakHub {
+            flows: Arc::downgrade(&self.flows),
+            cancels: self.cancels.clone(),
+        }
+    }
 }
+
+/// The relay's hold on a hub: it stops when the hub is gone.
+struct WeakHub {
+    flows: std::sync::Weak<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
+    cancels: broadcast::Sender<String>,
+}
+
+impl WeakHub {
+    fn upgrade(&self) -> Option<Hub> {
+        Some(Hub {
+            flows: self.flows.upgrade()?,
+            cancels: self.cancels.clone(),
+            relay: None,
+        })
+    }
+}
+
+/// Events a node may have waiting for the relay before it drops new ones.
+const RELAY_BUFFER: usize = 65_536;
 
 #[cfg(test)]
 mod tests {

@@ -18,10 +18,19 @@ use crate::plugins::types::{
     ChatRequest, Completion, FinishReason, Message, ResponseFormat, StreamDelta, Usage,
 };
 use crate::plugins::{Plugin, Registry};
+use crate::queue::{Job, Queue};
 use crate::store::{
     Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, Store, StoreError, now_ms,
 };
 use crate::vault::{Binding, Sealed, Vault, VaultError};
+
+/// Where an executor sends jobs and events.
+pub struct Backends {
+    pub queue: Arc<dyn Queue>,
+    pub events: Hub,
+    /// How long a queued execution may wait for a worker before the sweeper queues it again.
+    pub queue_grace: std::time::Duration,
+}
 
 /// `POST /workspaces/{ws}/executions`: which pod to run, and per-execution overrides of its config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -161,24 +170,45 @@ struct Inner {
     plugins: Registry,
     egress: Egress,
     vault: Vault,
-    /// Executions running in this process, by id: sending `true` aborts the provider call.
-    running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>>,
-    /// Wakes the queue's workers when a job is added.
-    queued: tokio::sync::Notify,
+    queue: Arc<dyn Queue>,
+    /// How long a queued execution may wait for a worker before the sweeper queues it again.
+    queue_grace: std::time::Duration,
     events: Hub,
 }
 
 impl Executor {
+    /// An executor on the embedded queue, with events for this process only.
     pub fn new(store: Store, plugins: Registry, egress: Egress, vault: Vault) -> Self {
+        let queue = Arc::new(crate::queue::Embedded::new(store.clone()));
+        Executor::with(
+            store,
+            plugins,
+            egress,
+            vault,
+            Backends {
+                queue,
+                events: Hub::default(),
+                queue_grace: std::time::Duration::from_secs(30),
+            },
+        )
+    }
+
+    pub fn with(
+        store: Store,
+        plugins: Registry,
+        egress: Egress,
+        vault: Vault,
+        backends: Backends,
+    ) -> Self {
         Executor {
             inner: Arc::new(Inner {
                 store,
                 plugins,
                 egress,
                 vault,
-                running: Default::default(),
-                queued: tokio::sync::Notify::new(),
-                events: Hub::default(),
+                queue: backends.queue,
+                queue_grace: backends.queue_grace,
+                events: backends.events,
             }),
         }
     }
@@ -212,8 +242,13 @@ impl Executor {
         req: &ExecuteRequest,
     ) -> Result<String, ExecError> {
         let (_, new) = self.resolve(ws, user_id, req).await?;
-        let id = self.inner.store.enqueue_execution(&new).await?;
-        self.inner.queued.notify_one();
+        let grace = self.inner.queue_grace.as_millis() as i64;
+        let id = self
+            .inner
+            .store
+            .insert_queued_execution(&new, grace)
+            .await?;
+        // Published before the job exists, so no worker's event can overtake it.
         self.publish(Event::new(
             "execution:queued",
             "QUEUED",
@@ -221,6 +256,14 @@ impl Executor {
             &new.pod_id,
             &new.flow_id,
         ));
+        let job = Job {
+            execution_id: id.clone(),
+            workspace_id: ws.to_string(),
+        };
+        if let Err(e) = self.inner.queue.add(&job, std::time::Duration::ZERO).await {
+            // The execution is recorded; the sweeper queues it once the queue is back.
+            tracing::warn!(execution = %id, error = %e, "adding a job failed; the sweeper will retry");
+        }
         Ok(id)
     }
 
@@ -407,9 +450,11 @@ impl Executor {
             pod_id, flow_id, ..
         } = &outcome
         {
-            if let Some(abort) = self.running().get(execution_id) {
-                let _ = abort.send(true);
+            if let Err(e) = self.inner.queue.cancel(execution_id).await {
+                tracing::warn!(execution = %execution_id, error = %e, "dropping a cancelled job failed; its worker will skip it");
             }
+            // Whichever node runs it aborts the provider call.
+            self.inner.events.request_cancel(execution_id);
             self.publish(Event::new(
                 "execution:cancelled",
                 "CANCELLED",
@@ -419,15 +464,6 @@ impl Executor {
             ));
         }
         Ok(outcome)
-    }
-
-    fn running(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, tokio::sync::watch::Sender<bool>>,
-    > {
-        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Calls the provider and saves the outcome. `on_delta` sees streamed increments.
@@ -482,8 +518,18 @@ impl Executor {
         } = prepared;
         let prepared_ids = (pod_id, flow_id);
         let store = &self.inner.store;
-        let (abort, mut aborted) = tokio::sync::watch::channel(false);
-        self.running().insert(execution_id.clone(), abort);
+        let mut cancels = self.inner.events.cancel_requests();
+        let cancelled = async {
+            loop {
+                match cancels.recv().await {
+                    Ok(id) if id == execution_id => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                    _ => {}
+                }
+            }
+        };
         let (events, pod_id, flow_id) = (self.inner.events.clone(), prepared_ids.0, prepared_ids.1);
         let delta_event = |d: &StreamDelta| {
             on_delta(d);
@@ -503,9 +549,8 @@ impl Executor {
         };
         let outcome = tokio::select! {
             answer = self.inner.egress.call(&plugin, &request, &target, delta_event) => Some(answer),
-            _ = aborted.changed() => None,
+            _ = cancelled => None,
         };
-        self.running().remove(&execution_id);
         let Some(outcome) = outcome else {
             // Cancelled: the row is already CANCELLED and nothing else is written.
             return Err(ExecError::Cancelled { execution_id });
@@ -513,9 +558,7 @@ impl Executor {
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) if retry_allowed && error.retryable() => {
-                store
-                    .requeue_execution(&execution_id, error.code(), &error.to_string())
-                    .await?;
+                // The worker puts it back in the queue.
                 return Err(ExecError::Retry {
                     execution_id,
                     error,
@@ -647,9 +690,12 @@ impl Executor {
         self.inner.events.publish(&event);
     }
 
-    /// Notified whenever this process queues an execution.
-    pub fn queued(&self) -> &tokio::sync::Notify {
-        &self.inner.queued
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    pub fn queue_grace(&self) -> std::time::Duration {
+        self.inner.queue_grace
     }
 
     pub fn plugins(&self) -> &Registry {

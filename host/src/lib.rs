@@ -1,10 +1,11 @@
 //! Pods: runs LLM pods wired into flows. Providers are sandboxed WebAssembly plugins.
 //!
 //! Data flows one way: [`api`] → [`execution`] → ([`context`], [`plugins`] via [`egress`],
-//! [`cost`], [`vault`]) → [`store`]. [`config`] opens them all from flags and environment.
+//! [`cost`], [`vault`]) → ([`store`], [`queue`], [`events`]). [`config`] opens them all from flags and environment.
 
 pub mod api;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod conformance;
 pub mod context;
@@ -13,6 +14,7 @@ pub mod egress;
 pub mod events;
 pub mod execution;
 pub mod plugins;
+pub mod queue;
 pub mod server;
 pub mod sse;
 pub mod store;

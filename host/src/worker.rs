@@ -1,18 +1,27 @@
-//! Queue workers: take jobs, run their executions, retry what a retry may fix.
+//! Queue workers: take jobs, run their executions, retry what a retry may fix; and the sweeper,
+//! which re-queues executions whose job was lost.
 //!
-//! A bounded pool (`concurrency` executions at once) claims due jobs with a short lease that it
-//! renews while the execution runs. Each attempt moves the execution to RUNNING, resolves its prompts afresh (the
-//! upstream outputs of *now*), and runs it; a retryable failure (429, 5xx, timeouts, connection
-//! errors) with attempts left goes back to the queue after an exponential backoff with jitter, or
-//! after the provider's `retry-after` if that is longer. A worker that dies leaves its lease to
-//! expire; the job is then claimed again, and the execution resumes from RUNNING.
+//! A bounded pool (`concurrency` executions at once) takes jobs from the queue in batches. For
+//! each, the worker first claims the execution row in the store ([`Store::claim_execution`]):
+//! only a QUEUED execution, or a RUNNING one whose worker's lease ran out, can be claimed, so a
+//! job delivered twice (or for an execution finished or cancelled meanwhile) is acked and
+//! nothing more. While it runs, the worker renews both the job's lease and the row's. A
+//! retryable failure (429, 5xx, timeouts, connection errors) with attempts left goes back to
+//! the queue after an exponential backoff with jitter, or the provider's `retry-after` if longer.
+//!
+//! The sweeper looks for executions still QUEUED or RUNNING after their lease (the enqueueing
+//! process died before adding the job, Redis was flushed, a worker died and its job is gone):
+//! it queues them again, or ends them as ERROR once they have used all their attempts.
+//!
+//! [`Store::claim_execution`]: crate::store::Store::claim_execution
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::Event;
 use crate::execution::{ExecError, ExecuteRequest, Executor};
-use crate::store::{ExecutionStatus, FinishedExecution, Job, now_ms};
+use crate::queue::{Delivery, Job, Queue};
+use crate::store::{Claim, ExecutionStatus, FinishedExecution, Store, StoreError, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -22,12 +31,14 @@ pub struct WorkerConfig {
     pub max_attempts: i64,
     /// Backoff before attempt n+1 is `base · 2^(n-1)`, ±25 % jitter.
     pub backoff_base: Duration,
-    /// How long a claimed job stays leased without news from its worker, which renews it every
-    /// third of this while the execution runs. A worker that dies stops renewing: after this
-    /// long, another worker claims the job.
+    /// How long a job and its execution stay leased without news from their worker, which
+    /// renews both every third of this. A worker that dies stops renewing: after this long,
+    /// another worker takes the job over.
     pub lease: Duration,
-    /// How often an idle worker looks for due jobs (it is also woken when a job is added here).
+    /// How long one read from the queue waits for a job.
     pub poll: Duration,
+    /// How often the sweeper looks for executions whose lease ran out.
+    pub sweep_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -37,7 +48,8 @@ impl Default for WorkerConfig {
             max_attempts: 3,
             backoff_base: Duration::from_secs(2),
             lease: Duration::from_secs(30),
-            poll: Duration::from_millis(250),
+            poll: Duration::from_secs(1),
+            sweep_every: Duration::from_secs(5),
         }
     }
 }
@@ -66,11 +78,11 @@ impl Workers {
     }
 }
 
-/// Starts the workers.
+/// Starts the workers and the sweeper.
 pub fn spawn(executor: Executor, config: WorkerConfig) -> Workers {
     let concurrency = config.concurrency;
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = Workers {
         slots: slots.clone(),
         concurrency,
@@ -80,95 +92,141 @@ pub fn spawn(executor: Executor, config: WorkerConfig) -> Workers {
         return workers;
     }
     let owner: Arc<str> = format!("{}-{}", std::process::id(), crate::store::new_id()).into();
-    tokio::spawn(async move {
-        loop {
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => slot,
-                _ = stopped.changed() => return,
-            };
-            let Ok(slot) = slot else { return };
-            if *stopped.borrow() {
-                return;
-            }
-            match executor
-                .store()
-                .claim_job(&owner, config.lease.as_millis() as i64)
-                .await
-            {
-                Ok(Some(job)) => {
-                    let (executor, config, owner) =
-                        (executor.clone(), config.clone(), owner.clone());
-                    tokio::spawn(async move {
-                        process(&executor, &config, &owner, job).await;
-                        drop(slot);
-                    });
-                }
-                Ok(None) => {
-                    drop(slot);
-                    tokio::select! {
-                        _ = executor.queued().notified() => {}
-                        _ = tokio::time::sleep(config.poll) => {}
-                        _ = stopped.changed() => return,
-                    }
-                }
-                Err(e) => {
-                    drop(slot);
-                    tracing::warn!(error = %e, "claiming a job failed; retrying");
-                    tokio::time::sleep(config.poll).await;
-                }
-            }
-        }
-    });
+    tokio::spawn(sweep(executor.clone(), config.clone(), stopped.clone()));
+    tokio::spawn(take_jobs(executor, config, owner, slots, stopped));
     workers
 }
 
-async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, job: Job) {
-    let id = &job.execution_id;
+async fn take_jobs(
+    executor: Executor,
+    config: WorkerConfig,
+    owner: Arc<str>,
+    slots: Arc<tokio::sync::Semaphore>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let queue = executor.queue().clone();
+    loop {
+        // At least one free slot, then as many more as are free: one read fills them all.
+        let first = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = stopped.changed() => return,
+        };
+        let Ok(first) = first else { return };
+        let mut batch = vec![first];
+        while let Ok(slot) = slots.clone().try_acquire_owned() {
+            batch.push(slot);
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        let read = tokio::select! {
+            read = queue.consume(batch.len(), config.lease, config.poll) => read,
+            _ = stopped.changed() => return,
+        };
+        match read {
+            Ok(deliveries) => {
+                for delivery in deliveries {
+                    let Some(slot) = batch.pop() else { break };
+                    let (executor, config, owner) =
+                        (executor.clone(), config.clone(), owner.clone());
+                    tokio::spawn(async move {
+                        process(&executor, &config, &owner, delivery).await;
+                        drop(slot);
+                    });
+                }
+            }
+            Err(e) => {
+                drop(batch);
+                tracing::warn!(error = %e, "reading the queue failed; retrying");
+                tokio::time::sleep(config.poll).await;
+            }
+        }
+    }
+}
+
+async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, delivery: Delivery) {
+    let id = delivery.job.execution_id.clone();
+    let queue = executor.queue();
+    let lease_ms = config.lease.as_millis() as i64;
+    let attempt = match executor.store().claim_execution(&id, owner, lease_ms).await {
+        Ok(Claim::Run { attempt }) => attempt,
+        Ok(Claim::Skip) => {
+            // Finished, cancelled or taken by a live worker: this delivery is a duplicate.
+            if let Err(e) = queue.ack(&delivery).await {
+                tracing::warn!(execution = %id, error = %e, "acking a duplicate job failed");
+            }
+            return;
+        }
+        Err(e) => {
+            // The job keeps its lease and comes back when it runs out: nothing is lost.
+            tracing::warn!(execution = %id, error = %e, "claiming a queued execution failed");
+            return;
+        }
+    };
     let heartbeat = {
-        let (store, id, owner) = (executor.store().clone(), id.clone(), owner.to_string());
+        let (store, queue, delivery, owner) = (
+            executor.store().clone(),
+            queue.clone(),
+            delivery.clone(),
+            owner.to_string(),
+        );
         let lease = config.lease;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
+                let id = &delivery.job.execution_id;
+                if let Err(e) = queue.extend(&delivery, lease).await {
+                    tracing::warn!(execution = %id, error = %e, "renewing a job's lease failed");
+                }
                 if let Err(e) = store
-                    .extend_lease(&id, &owner, lease.as_millis() as i64)
+                    .extend_execution(id, &owner, lease.as_millis() as i64)
                     .await
                 {
-                    tracing::warn!(execution = %id, error = %e, "renewing a lease failed");
+                    tracing::warn!(execution = %id, error = %e, "renewing an execution's lease failed");
                 }
             }
         })
     };
-    let outcome = attempt(executor, config, &job).await;
+    let outcome = run_attempt(executor, config, &delivery.job, attempt).await;
     heartbeat.abort();
-    if let Err(e) = outcome {
-        // The job keeps its lease and is retried when it expires: nothing is lost.
-        tracing::warn!(execution = %id, error = %e, "running a queued execution failed in the store");
+    let settled = match outcome {
+        Ok(None) => queue.ack(&delivery).await,
+        Ok(Some(delay)) => queue.retry(&delivery, delay).await,
+        Err(e) => {
+            // The row keeps its lease and the job comes back: nothing is lost.
+            tracing::warn!(execution = %id, error = %e, "running a queued execution failed in the store");
+            return;
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(execution = %id, error = %e, "settling a job failed; it will be delivered again and skipped");
     }
 }
 
-async fn attempt(
+/// Runs one claimed attempt. `Some(delay)`: run it again after `delay`.
+async fn run_attempt(
     executor: &Executor,
     config: &WorkerConfig,
     job: &Job,
-) -> Result<(), crate::store::StoreError> {
+    attempt: i64,
+) -> Result<Option<Duration>, StoreError> {
     let store = executor.store();
     let id = &job.execution_id;
-    // Finished or cancelled meanwhile (a redelivered job): nothing to do, nothing billed twice.
-    if !store.mark_running(id, job.attempts).await? {
-        return store.ack_job(id).await;
-    }
     let execution = store.execution(&job.workspace_id, id).await?;
-    executor.publish(
-        Event::new(
-            "execution:running",
-            "RUNNING",
-            id,
-            &execution.pod_id,
-            &execution.flow_id,
-        )
-        .with("attempt", job.attempts),
-    );
+    let event = |kind, status| Event::new(kind, status, id, &execution.pod_id, &execution.flow_id);
+    if attempt > config.max_attempts {
+        // Its workers kept dying mid-run: stop trying.
+        let message = format!("no attempt of {} finished", config.max_attempts);
+        store
+            .finish_execution(id, &failed("ATTEMPTS_EXHAUSTED".into(), message.clone()))
+            .await?;
+        executor.publish(event("execution:error", "ERROR").with(
+            "error",
+            serde_json::json!({"code": "ATTEMPTS_EXHAUSTED", "message": message}),
+        ));
+        return Ok(None);
+    }
+    executor.publish(event("execution:running", "RUNNING").with("attempt", attempt));
     let request: Option<ExecuteRequest> =
         serde_json::from_value(execution.request_metadata["execute"].clone()).ok();
     let prepared = match request {
@@ -193,36 +251,101 @@ async fn attempt(
             store
                 .finish_execution(id, &failed(code.clone(), message.clone()))
                 .await?;
-            executor.publish(
-                Event::new(
-                    "execution:error",
-                    "ERROR",
-                    id,
-                    &execution.pod_id,
-                    &execution.flow_id,
-                )
-                .with(
-                    "error",
-                    serde_json::json!({"code": code, "message": message}),
-                ),
-            );
-            return store.ack_job(id).await;
+            executor.publish(event("execution:error", "ERROR").with(
+                "error",
+                serde_json::json!({"code": code, "message": message}),
+            ));
+            return Ok(None);
         }
     };
     prepared.execution_id = id.clone();
-    prepared.retry_allowed = job.attempts < config.max_attempts;
+    prepared.retry_allowed = attempt < config.max_attempts;
     match executor.run(prepared, |_| {}).await {
         Err(ExecError::Retry { error, .. }) => {
-            let delay = backoff(config, job.attempts).max(error.retry_after().unwrap_or_default());
-            tracing::info!(execution = %id, attempt = job.attempts, ?delay, error = %error, "retrying");
+            let delay = backoff(config, attempt).max(error.retry_after().unwrap_or_default());
+            tracing::info!(execution = %id, attempt, ?delay, error = %error, "retrying");
             store
-                .reschedule_job(id, now_ms() + delay.as_millis() as i64)
-                .await
+                .requeue_execution(
+                    id,
+                    error.code(),
+                    &error.to_string(),
+                    now_ms() + delay.as_millis() as i64,
+                    config.lease.as_millis() as i64,
+                )
+                .await?;
+            Ok(Some(delay))
         }
         Err(ExecError::Store(e)) => Err(e),
         // Completed, failed for good, or cancelled: the execution row says which.
-        _ => store.ack_job(id).await,
+        _ => Ok(None),
     }
+}
+
+/// Every `sweep_every`, re-queues (or ends) executions whose lease ran out.
+async fn sweep(
+    executor: Executor,
+    config: WorkerConfig,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(config.sweep_every) => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(e) = sweep_once(&executor, &config).await {
+            tracing::warn!(error = %e, "sweeping stale executions failed");
+        }
+    }
+}
+
+/// One pass of the sweeper; returns how many executions it re-queued or ended.
+pub async fn sweep_once(executor: &Executor, config: &WorkerConfig) -> Result<usize, SweepError> {
+    let (store, queue): (&Store, &Arc<dyn Queue>) = (executor.store(), executor.queue());
+    let mut handled = 0;
+    for stale in store.stale_executions(500).await? {
+        if stale.attempts >= config.max_attempts {
+            let message = format!(
+                "gave up after {} attempts: no worker finished it",
+                stale.attempts
+            );
+            if store.abandon_execution(&stale, &message).await? {
+                handled += 1;
+                executor.publish(
+                    Event::new(
+                        "execution:error",
+                        "ERROR",
+                        &stale.id,
+                        &stale.pod_id,
+                        &stale.flow_id,
+                    )
+                    .with(
+                        "error",
+                        serde_json::json!({"code": "ATTEMPTS_EXHAUSTED", "message": message}),
+                    ),
+                );
+            }
+            continue;
+        }
+        let deadline = now_ms() + executor.queue_grace().as_millis() as i64;
+        if store.requeue_stale(&stale, deadline).await? {
+            handled += 1;
+            tracing::info!(execution = %stale.id, "re-queueing an execution whose job was lost");
+            let job = Job {
+                execution_id: stale.id.clone(),
+                workspace_id: stale.workspace_id.clone(),
+            };
+            queue.add(&job, Duration::ZERO).await?;
+        }
+    }
+    Ok(handled)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
 }
 
 fn failed(code: String, message: String) -> FinishedExecution {

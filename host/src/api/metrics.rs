@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::{ApiError, AppState, Caller};
-use crate::store::QueueCounts;
+use crate::queue::QueueCounts;
 
 pub fn api_routes() -> Router<AppState> {
     Router::new().route("/queue/metrics", get(queue_metrics))
@@ -35,7 +35,7 @@ async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), ApiError
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueMetrics {
-    /// `embedded` (the SQL store).
+    /// `embedded` (the SQL store), `redis` or `sqs`.
     pub backend: &'static str,
     #[serde(flatten)]
     pub jobs: QueueCounts,
@@ -51,7 +51,7 @@ pub async fn queue_metrics(
     caller: Caller,
 ) -> Result<Json<QueueMetrics>, ApiError> {
     require_admin(&state, &caller).await?;
-    let jobs = state.store().queue_counts().await?;
+    let jobs = state.executor.queue().metrics().await?;
     let executions = state
         .store()
         .execution_counts()
@@ -60,7 +60,7 @@ pub async fn queue_metrics(
         .map(|(status, n)| (status, n.into()))
         .collect();
     Ok(Json(QueueMetrics {
-        backend: "embedded",
+        backend: state.executor.queue().backend(),
         jobs,
         executions,
     }))
@@ -73,7 +73,7 @@ pub async fn prometheus(
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     require_admin(&state, &caller).await?;
-    let jobs = state.store().queue_counts().await?;
+    let jobs = state.executor.queue().metrics().await?;
     let mut out = String::new();
     let _ = writeln!(
         out,

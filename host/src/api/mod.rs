@@ -232,6 +232,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        tracing::error!(error = %e, "queue failure");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "QUEUE_UNAVAILABLE",
+            "the queue backend failed; try again",
+        )
+    }
+}
+
 impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> Self {
         match e {

@@ -26,6 +26,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0004_jobs.sql"),
         include_str!("../../migrations/0004_jobs.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/0005_execution_leases.sql"),
+        include_str!("../../migrations/0005_execution_leases.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

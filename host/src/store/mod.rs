@@ -25,7 +25,7 @@ pub use executions::{Cost, Execution, ExecutionStatus, FinishedExecution, NewExe
 pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};
 pub use pricing::{NewPrice, Price};
-pub use queue::{Cancelled, Job, QueueCounts};
+pub use queue::{Cancelled, Claim, ClaimedJob, JobCounts, Stale};
 pub use workspaces::{Role, User, Workspace};
 
 #[derive(Debug, thiserror::Error)]

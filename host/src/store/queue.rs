@@ -1,28 +1,39 @@
-//! The embedded queue: jobs in the SQL store, next to the executions they run. Delivery is at
-//! least once (a lease that expires makes a job claimable again); running is idempotent because a
-//! worker only runs an execution it could move to RUNNING from QUEUED or from an expired RUNNING.
+//! What the queue needs of the SQL store, on two tables:
+//!
+//! - `executions`: a queued execution's row carries a lease. A worker may run an execution only
+//!   after moving it to RUNNING under its own lease ([`Store::claim_execution`]), so whatever
+//!   the queue delivers twice is run once; a sweeper finds the rows whose lease ran out.
+//! - `jobs`: the embedded queue's jobs, each leased to the worker that took it by a token.
 
 use super::{Backend, ExecutionStatus, NewExecution, Result, Store, get, new_id, now_ms};
 
-/// A claimed job.
+/// A job taken from the embedded queue.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub struct ClaimedJob {
     pub execution_id: String,
     pub workspace_id: String,
-    /// Including this one.
-    pub attempts: i64,
+    /// Proves the lease: only its holder can renew, finish or reschedule the job.
+    pub token: String,
 }
 
-/// The queue at a glance.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueCounts {
-    /// Due and not claimed.
-    pub waiting: i64,
-    /// Waiting for a retry's backoff to pass.
-    pub delayed: i64,
-    /// Claimed by a worker (running, or about to).
-    pub active: i64,
+/// What a worker may do with a delivered execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// It is now RUNNING under this worker's lease; this is attempt `attempt` (from 1).
+    Run { attempt: i64 },
+    /// Nothing: it finished, was cancelled or deleted, or another worker's live lease holds it.
+    Skip,
+}
+
+/// An execution whose lease ran out while QUEUED or RUNNING.
+#[derive(Debug, Clone)]
+pub struct Stale {
+    pub id: String,
+    pub workspace_id: String,
+    pub pod_id: String,
+    pub flow_id: String,
+    pub attempts: i64,
+    pub leased_until: i64,
 }
 
 /// What a cancel request found.
@@ -38,15 +49,27 @@ pub enum Cancelled {
     AlreadyFinished(ExecutionStatus),
 }
 
+/// The embedded queue's jobs at a glance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobCounts {
+    pub waiting: i64,
+    pub delayed: i64,
+    pub active: i64,
+}
+
 impl Store {
-    /// Records a QUEUED execution and its job in one transaction.
-    pub async fn enqueue_execution(&self, new: &NewExecution) -> Result<String> {
+    /// Records a QUEUED execution that a worker should take within `grace_ms` (else the sweeper
+    /// queues it again).
+    pub async fn insert_queued_execution(
+        &self,
+        new: &NewExecution,
+        grace_ms: i64,
+    ) -> Result<String> {
         let (id, now) = (new_id(), now_ms());
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, 0, $12)",
+            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, leased_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, 0, $12, $13)",
         )
         .bind(&id)
         .bind(&new.workspace_id)
@@ -60,83 +83,129 @@ impl Store {
         .bind(new.request_metadata.to_string())
         .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
         .bind(now)
-        .execute(&mut *tx)
+        .bind(now + grace_ms)
+        .execute(&self.pool)
         .await?;
-        sqlx::query("INSERT INTO jobs (execution_id, workspace_id, attempts, not_before, created_at) VALUES ($1, $2, 0, $3, $3)")
-            .bind(&id)
-            .bind(&new.workspace_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
-    /// Leases the oldest due job to `owner` for `lease_ms`, or `None` if none is due.
-    pub async fn claim_job(&self, owner: &str, lease_ms: i64) -> Result<Option<Job>> {
+    /// Moves a QUEUED execution, or a RUNNING one whose worker's lease ran out, to RUNNING under
+    /// `owner`'s lease for `lease_ms`, counting the attempt.
+    pub async fn claim_execution(&self, id: &str, owner: &str, lease_ms: i64) -> Result<Claim> {
         let now = now_ms();
-        let skip_locked = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
         let _turn = self.write_turn().await;
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET leased_until = $1, lease_owner = $2, attempts = attempts + 1
-             WHERE execution_id = (SELECT execution_id FROM jobs WHERE not_before <= $3 AND (leased_until IS NULL OR leased_until < $3)
-                                   ORDER BY not_before, created_at LIMIT 1 {skip_locked})
-             RETURNING execution_id, workspace_id, attempts"
-        ))
-        .bind(now + lease_ms)
+        let row = sqlx::query(
+            "UPDATE executions SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, leased_until = $2, started_at = $3
+             WHERE id = $4 AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
+             RETURNING attempts",
+        )
         .bind(owner)
+        .bind(now + lease_ms)
         .bind(now)
+        .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Job {
-                execution_id: get(&r, "execution_id")?,
-                workspace_id: get(&r, "workspace_id")?,
-                attempts: get(&r, "attempts")?,
-            })
+        Ok(match row {
+            Some(row) => Claim::Run {
+                attempt: get(&row, "attempts")?,
+            },
+            None => Claim::Skip,
         })
-        .transpose()
     }
 
-    /// Keeps a running job's lease alive; `false` if the lease was lost (another worker has it).
-    pub async fn extend_lease(
-        &self,
-        execution_id: &str,
-        owner: &str,
-        lease_ms: i64,
-    ) -> Result<bool> {
+    /// Renews `owner`'s lease on a running execution; `false` if it no longer holds it.
+    pub async fn extend_execution(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query(
-            "UPDATE jobs SET leased_until = $1 WHERE execution_id = $2 AND lease_owner = $3",
+            "UPDATE executions SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'RUNNING'",
         )
         .bind(now_ms() + lease_ms)
-        .bind(execution_id)
+        .bind(id)
         .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// How many jobs wait, wait for a retry, or run.
-    pub async fn queue_counts(&self) -> Result<QueueCounts> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN leased_until >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
-                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before > $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS delayed,
-                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS waiting
-             FROM jobs",
+    /// A retryable failure with attempts left: back to QUEUED, due again at `due_ms` and to be
+    /// taken within `grace_ms` after that; the error is kept for visibility.
+    pub async fn requeue_execution(
+        &self,
+        id: &str,
+        code: &str,
+        message: &str,
+        due_ms: i64,
+        grace_ms: i64,
+    ) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'QUEUED', error_code = $1, error_message = $2, lease_owner = NULL, leased_until = $3
+             WHERE id = $4 AND status = 'RUNNING'",
         )
-        .bind(now)
-        .fetch_one(&self.pool)
+        .bind(code)
+        .bind(message)
+        .bind(due_ms + grace_ms)
+        .bind(id)
+        .execute(&self.pool)
         .await?;
-        Ok(QueueCounts {
-            waiting: get(&row, "waiting")?,
-            delayed: get(&row, "delayed")?,
-            active: get(&row, "active")?,
-        })
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Up to `limit` queued or running executions whose lease ran out, oldest first.
+    pub async fn stale_executions(&self, limit: i64) -> Result<Vec<Stale>> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, pod_id, flow_id, attempts, leased_until FROM executions
+             WHERE status IN ('QUEUED', 'RUNNING') AND leased_until < $1 ORDER BY leased_until LIMIT $2",
+        )
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Stale {
+                    id: get(r, "id")?,
+                    workspace_id: get(r, "workspace_id")?,
+                    pod_id: get(r, "pod_id")?,
+                    flow_id: get(r, "flow_id")?,
+                    attempts: get(r, "attempts")?,
+                    leased_until: get(r, "leased_until")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts a stale execution back to QUEUED (its worker is gone) with a new deadline, if nobody
+    /// touched it since it was found stale (so of several sweepers, one re-queues it).
+    pub async fn requeue_stale(&self, stale: &Stale, until_ms: i64) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'QUEUED', lease_owner = NULL, leased_until = $1
+             WHERE id = $2 AND leased_until = $3 AND status IN ('QUEUED', 'RUNNING')",
+        )
+        .bind(until_ms)
+        .bind(&stale.id)
+        .bind(stale.leased_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends a stale execution that used all its attempts as an ERROR, if nobody touched it since
+    /// it was found stale.
+    pub async fn abandon_execution(&self, stale: &Stale, message: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'ERROR', error_code = 'ATTEMPTS_EXHAUSTED', error_message = $1, finished_at = $2, lease_owner = NULL
+             WHERE id = $3 AND leased_until = $4 AND status IN ('QUEUED', 'RUNNING')",
+        )
+        .bind(message)
+        .bind(now_ms())
+        .bind(&stale.id)
+        .bind(stale.leased_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Executions per status, all workspaces (for metrics).
@@ -149,88 +218,27 @@ impl Store {
             .collect()
     }
 
-    /// The job is done (whatever the outcome): remove it.
-    pub async fn ack_job(&self, execution_id: &str) -> Result<()> {
-        let _turn = self.write_turn().await;
-        sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
-            .bind(execution_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Releases the job to run again at `not_before` (unix ms).
-    pub async fn reschedule_job(&self, execution_id: &str, not_before: i64) -> Result<()> {
-        let _turn = self.write_turn().await;
-        sqlx::query("UPDATE jobs SET not_before = $1, leased_until = NULL, lease_owner = NULL WHERE execution_id = $2")
-            .bind(not_before)
-            .bind(execution_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Moves a queued execution (or a running one whose worker vanished) to RUNNING for this
-    /// attempt. `false` if it was cancelled or has finished: do not run it.
-    pub async fn mark_running(&self, execution_id: &str, attempt: i64) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE executions SET status = 'RUNNING', attempts = $1, started_at = $2 WHERE id = $3 AND status IN ('QUEUED', 'RUNNING')",
-        )
-        .bind(attempt)
-        .bind(now_ms())
-        .bind(execution_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// A retryable failure with attempts left: back to QUEUED, the error kept for visibility.
-    pub async fn requeue_execution(
-        &self,
-        execution_id: &str,
-        code: &str,
-        message: &str,
-    ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE executions SET status = 'QUEUED', error_code = $1, error_message = $2 WHERE id = $3 AND status = 'RUNNING'",
-        )
-        .bind(code)
-        .bind(message)
-        .bind(execution_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    /// Cancels a queued or running execution of the workspace: its job is removed and it is
-    /// marked CANCELLED, so a worker never starts it and a running call's result is not saved.
+    /// Cancels a queued or running execution of the workspace: it is marked CANCELLED, so a
+    /// worker never starts it and a running call's result is not saved.
     pub async fn cancel_execution(&self, ws: &str, execution_id: &str) -> Result<Cancelled> {
         let execution = self.execution(ws, execution_id).await?;
         let current = execution.status;
         if !matches!(current, ExecutionStatus::Queued | ExecutionStatus::Running) {
             return Ok(Cancelled::AlreadyFinished(current));
         }
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let turn = self.write_turn().await;
         let done = sqlx::query(
-            "UPDATE executions SET status = 'CANCELLED', finished_at = $1, error_code = 'CANCELLED', error_message = 'cancelled by a user'
+            "UPDATE executions SET status = 'CANCELLED', finished_at = $1, error_code = 'CANCELLED', error_message = 'cancelled by a user', lease_owner = NULL
              WHERE workspace_id = $2 AND id = $3 AND status IN ('QUEUED', 'RUNNING')",
         )
         .bind(now_ms())
         .bind(ws)
         .bind(execution_id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
-            .bind(execution_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        drop(turn);
         if done.rows_affected() == 0 {
             // It finished between the read and the update.
-            drop(_turn);
             return Ok(Cancelled::AlreadyFinished(
                 self.execution(ws, execution_id).await?.status,
             ));
@@ -239,6 +247,155 @@ impl Store {
             was: current,
             pod_id: execution.pod_id,
             flow_id: execution.flow_id,
+        })
+    }
+
+    // The embedded queue's jobs.
+
+    /// Adds a job due at `not_before` (unix ms); a job already there for the execution stays.
+    pub async fn add_job(
+        &self,
+        execution_id: &str,
+        workspace_id: &str,
+        not_before: i64,
+    ) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO jobs (execution_id, workspace_id, attempts, not_before, created_at) VALUES ($1, $2, 0, $3, $4)
+             ON CONFLICT (execution_id) DO NOTHING",
+        )
+        .bind(execution_id)
+        .bind(workspace_id)
+        .bind(not_before)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Leases up to `max` due jobs, oldest first, for `lease_ms`.
+    pub async fn claim_jobs(&self, max: usize, lease_ms: i64) -> Result<Vec<ClaimedJob>> {
+        let (now, token) = (now_ms(), new_id());
+        let skip_locked = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let _turn = self.write_turn().await;
+        let rows = sqlx::query(&format!(
+            "UPDATE jobs SET leased_until = $1, lease_owner = $2, attempts = attempts + 1
+             WHERE execution_id IN (SELECT execution_id FROM jobs WHERE not_before <= $3 AND (leased_until IS NULL OR leased_until < $3)
+                                    ORDER BY not_before, created_at LIMIT $4 {skip_locked})
+             RETURNING execution_id, workspace_id, not_before, created_at"
+        ))
+        .bind(now + lease_ms)
+        .bind(&token)
+        .bind(now)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    (get::<i64>(r, "not_before")?, get::<i64>(r, "created_at")?),
+                    ClaimedJob {
+                        execution_id: get(r, "execution_id")?,
+                        workspace_id: get(r, "workspace_id")?,
+                        token: token.clone(),
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING follows no ORDER BY: restore queue order.
+        jobs.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.execution_id.cmp(&b.1.execution_id))
+        });
+        Ok(jobs.into_iter().map(|(_, job)| job).collect())
+    }
+
+    /// Renews a job's lease; `false` if the token no longer holds it.
+    pub async fn extend_job(&self, execution_id: &str, token: &str, lease_ms: i64) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(
+            "UPDATE jobs SET leased_until = $1 WHERE execution_id = $2 AND lease_owner = $3",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(execution_id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Removes jobs: those of `(execution id, token)` pairs that still hold their lease.
+    pub async fn delete_jobs(&self, leased: &[(String, String)]) -> Result<()> {
+        if leased.is_empty() {
+            return Ok(());
+        }
+        let pairs = (0..leased.len())
+            .map(|i| {
+                format!(
+                    "(execution_id = ${} AND lease_owner = ${})",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("DELETE FROM jobs WHERE {pairs}");
+        let mut query = sqlx::query(&sql);
+        for (id, token) in leased {
+            query = query.bind(id).bind(token);
+        }
+        let _turn = self.write_turn().await;
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Removes an execution's job, leased or not.
+    pub async fn drop_job(&self, execution_id: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
+            .bind(execution_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Releases a leased job to be claimed again at `not_before` (unix ms).
+    pub async fn reschedule_job(
+        &self,
+        execution_id: &str,
+        token: &str,
+        not_before: i64,
+    ) -> Result<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("UPDATE jobs SET not_before = $1, leased_until = NULL, lease_owner = NULL WHERE execution_id = $2 AND lease_owner = $3")
+            .bind(not_before)
+            .bind(execution_id)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many jobs wait, wait for a retry, or are leased.
+    pub async fn job_counts(&self) -> Result<JobCounts> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN leased_until >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
+                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before > $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS delayed,
+                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS waiting
+             FROM jobs",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(JobCounts {
+            waiting: get(&row, "waiting")?,
+            delayed: get(&row, "delayed")?,
+            active: get(&row, "active")?,
         })
     }
 }

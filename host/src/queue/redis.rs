@@ -1,0 +1,274 @@
+//! The Redis backend: a Stream read through one consumer group.
+//!
+//! - `{prefix}:jobs` is the stream; each entry's `job` field is the job as JSON. An entry is
+//!   deleted when acked, so the stream holds exactly the jobs not yet done.
+//! - A consumer's pending entries are its leases: renewing one resets its idle time (`XCLAIM`),
+//!   and an entry idle past the lease is a dead consumer's and is taken over (`XAUTOCLAIM`).
+//! - `{prefix}:delayed` is a sorted set of retries by due time; due ones are moved into the
+//!   stream (atomically, by a script) before each read.
+//! - A flushed Redis loses its jobs; the group is made again on the next read, and the sweeper
+//!   re-adds the executions whose jobs were lost.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
+
+use super::{Delivery, Job, Queue, QueueCounts, QueueError, Result, millis};
+use crate::store::now_ms;
+
+const GROUP: &str = "workers";
+
+/// Moves due retries (KEYS[1], a sorted set) into the stream (KEYS[2]).
+const PROMOTE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+for _, job in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'job', job)
+  redis.call('ZREM', KEYS[1], job)
+end
+return #due";
+
+pub struct RedisQueue {
+    client: Client,
+    /// Short commands, shared.
+    commands: ConnectionManager,
+    /// Blocking reads get a connection of their own (a blocked multiplexed connection would hold
+    /// up every command behind it); made again after an error.
+    reader: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    stream: String,
+    delayed: String,
+    consumer: String,
+    promote: redis::Script,
+}
+
+impl RedisQueue {
+    /// Connects to `url` and makes the stream and its group if they are missing.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = Client::open(url)?;
+        let commands = client.get_connection_manager().await?;
+        let queue = RedisQueue {
+            client,
+            commands,
+            reader: tokio::sync::Mutex::new(None),
+            stream: format!("{prefix}:jobs"),
+            delayed: format!("{prefix}:delayed"),
+            consumer: format!("{}-{}", std::process::id(), crate::store::new_id()),
+            promote: redis::Script::new(PROMOTE),
+        };
+        queue.ensure_group().await?;
+        Ok(queue)
+    }
+
+    async fn ensure_group(&self) -> Result<()> {
+        let mut conn = self.commands.clone();
+        // From 0: the stream holds only jobs not yet done, and a new group must see them all.
+        let made: std::result::Result<(), RedisError> =
+            conn.xgroup_create_mkstream(&self.stream, GROUP, "0").await;
+        match made {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn delivery(&self, entry: &StreamId) -> Option<Delivery> {
+        let job = match entry
+            .get::<String>("job")
+            .map(|j| serde_json::from_str::<Job>(&j))
+        {
+            Some(Ok(job)) => job,
+            _ => {
+                tracing::warn!(entry = %entry.id, stream = %self.stream, "skipping an unreadable queue entry");
+                return None;
+            }
+        };
+        Some(Delivery {
+            job,
+            handle: entry.id.clone(),
+        })
+    }
+
+    async fn read(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let mut reader = self.reader.lock().await;
+        let conn = match reader.as_mut() {
+            Some(conn) => conn,
+            None => reader.insert(
+                self.client
+                    .get_multiplexed_async_connection_with_config(
+                        &AsyncConnectionConfig::new().set_response_timeout(None),
+                    )
+                    .await?,
+            ),
+        };
+        let block = millis(wait).max(1);
+        let read = tokio::time::timeout(
+            wait + Duration::from_secs(5),
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(max)
+                .arg("BLOCK")
+                .arg(block)
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg(">")
+                .query_async::<Option<StreamReadReply>>(conn),
+        )
+        .await;
+        let reply = match read {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                if e.code() == Some("NOGROUP") {
+                    // Redis was flushed or restarted empty.
+                    drop(reader);
+                    self.ensure_group().await?;
+                    return Ok(vec![]);
+                }
+                *reader = None;
+                return Err(e.into());
+            }
+            Err(_) => {
+                *reader = None;
+                return Err(QueueError::Config("a blocking read from Redis hung".into()));
+            }
+        };
+        Ok(reply
+            .map(|r| {
+                r.keys
+                    .iter()
+                    .flat_map(|k| k.ids.iter())
+                    .filter_map(|e| self.delivery(e))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait::async_trait]
+impl Queue for RedisQueue {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn fifo(&self) -> bool {
+        true
+    }
+
+    async fn add(&self, job: &Job, delay: Duration) -> Result<()> {
+        let payload = serde_json::to_string(job).map_err(|e| QueueError::Config(e.to_string()))?;
+        let mut conn = self.commands.clone();
+        if delay.is_zero() {
+            let _: String = conn.xadd(&self.stream, "*", &[("job", payload)]).await?;
+        } else {
+            let _: i64 = conn
+                .zadd(&self.delayed, payload, now_ms() + millis(delay))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn consume(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Delivery>> {
+        let mut conn = self.commands.clone();
+        let _: i64 = self
+            .promote
+            .key(&self.delayed)
+            .key(&self.stream)
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        // A dead consumer's jobs first: they have waited longest.
+        let stalled: std::result::Result<StreamAutoClaimReply, RedisError> =
+            redis::cmd("XAUTOCLAIM")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(millis(lease))
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max)
+                .query_async(&mut conn)
+                .await;
+        match stalled {
+            Ok(reply) if !reply.claimed.is_empty() => {
+                return Ok(reply
+                    .claimed
+                    .iter()
+                    .filter_map(|e| self.delivery(e))
+                    .collect());
+            }
+            Err(e) if e.code() == Some("NOGROUP") => self.ensure_group().await?,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        self.read(max, wait).await
+    }
+
+    async fn extend(&self, delivery: &Delivery, _lease: Duration) -> Result<()> {
+        // Claiming it again resets its idle time, which is what the lease is measured by.
+        let mut conn = self.commands.clone();
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(&delivery.handle)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<()> {
+        let mut conn = self.commands.clone();
+        let _: (i64, i64) = redis::pipe()
+            .atomic()
+            .xack(&self.stream, GROUP, &[&delivery.handle])
+            .xdel(&self.stream, &[&delivery.handle])
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
+        let payload =
+            serde_json::to_string(&delivery.job).map_err(|e| QueueError::Config(e.to_string()))?;
+        let mut conn = self.commands.clone();
+        let _: (i64, i64, i64) = redis::pipe()
+            .atomic()
+            .zadd(&self.delayed, payload, now_ms() + millis(delay))
+            .xack(&self.stream, GROUP, &[&delivery.handle])
+            .xdel(&self.stream, &[&delivery.handle])
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel(&self, _execution_id: &str) -> Result<()> {
+        // Streams are not searchable by content; the worker that gets it drops it.
+        Ok(())
+    }
+
+    async fn metrics(&self) -> Result<QueueCounts> {
+        let mut conn = self.commands.clone();
+        let groups: std::result::Result<redis::streams::StreamInfoGroupsReply, RedisError> =
+            conn.xinfo_groups(&self.stream).await;
+        let (waiting, active) = match groups {
+            Ok(reply) => reply
+                .groups
+                .iter()
+                .find(|g| g.name == GROUP)
+                .map(|g| (g.lag.unwrap_or(0) as i64, g.pending as i64))
+                .unwrap_or((0, 0)),
+            // No stream yet (or Redis was flushed): nothing queued.
+            Err(_) => (0, 0),
+        };
+        let delayed: i64 = conn.zcard(&self.delayed).await?;
+        Ok(QueueCounts {
+            waiting,
+            delayed,
+            active,
+        })
+    }
+}
