@@ -20,3 +20,30 @@ if ! postgres_up; then
 fi
 postgres_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 echo "PostgreSQL is up on 127.0.0.1:5432"
+
+# Redis on 127.0.0.1:6379 (the redis queue and event relay tests).
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! redis_up; then
+  if ! command -v redis-server >/dev/null; then
+    echo "installing Redis"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no --daemonize yes
+  for _ in $(seq 1 30); do redis_up && break; sleep 0.5; done
+fi
+redis_up || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
+echo "Redis is up on 127.0.0.1:6379"
+
+# moto_server on 127.0.0.1:5055 (SQS and DynamoDB tests). The tests start it too if it is not
+# running; starting it here keeps its start-up out of the first test's time.
+if ! command -v moto_server >/dev/null; then
+  echo "installing moto[server]"
+  python3 -m pip install -q 'moto[server]'
+fi
+moto_up() { curl -s -o /dev/null "http://127.0.0.1:5055/moto-api/" 2>/dev/null; }
+if ! moto_up; then
+  nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/pods-moto.log 2>&1 &
+  for _ in $(seq 1 60); do moto_up && break; sleep 0.5; done
+fi
+moto_up || { echo "moto_server is not reachable on 127.0.0.1:5055 (see /tmp/pods-moto.log)" >&2; exit 1; }
+echo "moto_server is up on 127.0.0.1:5055"

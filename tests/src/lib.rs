@@ -3,6 +3,8 @@
 //! OpenAI, Anthropic and Gemini wire formats on loopback.
 
 pub mod mock;
+pub mod services;
+pub mod ws;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

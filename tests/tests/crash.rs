@@ -4,24 +4,41 @@
 use std::time::{Duration, Instant};
 
 use pods_e2e::mock::MockProvider;
+use pods_e2e::services::{QueueKind, queue_env, with_queue};
 use pods_e2e::{Backend, Client, Server};
 use serde_json::json;
 
 #[tokio::test]
 async fn sigkill_mid_run_loses_nothing_and_bills_once_on_sqlite() {
-    sigkill_mid_run(Backend::Sqlite).await;
+    sigkill_mid_run(Backend::Sqlite, QueueKind::Embedded).await;
 }
 
 #[tokio::test]
 async fn sigkill_mid_run_loses_nothing_and_bills_once_on_postgres() {
-    sigkill_mid_run(Backend::Postgres).await;
+    sigkill_mid_run(Backend::Postgres, QueueKind::Embedded).await;
 }
 
-async fn sigkill_mid_run(backend: Backend) {
+#[tokio::test]
+async fn sigkill_mid_run_loses_nothing_and_bills_once_on_redis() {
+    sigkill_mid_run(Backend::Postgres, QueueKind::Redis).await;
+}
+
+#[tokio::test]
+async fn sigkill_mid_run_loses_nothing_and_bills_once_on_sqs() {
+    sigkill_mid_run(Backend::Sqlite, QueueKind::Sqs).await;
+}
+
+async fn sigkill_mid_run(backend: Backend, queue: QueueKind) {
     const TOTAL: usize = 200;
     let mock = MockProvider::start().await;
-    let env = [("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "10")];
-    let server = Server::start(&format!("crash_{backend:?}").to_lowercase(), backend, &env).await;
+    let name = format!("crash_{backend:?}_{queue:?}").to_lowercase();
+    let queue_env = queue_env(queue, &name);
+    let env = with_queue(
+        &queue_env,
+        // Accept all 200 first (no workers), so the kill lands mid-run on every backend.
+        &[("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "0")],
+    );
+    let server = Server::start(&name, backend, &env).await;
     let (client, ws, _) = server.user_with_workspace("crash@pods.test", false);
     let (_, pod) = client
         .openai_pod(
@@ -43,7 +60,8 @@ async fn sigkill_mid_run(backend: Backend) {
         assert_eq!(r.status, 202, "{}", r.text);
         ids.push(r.body["executionId"].as_str().expect("id").to_string());
     }
-    // Let the workers get going (10 at a time, 100 ms each), then kill -9 mid-run.
+    // Workers on: let them get going (10 at a time, 100 ms each), then kill -9 mid-run.
+    let server = server.restart_with(&[("PODS_WORKERS", "10")]).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before_kill = mock.seen().len();
     assert!(
@@ -83,7 +101,7 @@ async fn sigkill_mid_run(backend: Backend) {
     assert_eq!(keys.body[0]["requests"], TOTAL, "billed exactly once each");
     let calls = mock.seen().len();
     println!(
-        "{backend:?}: {TOTAL} accepted, {completed} completed, 0 lost, 0 double-billed; {calls} provider calls ({} re-run after the kill)",
+        "{backend:?}, {queue:?} queue: {TOTAL} accepted, {completed} completed, 0 lost, 0 double-billed; {calls} provider calls ({} re-run after the kill)",
         calls - TOTAL
     );
     assert!(calls >= TOTAL);

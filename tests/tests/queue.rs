@@ -1,9 +1,10 @@
-//! `async: true`: the embedded queue and its workers — durable across restarts, retried when a
-//! retry may help, cancellable, billed once. Runs on SQLite and PostgreSQL.
+//! `async: true`: the queue and its workers — durable across restarts, retried when a retry may
+//! help, cancellable, billed once. Runs on SQLite and PostgreSQL, and on each queue backend.
 
 use std::time::{Duration, Instant};
 
 use pods_e2e::mock::{MockProvider, OPENAI_ANSWER};
+use pods_e2e::services::{QueueKind, queue_env, with_queue};
 use pods_e2e::{Backend, Client, Server};
 use serde_json::{Value, json};
 
@@ -67,21 +68,33 @@ async fn wait_for(s: &Setup, id: &str, statuses: &[&str], within: Duration) -> V
 
 #[tokio::test]
 async fn queued_executions_run_survive_a_restart_and_cancel_on_sqlite() {
-    queued(Backend::Sqlite).await;
+    queued(Backend::Sqlite, QueueKind::Embedded).await;
 }
 
 #[tokio::test]
 async fn queued_executions_run_survive_a_restart_and_cancel_on_postgres() {
-    queued(Backend::Postgres).await;
+    queued(Backend::Postgres, QueueKind::Embedded).await;
 }
 
-async fn queued(backend: Backend) {
+#[tokio::test]
+async fn queued_executions_run_survive_a_restart_and_cancel_on_redis() {
+    queued(Backend::Postgres, QueueKind::Redis).await;
+}
+
+#[tokio::test]
+async fn queued_executions_run_survive_a_restart_and_cancel_on_sqs() {
+    queued(Backend::Sqlite, QueueKind::Sqs).await;
+}
+
+async fn queued(backend: Backend, queue: QueueKind) {
     let mock = MockProvider::start().await;
+    let name = format!("queue_{backend:?}_{queue:?}").to_lowercase();
+    let queue_env = queue_env(queue, &name);
     // No workers at first: jobs stay queued.
     let server = Server::start(
-        &format!("queue_{backend:?}").to_lowercase(),
+        &name,
         backend,
-        &[("PODS_WORKERS", "0")],
+        &with_queue(&queue_env, &[("PODS_WORKERS", "0")]),
     )
     .await;
     let s = setup(&server, &mock, "queue@pods.test").await;
@@ -141,11 +154,27 @@ async fn queued(backend: Backend) {
 
 #[tokio::test]
 async fn retryable_failures_are_retried_with_backoff_and_billed_once() {
+    retries(QueueKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_with_backoff_and_billed_once_on_redis() {
+    retries(QueueKind::Redis).await;
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_with_backoff_and_billed_once_on_sqs() {
+    retries(QueueKind::Sqs).await;
+}
+
+async fn retries(queue: QueueKind) {
     let mock = MockProvider::start().await;
+    let name = format!("queue_retry_{queue:?}").to_lowercase();
+    let queue_env = queue_env(queue, &name);
     let server = Server::start(
-        "queue_retry",
+        &name,
         Backend::Sqlite,
-        &[("PODS_RETRY_BASE_MS", "100")],
+        &with_queue(&queue_env, &[("PODS_RETRY_BASE_MS", "100")]),
     )
     .await;
     let s = setup(&server, &mock, "retry@pods.test").await;

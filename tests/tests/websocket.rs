@@ -1,50 +1,9 @@
 //! The flow WebSocket: every event of an execution, in order, to members only.
 
-use std::time::Duration;
-
-use futures_util::StreamExt;
 use pods_e2e::mock::{GEMINI_CHUNKS, MockProvider};
+use pods_e2e::ws::{connect, events_until};
 use pods_e2e::{Backend, Server, sse_events};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(server: &Server, path: &str) -> Result<Socket, u16> {
-    let url = format!("{}{path}", server.url.replace("http://", "ws://"));
-    match tokio_tungstenite::connect_async(url).await {
-        Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Err(response.status().as_u16())
-        }
-        Err(e) => panic!("connect: {e}"),
-    }
-}
-
-/// Reads events until one of type `last` for `execution`.
-async fn events_until(socket: &mut Socket, execution: &str, last: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
-            .await
-            .expect("an event within 20 s")
-            .expect("socket open")
-            .expect("message");
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let event: Value = serde_json::from_str(&text).expect("JSON event");
-        if event["executionId"] != execution {
-            continue;
-        }
-        let done = event["type"] == last;
-        seen.push(event);
-        if done {
-            return seen;
-        }
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn members_see_every_event_of_a_flow_in_order() {

@@ -20,8 +20,16 @@ pub struct SqsQueue {
     url: String,
 }
 
-fn sqs_error(e: impl std::error::Error) -> QueueError {
-    QueueError::Sqs(DisplayErrorContext(e).to_string())
+fn sqs_error<E>(e: E) -> QueueError
+where
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata,
+{
+    // The service's own code and message; the whole context (raw response included) otherwise.
+    QueueError::Sqs(match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(e).to_string(),
+    })
 }
 
 /// Whole seconds, rounded up, within SQS's bounds.
