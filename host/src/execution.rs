@@ -52,7 +52,8 @@ pub struct ExecuteRequest {
     /// Queue the execution and return at once (202).
     #[serde(rename = "async", default)]
     pub run_async: bool,
-    /// Answer with a `text/event-stream` of start / token / done / error events.
+    /// Answer with a `text/event-stream` of start / token / done / error events; with `async`,
+    /// stream the provider call and send its tokens to the flow's WebSocket as `execution:delta`.
     #[serde(default)]
     pub stream: bool,
 }

@@ -40,13 +40,8 @@ pub async fn execute(
     Body(req): Body<ExecuteRequest>,
 ) -> Result<Response, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
+    // With `stream` too, the queued call is streamed and its tokens go to the flow's WebSocket.
     if req.run_async {
-        if req.stream {
-            return Err(ApiError::bad(
-                "INVALID_FIELD",
-                "async and stream cannot be combined: follow a queued execution with GET, or run it with stream",
-            ));
-        }
         let id = state.executor.enqueue(&ws, &caller.user_id, &req).await?;
         return Ok((
             StatusCode::ACCEPTED,

@@ -69,7 +69,7 @@ impl Store {
         let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, leased_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, 0, $12, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
         )
         .bind(&id)
         .bind(&new.workspace_id)
@@ -79,6 +79,7 @@ impl Store {
         .bind(ExecutionStatus::Queued.as_str())
         .bind(&new.provider)
         .bind(&new.model_id)
+        .bind(i64::from(new.streamed))
         .bind(&new.key_id)
         .bind(new.request_metadata.to_string())
         .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
