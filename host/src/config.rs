@@ -13,9 +13,18 @@ use crate::egress::{Egress, EgressConfig};
 use crate::events::Hub;
 use crate::execution::{Backends, Executor};
 use crate::plugins::{Limits, Registry, Runtime, RuntimeConfig};
+use crate::pod_store::{DynamoPods, PodStore};
 use crate::queue::{Backend as QueueBackend, QueueSettings};
 use crate::store::Store;
 use crate::vault::{Vault, write_private};
+
+/// Where pod configs live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodStoreBackend {
+    Sql,
+    #[value(name = "dynamodb")]
+    DynamoDb,
+}
 
 /// How nodes share execution events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,6 +122,18 @@ pub struct Settings {
         global = true
     )]
     pub sqs_queue_name: String,
+    /// Where pod configs live: `sql` (the database) or `dynamodb` (AWS, or moto via
+    /// `AWS_ENDPOINT_URL`).
+    #[arg(long, env = "POD_STORE", value_enum, default_value_t = PodStoreBackend::Sql, global = true)]
+    pub pod_store: PodStoreBackend,
+    /// The DynamoDB table of pod configs (made if missing).
+    #[arg(
+        long,
+        env = "PODS_DYNAMODB_TABLE",
+        default_value = "pods",
+        global = true
+    )]
+    pub dynamodb_table: String,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -236,7 +257,17 @@ impl Settings {
         let queue = crate::queue::open(&self.queue_settings(), &store)
             .await
             .with_context(|| format!("open the {:?} queue", self.queue_backend))?;
+        let pods = match self.pod_store {
+            PodStoreBackend::Sql => PodStore::Sql(store.clone()),
+            PodStoreBackend::DynamoDb => PodStore::Dynamo {
+                store: store.clone(),
+                items: DynamoPods::open(AwsSettings::from_env().dynamodb(), &self.dynamodb_table)
+                    .await
+                    .context("open the DynamoDB pod table")?,
+            },
+        };
         let backends = Backends {
+            pods,
             queue,
             events: self.events().await?,
             queue_grace: self.lease(),

@@ -18,6 +18,7 @@ use crate::plugins::types::{
     ChatRequest, Completion, FinishReason, Message, ResponseFormat, StreamDelta, Usage,
 };
 use crate::plugins::{Plugin, Registry};
+use crate::pod_store::PodStore;
 use crate::queue::{Job, Queue};
 use crate::store::{
     Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, Store, StoreError, now_ms,
@@ -26,6 +27,7 @@ use crate::vault::{Binding, Sealed, Vault, VaultError};
 
 /// Where an executor sends jobs and events.
 pub struct Backends {
+    pub pods: PodStore,
     pub queue: Arc<dyn Queue>,
     pub events: Hub,
     /// How long a queued execution may wait for a worker before the sweeper queues it again.
@@ -171,6 +173,7 @@ struct Inner {
     plugins: Registry,
     egress: Egress,
     vault: Vault,
+    pods: PodStore,
     queue: Arc<dyn Queue>,
     /// How long a queued execution may wait for a worker before the sweeper queues it again.
     queue_grace: std::time::Duration,
@@ -182,11 +185,12 @@ impl Executor {
     pub fn new(store: Store, plugins: Registry, egress: Egress, vault: Vault) -> Self {
         let queue = Arc::new(crate::queue::Embedded::new(store.clone()));
         Executor::with(
-            store,
+            store.clone(),
             plugins,
             egress,
             vault,
             Backends {
+                pods: PodStore::Sql(store),
                 queue,
                 events: Hub::default(),
                 queue_grace: std::time::Duration::from_secs(30),
@@ -207,6 +211,7 @@ impl Executor {
                 plugins,
                 egress,
                 vault,
+                pods: backends.pods,
                 queue: backends.queue,
                 queue_grace: backends.queue_grace,
                 events: backends.events,
@@ -277,7 +282,12 @@ impl Executor {
         req: &ExecuteRequest,
     ) -> Result<(Prepared, NewExecution), ExecError> {
         let store = &self.inner.store;
-        let pod = store.pod(ws, &req.pod_id).await.map_err(not_found("pod"))?;
+        let pod = self
+            .inner
+            .pods
+            .get(ws, &req.pod_id)
+            .await
+            .map_err(not_found("pod"))?;
         let cfg = &pod.config;
 
         let provider = req
@@ -689,6 +699,11 @@ impl Executor {
     /// Publishes an execution event to the flow's subscribers.
     pub fn publish(&self, event: Event) {
         self.inner.events.publish(&event);
+    }
+
+    /// Where pod configs live.
+    pub fn pods(&self) -> &PodStore {
+        &self.inner.pods
     }
 
     pub fn queue(&self) -> &Arc<dyn Queue> {

@@ -14,6 +14,7 @@ pub mod egress;
 pub mod events;
 pub mod execution;
 pub mod plugins;
+pub mod pod_store;
 pub mod queue;
 pub mod server;
 pub mod sse;

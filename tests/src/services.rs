@@ -118,3 +118,13 @@ pub fn with_queue<'a>(
         .chain(extra.iter().copied())
         .collect()
 }
+
+/// The settings that keep a server's pod configs in DynamoDB (moto), in a table of its own.
+pub fn dynamodb_env(name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("POD_STORE", "dynamodb".into()),
+        ("AWS_ENDPOINT_URL", moto().into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("PODS_DYNAMODB_TABLE", unique(name)),
+    ]
+}

@@ -244,7 +244,7 @@ pub async fn pod_history(
             "limit must be between 1 and 100",
         ));
     }
-    match state.store().pod(&ws, &pod_id).await {
+    match state.pods().get(&ws, &pod_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("pod")),
         other => other?,
     };

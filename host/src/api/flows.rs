@@ -144,7 +144,7 @@ pub async fn delete_flow(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     state
-        .store()
+        .pods()
         .delete_flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
@@ -171,7 +171,7 @@ pub async fn execution_order(
         .flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
-    let pods = state.store().pods(&ws, &flow_id).await?;
+    let pods = state.pods().list(&ws, &flow_id).await?;
     let edges = state.store().edges(&ws, &flow_id).await?;
     let order = context::execution_order(&pods, &edges).ok_or_else(|| {
         ApiError::new(
@@ -304,7 +304,7 @@ pub async fn list_pods(
         .flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
-    Ok(Json(state.store().pods(&ws, &flow_id).await?))
+    Ok(Json(state.pods().list(&ws, &flow_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/pods", tag = "pods", security(("bearer" = [])),
@@ -319,8 +319,8 @@ pub async fn create_pod(
     let config = body.apply(PodConfig::default());
     validate_pod(&state, &config)?;
     let pod = state
-        .store()
-        .create_pod(&ws, &flow_id, &config)
+        .pods()
+        .create(&ws, &flow_id, &config)
         .await
         .map_err(missing("flow"))?;
     Ok((StatusCode::CREATED, Json(pod)))
@@ -335,8 +335,8 @@ pub async fn get_pod(
     state.access(&ws, &caller, Role::Viewer).await?;
     Ok(Json(
         state
-            .store()
-            .pod(&ws, &pod_id)
+            .pods()
+            .get(&ws, &pod_id)
             .await
             .map_err(missing("pod"))?,
     ))
@@ -352,8 +352,8 @@ pub async fn update_pod(
 ) -> Result<Json<Pod>, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     let pod = state
-        .store()
-        .pod(&ws, &pod_id)
+        .pods()
+        .get(&ws, &pod_id)
         .await
         .map_err(missing("pod"))?;
     let expected = body.expected_version;
@@ -361,8 +361,8 @@ pub async fn update_pod(
     validate_pod(&state, &config)?;
     Ok(Json(
         state
-            .store()
-            .update_pod(&ws, &pod_id, &config, expected)
+            .pods()
+            .update(&ws, &pod_id, &config, expected)
             .await
             .map_err(missing("pod"))?,
     ))
@@ -376,8 +376,8 @@ pub async fn delete_pod(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     state
-        .store()
-        .delete_pod(&ws, &pod_id)
+        .pods()
+        .delete(&ws, &pod_id)
         .await
         .map_err(missing("pod"))?;
     Ok(StatusCode::NO_CONTENT)
@@ -419,7 +419,11 @@ pub async fn create_edge(
     let store = state.store();
     store.flow(&ws, &flow_id).await.map_err(missing("flow"))?;
     for pod_id in [&body.source_pod_id, &body.target_pod_id] {
-        let pod = store.pod(&ws, pod_id).await.map_err(missing("pod"))?;
+        let pod = state
+            .pods()
+            .get(&ws, pod_id)
+            .await
+            .map_err(missing("pod"))?;
         if pod.flow_id != flow_id {
             return Err(ApiError::bad(
                 "INVALID_FIELD",

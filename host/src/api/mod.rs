@@ -38,6 +38,10 @@ impl AppState {
         self.executor.store()
     }
 
+    fn pods(&self) -> &crate::pod_store::PodStore {
+        self.executor.pods()
+    }
+
     /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
     async fn access(&self, ws: &str, caller: &Caller, min: Role) -> Result<Role, ApiError> {
         let role = match self.store().role(ws, &caller.user_id).await {

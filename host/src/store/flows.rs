@@ -233,6 +233,24 @@ impl Store {
         self.pod(ws, &id).await
     }
 
+    /// Records a pod whose config lives elsewhere (DynamoDB): the row anchors its edges and is
+    /// deleted with its flow, and holds no config. Returns the new pod's id and creation time.
+    pub async fn register_pod(&self, ws: &str, flow_id: &str) -> Result<(String, i64)> {
+        self.flow(ws, flow_id).await?;
+        let (id, now) = (new_id(), now_ms());
+        sqlx::query(
+            "INSERT INTO pods (id, workspace_id, flow_id, name, provider, model, version, created_at, updated_at)
+             VALUES ($1, $2, $3, '', '', '', 0, $4, $4)",
+        )
+        .bind(&id)
+        .bind(ws)
+        .bind(flow_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((id, now))
+    }
+
     pub async fn pods(&self, ws: &str, flow_id: &str) -> Result<Vec<Pod>> {
         sqlx::query(&format!("SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id"))
             .bind(ws)

@@ -38,6 +38,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The pod store's DynamoDB failed.
+    #[error("pod store: {0}")]
+    PodBackend(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
