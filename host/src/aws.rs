@@ -68,6 +68,10 @@ impl AwsSettings {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
             .credentials_provider(self.credentials())
+            // A long poll sends no byte until a message arrives: not a stalled stream.
+            .stalled_stream_protection(
+                aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
+            )
             .http_client(http_client());
         if let Some(endpoint) = &self.endpoint {
             config = config.endpoint_url(endpoint);

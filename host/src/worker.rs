@@ -21,7 +21,9 @@ use std::time::Duration;
 use crate::events::Event;
 use crate::execution::{ExecError, ExecuteRequest, Executor};
 use crate::queue::{Delivery, Job, Queue};
-use crate::store::{Claim, ExecutionStatus, FinishedExecution, Store, StoreError, now_ms};
+use crate::store::{
+    Claim, Execution, ExecutionStatus, FinishedExecution, Store, StoreError, now_ms,
+};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -148,8 +150,8 @@ async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, delive
     let id = delivery.job.execution_id.clone();
     let queue = executor.queue();
     let lease_ms = config.lease.as_millis() as i64;
-    let attempt = match executor.store().claim_execution(&id, owner, lease_ms).await {
-        Ok(Claim::Run { attempt }) => attempt,
+    let execution = match executor.store().claim_execution(&id, owner, lease_ms).await {
+        Ok(Claim::Run(execution)) => execution,
         Ok(Claim::Skip) => {
             // Finished, cancelled or taken by a live worker: this delivery is a duplicate.
             if let Err(e) = queue.ack(&delivery).await {
@@ -187,7 +189,7 @@ async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, delive
             }
         })
     };
-    let outcome = run_attempt(executor, config, &delivery.job, attempt).await;
+    let outcome = run_attempt(executor, config, &delivery.job, &execution).await;
     heartbeat.abort();
     let settled = match outcome {
         Ok(None) => queue.ack(&delivery).await,
@@ -208,11 +210,10 @@ async fn run_attempt(
     executor: &Executor,
     config: &WorkerConfig,
     job: &Job,
-    attempt: i64,
+    execution: &Execution,
 ) -> Result<Option<Duration>, StoreError> {
     let store = executor.store();
-    let id = &job.execution_id;
-    let execution = store.execution(&job.workspace_id, id).await?;
+    let (id, attempt) = (&job.execution_id, execution.attempts);
     let event = |kind, status| Event::new(kind, status, id, &execution.pod_id, &execution.flow_id);
     if attempt > config.max_attempts {
         // Its workers kept dying mid-run: stop trying.

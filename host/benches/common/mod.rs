@@ -249,3 +249,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Starts `moto_server` on 127.0.0.1:5055 unless something listens there already.
+pub fn moto() {
+    let up = || std::net::TcpStream::connect("127.0.0.1:5055").is_ok();
+    if up() {
+        return;
+    }
+    Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", "5055"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server (pip install 'moto[server]')");
+    let started = Instant::now();
+    while !up() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "moto_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

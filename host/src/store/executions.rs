@@ -115,7 +115,7 @@ pub struct Execution {
     pub finished_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at";
+pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at";
 
 fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
     Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
@@ -125,7 +125,7 @@ fn json(text: &str, column: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-fn row_to_execution(row: &AnyRow) -> Result<Execution> {
+pub(super) fn row_to_execution(row: &AnyRow) -> Result<Execution> {
     let status: String = get(row, "status")?;
     let cost = match (
         decimal(get(row, "input_cost")?, "input_cost")?,

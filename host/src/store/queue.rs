@@ -5,7 +5,10 @@
 //!   the queue delivers twice is run once; a sweeper finds the rows whose lease ran out.
 //! - `jobs`: the embedded queue's jobs, each leased to the worker that took it by a token.
 
-use super::{Backend, ExecutionStatus, NewExecution, Result, Store, get, new_id, now_ms};
+use super::executions::{COLUMNS, row_to_execution};
+use super::{
+    Backend, Execution, ExecutionStatus, NewExecution, Result, Store, get, new_id, now_ms,
+};
 
 /// A job taken from the embedded queue.
 #[derive(Debug, Clone)]
@@ -17,10 +20,11 @@ pub struct ClaimedJob {
 }
 
 /// What a worker may do with a delivered execution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Claim {
-    /// It is now RUNNING under this worker's lease; this is attempt `attempt` (from 1).
-    Run { attempt: i64 },
+    /// It is now RUNNING under this worker's lease, as it reads now; its `attempts` counts this
+    /// one.
+    Run(Box<Execution>),
     /// Nothing: it finished, was cancelled or deleted, or another worker's live lease holds it.
     Skip,
 }
@@ -91,15 +95,16 @@ impl Store {
     }
 
     /// Moves a QUEUED execution, or a RUNNING one whose worker's lease ran out, to RUNNING under
-    /// `owner`'s lease for `lease_ms`, counting the attempt.
+    /// `owner`'s lease for `lease_ms`, counting the attempt; returns it (one statement, no
+    /// second read).
     pub async fn claim_execution(&self, id: &str, owner: &str, lease_ms: i64) -> Result<Claim> {
         let now = now_ms();
         let _turn = self.write_turn().await;
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "UPDATE executions SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, leased_until = $2, started_at = $3
              WHERE id = $4 AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
-             RETURNING attempts",
-        )
+             RETURNING {COLUMNS}"
+        ))
         .bind(owner)
         .bind(now + lease_ms)
         .bind(now)
@@ -107,9 +112,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
-            Some(row) => Claim::Run {
-                attempt: get(&row, "attempts")?,
-            },
+            Some(row) => Claim::Run(Box::new(row_to_execution(&row)?)),
             None => Claim::Skip,
         })
     }
