@@ -2,7 +2,7 @@
 //! shapes as the conformance vectors), recording every request it receives.
 //!
 //! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s,
-//! `…delay` waits 100 ms, `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
+//! `…large` answers [`LARGE_ANSWER_BYTES`] of text, `…delay` waits 100 ms, `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +38,8 @@ fn count_for(mock: &MockProvider, model: &str) -> usize {
 
 /// What the mock answers.
 pub const OPENAI_ANSWER: &str = "Quantum computing uses qubits, which can be 0 and 1 at once.";
+/// How much text a `…large` model answers.
+pub const LARGE_ANSWER_BYTES: usize = 256 * 1024;
 pub const ANTHROPIC_ANSWER: &str = "- Qubits\n- Superposition\n- Entanglement";
 pub const GEMINI_CHUNKS: [&str; 3] = ["1. Read", " the paper.", "\n2. Book a lab."];
 
@@ -174,12 +176,17 @@ fn openai(request: &Value, stream: bool) -> Response {
     let usage = json!({"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32,
         "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    let content = if model.ends_with("large") {
+        "x".repeat(LARGE_ANSWER_BYTES)
+    } else {
+        OPENAI_ANSWER.to_string()
+    };
     if !stream {
         return json_response(
             StatusCode::OK,
             json!({
             "id": "chatcmpl-e2e", "object": "chat.completion", "created": 1741569952, "model": format!("{model}-2024-07-18"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": OPENAI_ANSWER, "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []}, "logprobs": null, "finish_reason": "stop"}],
             "usage": usage, "service_tier": "default"}),
             &[],
         );

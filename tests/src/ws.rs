@@ -11,6 +11,25 @@ use crate::Server;
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Connects with a receive buffer of `bytes` (the kernel's minimum, about 4 KiB, for a client
+/// that falls behind as fast as it can).
+pub async fn connect_with_small_buffer(server: &Server, path: &str, bytes: u32) -> Socket {
+    let url = format!("{}{path}", server.url.replace("http://", "ws://"));
+    let addr: std::net::SocketAddr = server
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address");
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+    let stream = tcp.connect(addr).await.expect("connect");
+    let (socket, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade");
+    socket
+}
+
 pub async fn connect(server: &Server, path: &str) -> Result<Socket, u16> {
     let url = format!("{}{path}", server.url.replace("http://", "ws://"));
     match tokio_tungstenite::connect_async(url).await {

@@ -153,3 +153,92 @@ async fn members_see_every_event_of_a_flow_in_order() {
     .expect("request");
     assert!(tokio_tungstenite::connect_async(request).await.is_ok());
 }
+
+/// A client that stops reading is dropped (after the server's 5 s send timeout) while another
+/// client on the same flow, and the API, go on as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_dropped_and_holds_up_nobody() {
+    use futures_util::StreamExt;
+    use std::time::{Duration, Instant};
+
+    const EXECUTIONS: usize = 60;
+    let mock = MockProvider::start().await;
+    let server = Server::start("websocket_slow", Backend::Sqlite, &[("PODS_WORKERS", "4")]).await;
+    let (client, ws, _) = server.user_with_workspace("ws-slow@pods.test", false);
+    let (flow, pod) = client
+        .openai_pod(
+            &ws,
+            "sk-slow",
+            &format!("{}/v1", mock.url),
+            "gpt-4o-mini-large",
+        )
+        .await;
+    let token = server.token("ws-slow@pods.test");
+    let path = format!("/api/v1/workspaces/{ws}/flows/{flow}/ws?token={token}");
+    let mut slow = pods_e2e::ws::connect_with_small_buffer(&server, &path, 4096).await;
+    let fast = connect(&server, &path).await.expect("connects");
+    // The fast client reads all along, counting results.
+    let reader = tokio::spawn(async move {
+        let mut fast = fast;
+        let mut results = Vec::new();
+        while results.len() < EXECUTIONS {
+            let Ok(Some(Ok(message))) =
+                tokio::time::timeout(Duration::from_secs(30), fast.next()).await
+            else {
+                break;
+            };
+            let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+                continue;
+            };
+            let event: serde_json::Value = serde_json::from_str(&text).expect("JSON event");
+            if event["type"] == "execution:completed" {
+                results.push(event["result"]["content"].as_str().map(str::len));
+            }
+        }
+        results
+    });
+
+    // 60 answers of 256 KiB: 15 MiB of events, more than the slow client's socket can hold.
+    let started = Instant::now();
+    for _ in 0..EXECUTIONS {
+        let r = client
+            .post(
+                &format!("/api/v1/workspaces/{ws}/executions"),
+                json!({"podId": pod, "async": true}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+    }
+    let results = reader.await.expect("reader");
+    let took = started.elapsed();
+    assert_eq!(results.len(), EXECUTIONS, "the fast client missed results");
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == Some(pods_e2e::mock::LARGE_ANSWER_BYTES))
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the fast client waited {took:?}"
+    );
+    let asked = Instant::now();
+    assert_eq!(client.get("/health").await.status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1), "the API stalled");
+
+    // The slow client: what its socket held, then the end, well short of every event.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut completed = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(message)) = slow.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                completed += usize::from(text.contains("\"execution:completed\""));
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server never dropped the slow client");
+    assert!(
+        completed < EXECUTIONS,
+        "the slow client got all {completed} results: it was not slow"
+    );
+}
