@@ -111,11 +111,11 @@ impl Hub {
     /// Hands an event to this node's subscribers of the flow.
     fn deliver(&self, flow_id: &str, text: Arc<str>) {
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = flows.get(flow_id) {
-            if sender.send(text).is_err() {
-                // Nobody listens any more.
-                flows.remove(flow_id);
-            }
+        if let Some(sender) = flows.get(flow_id)
+            && sender.send(text).is_err()
+        {
+            // Nobody listens any more.
+            flows.remove(flow_id);
         }
     }
 
@@ -210,10 +210,10 @@ impl Hub {
                 }
                 tracing::warn!("lost the Redis event subscription; reconnecting");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                if let Ok(mut conn) = client.get_async_pubsub().await {
-                    if conn.subscribe(&[&events, &cancels]).await.is_ok() {
-                        pubsub = Some(conn);
-                    }
+                if let Ok(mut conn) = client.get_async_pubsub().await
+                    && conn.subscribe(&[&events, &cancels]).await.is_ok()
+                {
+                    pubsub = Some(conn);
                 }
             }
         });
