@@ -16,7 +16,10 @@ fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
-#[allow(clippy::zombie_processes, reason = "the service outlives the tests on purpose")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the service outlives the tests on purpose"
+)]
 fn ensure(port: u16, program: &str, args: &[&str]) {
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     if listening(port) {

@@ -251,7 +251,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Starts `moto_server` on 127.0.0.1:5055 unless something listens there already.
-#[allow(clippy::zombie_processes, reason = "moto outlives the benchmark on purpose")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "moto outlives the benchmark on purpose"
+)]
 pub fn moto() {
     let up = || std::net::TcpStream::connect("127.0.0.1:5055").is_ok();
     if up() {
