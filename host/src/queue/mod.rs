@@ -62,8 +62,6 @@ pub enum QueueError {
     Redis(#[from] ::redis::RedisError),
     #[error("sqs: {0}")]
     Sqs(String),
-    #[error("acking a batch of jobs: {0}")]
-    Batch(String),
     #[error("queue configuration: {0}")]
     Config(String),
 }

@@ -190,25 +190,25 @@ impl Store {
     /// Records an execution that starts running now; returns its id.
     pub async fn start_execution(&self, new: &NewExecution) -> Result<String> {
         let (id, now) = (new_id(), now_ms());
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13)",
+        self.write(
+            sqlx::query(
+                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13)",
+            )
+            .bind(id.clone())
+            .bind(new.workspace_id.clone())
+            .bind(new.flow_id.clone())
+            .bind(new.pod_id.clone())
+            .bind(new.user_id.clone())
+            .bind(ExecutionStatus::Running.as_str())
+            .bind(new.provider.clone())
+            .bind(new.model_id.clone())
+            .bind(i64::from(new.streamed))
+            .bind(new.key_id.clone())
+            .bind(new.request_metadata.to_string())
+            .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
+            .bind(now),
         )
-        .bind(&id)
-        .bind(&new.workspace_id)
-        .bind(&new.flow_id)
-        .bind(&new.pod_id)
-        .bind(&new.user_id)
-        .bind(ExecutionStatus::Running.as_str())
-        .bind(&new.provider)
-        .bind(&new.model_id)
-        .bind(i64::from(new.streamed))
-        .bind(&new.key_id)
-        .bind(new.request_metadata.to_string())
-        .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .execute(&self.pool)
         .await?;
         Ok(id)
     }
@@ -223,15 +223,14 @@ impl Store {
             .cost
             .map(|c| (c.total_cost * Decimal::from(1_000_000_000_000_i64)).round())
             .and_then(|p| i64::try_from(p).ok());
-        let _turn = self.write_turn().await;
-        let updated = sqlx::query(
+        let updated = self.write(sqlx::query(
             "UPDATE executions SET status = $1, model_name = $2, prompt_tokens = $3, cached_tokens = $4, cache_write_tokens = $5, completion_tokens = $6, reasoning_tokens = $7,
                 input_cost = $8, output_cost = $9, reasoning_cost = $10, total_cost = $11, cost_picousd = $12, pricing_id = $13, content = $14, response_metadata = $15,
                 warnings = $16, error_code = $17, error_message = $18, finished_at = $19
              WHERE id = $20 AND status = $21",
         )
         .bind(done.status.as_str())
-        .bind(&done.model_name)
+        .bind(done.model_name.clone())
         .bind(signed(done.usage.prompt_tokens))
         .bind(signed(done.usage.cached_tokens))
         .bind(signed(done.usage.cache_write_tokens))
@@ -242,18 +241,17 @@ impl Store {
         .bind(money(|c| c.reasoning_cost))
         .bind(money(|c| c.total_cost))
         .bind(picousd)
-        .bind(&done.pricing_id)
-        .bind(&done.content)
+        .bind(done.pricing_id.clone())
+        .bind(done.content.clone())
         .bind(done.response_metadata.as_ref().map(|v| v.to_string()))
         .bind(serde_json::to_string(&done.warnings).unwrap_or_else(|_| "[]".into()))
-        .bind(&done.error_code)
-        .bind(&done.error_message)
+        .bind(done.error_code.clone())
+        .bind(done.error_message.clone())
         .bind(now_ms())
-        .bind(id)
-        .bind(ExecutionStatus::Running.as_str())
-        .execute(&self.pool)
+        .bind(id.to_string())
+        .bind(ExecutionStatus::Running.as_str()))
         .await?;
-        Ok(updated.rows_affected() > 0)
+        Ok(updated > 0)
     }
 
     pub async fn execution(&self, ws: &str, id: &str) -> Result<Execution> {

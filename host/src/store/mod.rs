@@ -9,6 +9,7 @@
 
 mod executions;
 mod flows;
+mod group_commit;
 mod keys;
 mod migrate;
 mod pricing;
@@ -38,6 +39,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A group-committed batch failed (the statements of a failed commit are not kept).
+    #[error("commit failed: {0}")]
+    Commit(String),
     /// The pod store's DynamoDB failed.
     #[error("pod store: {0}")]
     PodBackend(String),
@@ -57,12 +61,22 @@ pub struct Store {
     wal: Arc<WalActivity>,
     /// Prices change rarely and are read twice per execution.
     prices: Arc<std::sync::RwLock<Option<CachedPrices>>>,
+    /// SQLite: the hot writes, group-committed.
+    commits: Option<group_commit::GroupCommit>,
 }
 
 #[derive(Default)]
 struct WalActivity {
     writes: std::sync::atomic::AtomicU64,
     last_write_ms: std::sync::atomic::AtomicI64,
+}
+
+impl WalActivity {
+    fn wrote(&self, statements: u64) {
+        use std::sync::atomic::Ordering;
+        self.writes.fetch_add(statements, Ordering::Relaxed);
+        self.last_write_ms.store(now_ms(), Ordering::Relaxed);
+    }
 }
 
 /// Checkpoint when writes have paused this long…
@@ -126,12 +140,16 @@ impl Store {
             options
         };
         let pool = options.connect(&url).await?;
+        let (writer, wal): (Arc<tokio::sync::Mutex<()>>, Arc<WalActivity>) = Default::default();
+        let commits = (backend == Backend::Sqlite)
+            .then(|| group_commit::GroupCommit::start(pool.clone(), writer.clone(), wal.clone()));
         let store = Store {
             pool,
             backend,
-            writer: Arc::default(),
-            wal: Arc::default(),
+            writer,
+            wal,
             prices: Arc::default(),
+            commits,
         };
         migrate::run(&store.pool, backend).await?;
         if backend == Backend::Sqlite {
@@ -176,12 +194,26 @@ impl Store {
     async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.backend {
             Backend::Sqlite => {
-                use std::sync::atomic::Ordering;
-                self.wal.writes.fetch_add(1, Ordering::Relaxed);
-                self.wal.last_write_ms.store(now_ms(), Ordering::Relaxed);
+                self.wal.wrote(1);
                 Some(self.writer.lock().await)
             }
             Backend::Postgres => None,
+        }
+    }
+
+    /// Runs a write: group-committed on SQLite, straight on PostgreSQL. Returns rows changed.
+    async fn write(&self, statement: group_commit::Statement) -> Result<u64> {
+        match &self.commits {
+            Some(commits) => Ok(commits.run(statement, false).await?.affected),
+            None => Ok(statement.execute(&self.pool).await?.rows_affected()),
+        }
+    }
+
+    /// Runs a write with `RETURNING`, as [`Store::write`] does; returns its rows.
+    async fn write_returning(&self, statement: group_commit::Statement) -> Result<Vec<AnyRow>> {
+        match &self.commits {
+            Some(commits) => Ok(commits.run(statement, true).await?.rows),
+            None => Ok(statement.fetch_all(&self.pool).await?),
         }
     }
 

@@ -5,6 +5,8 @@
 //!   the queue delivers twice is run once; a sweeper finds the rows whose lease ran out.
 //! - `jobs`: the embedded queue's jobs, each leased to the worker that took it by a token.
 
+use std::sync::LazyLock;
+
 use super::executions::{COLUMNS, row_to_execution};
 use super::{
     Backend, Execution, ExecutionStatus, NewExecution, Result, Store, get, new_id, now_ms,
@@ -70,26 +72,26 @@ impl Store {
         grace_ms: i64,
     ) -> Result<String> {
         let (id, now) = (new_id(), now_ms());
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, leased_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
+        self.write(
+            sqlx::query(
+                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, leased_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
+            )
+            .bind(id.clone())
+            .bind(new.workspace_id.clone())
+            .bind(new.flow_id.clone())
+            .bind(new.pod_id.clone())
+            .bind(new.user_id.clone())
+            .bind(ExecutionStatus::Queued.as_str())
+            .bind(new.provider.clone())
+            .bind(new.model_id.clone())
+            .bind(i64::from(new.streamed))
+            .bind(new.key_id.clone())
+            .bind(new.request_metadata.to_string())
+            .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
+            .bind(now)
+            .bind(now + grace_ms),
         )
-        .bind(&id)
-        .bind(&new.workspace_id)
-        .bind(&new.flow_id)
-        .bind(&new.pod_id)
-        .bind(&new.user_id)
-        .bind(ExecutionStatus::Queued.as_str())
-        .bind(&new.provider)
-        .bind(&new.model_id)
-        .bind(i64::from(new.streamed))
-        .bind(&new.key_id)
-        .bind(new.request_metadata.to_string())
-        .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .bind(now + grace_ms)
-        .execute(&self.pool)
         .await?;
         Ok(id)
     }
@@ -98,37 +100,42 @@ impl Store {
     /// `owner`'s lease for `lease_ms`, counting the attempt; returns it (one statement, no
     /// second read).
     pub async fn claim_execution(&self, id: &str, owner: &str, lease_ms: i64) -> Result<Claim> {
+        static CLAIM: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "UPDATE executions SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, leased_until = $2, started_at = $3
+                 WHERE id = $4 AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
+                 RETURNING {COLUMNS}"
+            )
+        });
         let now = now_ms();
-        let _turn = self.write_turn().await;
-        let row = sqlx::query(&format!(
-            "UPDATE executions SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, leased_until = $2, started_at = $3
-             WHERE id = $4 AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
-             RETURNING {COLUMNS}"
-        ))
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(row) => Claim::Run(Box::new(row_to_execution(&row)?)),
+        let rows = self
+            .write_returning(
+                sqlx::query(CLAIM.as_str())
+                    .bind(owner.to_string())
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .bind(id.to_string()),
+            )
+            .await?;
+        Ok(match rows.first() {
+            Some(row) => Claim::Run(Box::new(row_to_execution(row)?)),
             None => Claim::Skip,
         })
     }
 
     /// Renews `owner`'s lease on a running execution; `false` if it no longer holds it.
     pub async fn extend_execution(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE executions SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'RUNNING'",
-        )
-        .bind(now_ms() + lease_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let changed = self
+            .write(
+                sqlx::query(
+                    "UPDATE executions SET leased_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'RUNNING'",
+                )
+                .bind(now_ms() + lease_ms)
+                .bind(id.to_string())
+                .bind(owner.to_string()),
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
     /// A retryable failure with attempts left: back to QUEUED, due again at `due_ms` and to be
@@ -263,40 +270,46 @@ impl Store {
         workspace_id: &str,
         not_before: i64,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO jobs (execution_id, workspace_id, attempts, not_before, created_at) VALUES ($1, $2, 0, $3, $4)
-             ON CONFLICT (execution_id) DO NOTHING",
+        self.write(
+            sqlx::query(
+                "INSERT INTO jobs (execution_id, workspace_id, attempts, not_before, created_at) VALUES ($1, $2, 0, $3, $4)
+                 ON CONFLICT (execution_id) DO NOTHING",
+            )
+            .bind(execution_id.to_string())
+            .bind(workspace_id.to_string())
+            .bind(not_before)
+            .bind(now_ms()),
         )
-        .bind(execution_id)
-        .bind(workspace_id)
-        .bind(not_before)
-        .bind(now_ms())
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     /// Leases up to `max` due jobs, oldest first, for `lease_ms`.
     pub async fn claim_jobs(&self, max: usize, lease_ms: i64) -> Result<Vec<ClaimedJob>> {
-        let (now, token) = (now_ms(), new_id());
-        let skip_locked = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        fn claim(skip_locked: &str) -> String {
+            format!(
+                "UPDATE jobs SET leased_until = $1, lease_owner = $2, attempts = attempts + 1
+                 WHERE execution_id IN (SELECT execution_id FROM jobs WHERE not_before <= $3 AND (leased_until IS NULL OR leased_until < $3)
+                                        ORDER BY not_before, created_at LIMIT $4 {skip_locked})
+                 RETURNING execution_id, workspace_id, not_before, created_at"
+            )
+        }
+        static SQLITE: LazyLock<String> = LazyLock::new(|| claim(""));
+        static POSTGRES: LazyLock<String> = LazyLock::new(|| claim("FOR UPDATE SKIP LOCKED"));
+        let sql = match self.backend {
+            Backend::Postgres => POSTGRES.as_str(),
+            Backend::Sqlite => SQLITE.as_str(),
         };
-        let _turn = self.write_turn().await;
-        let rows = sqlx::query(&format!(
-            "UPDATE jobs SET leased_until = $1, lease_owner = $2, attempts = attempts + 1
-             WHERE execution_id IN (SELECT execution_id FROM jobs WHERE not_before <= $3 AND (leased_until IS NULL OR leased_until < $3)
-                                    ORDER BY not_before, created_at LIMIT $4 {skip_locked})
-             RETURNING execution_id, workspace_id, not_before, created_at"
-        ))
-        .bind(now + lease_ms)
-        .bind(&token)
-        .bind(now)
-        .bind(i64::try_from(max).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
+        let (now, token) = (now_ms(), new_id());
+        let rows = self
+            .write_returning(
+                sqlx::query(sql)
+                    .bind(now + lease_ms)
+                    .bind(token.clone())
+                    .bind(now)
+                    .bind(i64::try_from(max).unwrap_or(i64::MAX)),
+            )
+            .await?;
         let mut jobs = rows
             .iter()
             .map(|r| {
@@ -320,40 +333,27 @@ impl Store {
 
     /// Renews a job's lease; `false` if the token no longer holds it.
     pub async fn extend_job(&self, execution_id: &str, token: &str, lease_ms: i64) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE jobs SET leased_until = $1 WHERE execution_id = $2 AND lease_owner = $3",
-        )
-        .bind(now_ms() + lease_ms)
-        .bind(execution_id)
-        .bind(token)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let changed = self
+            .write(
+                sqlx::query(
+                    "UPDATE jobs SET leased_until = $1 WHERE execution_id = $2 AND lease_owner = $3",
+                )
+                .bind(now_ms() + lease_ms)
+                .bind(execution_id.to_string())
+                .bind(token.to_string()),
+            )
+            .await?;
+        Ok(changed > 0)
     }
 
-    /// Removes jobs: those of `(execution id, token)` pairs that still hold their lease.
-    pub async fn delete_jobs(&self, leased: &[(String, String)]) -> Result<()> {
-        if leased.is_empty() {
-            return Ok(());
-        }
-        let pairs = (0..leased.len())
-            .map(|i| {
-                format!(
-                    "(execution_id = ${} AND lease_owner = ${})",
-                    2 * i + 1,
-                    2 * i + 2
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let sql = format!("DELETE FROM jobs WHERE {pairs}");
-        let mut query = sqlx::query(&sql);
-        for (id, token) in leased {
-            query = query.bind(id).bind(token);
-        }
-        let _turn = self.write_turn().await;
-        query.execute(&self.pool).await?;
+    /// Removes a job, if the token still holds its lease.
+    pub async fn delete_job(&self, execution_id: &str, token: &str) -> Result<()> {
+        self.write(
+            sqlx::query("DELETE FROM jobs WHERE execution_id = $1 AND lease_owner = $2")
+                .bind(execution_id.to_string())
+                .bind(token.to_string()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -374,13 +374,13 @@ impl Store {
         token: &str,
         not_before: i64,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
-        sqlx::query("UPDATE jobs SET not_before = $1, leased_until = NULL, lease_owner = NULL WHERE execution_id = $2 AND lease_owner = $3")
-            .bind(not_before)
-            .bind(execution_id)
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
+        self.write(
+            sqlx::query("UPDATE jobs SET not_before = $1, leased_until = NULL, lease_owner = NULL WHERE execution_id = $2 AND lease_owner = $3")
+                .bind(not_before)
+                .bind(execution_id.to_string())
+                .bind(token.to_string()),
+        )
+        .await?;
         Ok(())
     }
 
