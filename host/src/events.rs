@@ -91,6 +91,10 @@ enum Outgoing {
 impl Hub {
     /// Sends to the flow's subscribers on every node (none: the event is dropped).
     pub fn publish(&self, event: &Event) {
+        if self.relay.is_none() && !self.watched(&event.flow_id) {
+            // Nobody here watches the flow: spare the serializing.
+            return;
+        }
         let Ok(text) = serde_json::to_string(event) else {
             return;
         };
@@ -106,6 +110,11 @@ impl Hub {
             }
             None => self.deliver(&event.flow_id, text.into()),
         }
+    }
+
+    fn watched(&self, flow_id: &str) -> bool {
+        let flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        flows.contains_key(flow_id)
     }
 
     /// Hands an event to this node's subscribers of the flow.

@@ -192,7 +192,7 @@ async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, delive
     let outcome = run_attempt(executor, config, &delivery.job, &execution).await;
     heartbeat.abort();
     let settled = match outcome {
-        Ok(None) => queue.ack(&delivery).await,
+        Ok(None) => queue.ack_finished(&delivery).await,
         Ok(Some(delay)) => queue.retry(&delivery, delay).await,
         Err(e) => {
             // The row keeps its lease and the job comes back: nothing is lost.
@@ -205,7 +205,8 @@ async fn process(executor: &Executor, config: &WorkerConfig, owner: &str, delive
     }
 }
 
-/// Runs one claimed attempt. `Some(delay)`: run it again after `delay`.
+/// Runs one claimed attempt. `None`: the execution has reached a final status in the store;
+/// `Some(delay)`: run it again after `delay`.
 async fn run_attempt(
     executor: &Executor,
     config: &WorkerConfig,

@@ -86,6 +86,11 @@ impl Queue for Embedded {
         Ok(())
     }
 
+    async fn ack_finished(&self, _delivery: &Delivery) -> Result<()> {
+        // The statement that ended the execution removed its job (a trigger).
+        Ok(())
+    }
+
     async fn retry(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
         self.store
             .reschedule_job(

@@ -12,8 +12,9 @@
 //! cancelled job or deliver a job twice without changing what is run or billed.
 //!
 //! Lifecycle of a job: [`Queue::add`] → [`Queue::consume`] leases it to one worker →
-//! [`Queue::extend`] while it runs → [`Queue::ack`] (done, whatever the outcome) or
-//! [`Queue::retry`] (run again later). A lease that runs out makes the job deliverable again.
+//! [`Queue::extend`] while it runs → [`Queue::ack`] / [`Queue::ack_finished`] (done, whatever
+//! the outcome) or [`Queue::retry`] (run again later). A lease that runs out makes the job
+//! deliverable again.
 
 mod embedded;
 mod redis;
@@ -88,6 +89,12 @@ pub trait Queue: Send + Sync + 'static {
 
     /// The job is done, whatever its outcome: it is not delivered again.
     async fn ack(&self, delivery: &Delivery) -> Result<()>;
+
+    /// As [`Queue::ack`], for a job whose execution the store has just moved to a final status
+    /// (the embedded queue's job went with that statement).
+    async fn ack_finished(&self, delivery: &Delivery) -> Result<()> {
+        self.ack(delivery).await
+    }
 
     /// Releases the job to be delivered again after `delay`.
     async fn retry(&self, delivery: &Delivery, delay: Duration) -> Result<()>;

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0005_execution_leases.sql"),
         include_str!("../../migrations/0005_execution_leases.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/0006_jobs_end_with_executions.sqlite.sql"),
+        include_str!("../../migrations/0006_jobs_end_with_executions.postgres.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
