@@ -316,9 +316,7 @@ impl Executor {
         check_range("temperature", req.temperature.or(cfg.temperature), 0.0, 2.0)?;
         check_range("topP", req.top_p.or(cfg.top_p), 0.0, 1.0)?;
 
-        // The key and the flow's edges, read side by side.
-        let (stored, edges) = tokio::join!(store.key(ws, &provider), store.edges(ws, &pod.flow_id));
-        let stored = match stored {
+        let stored = match store.key(ws, &provider).await {
             Err(StoreError::NotFound) => {
                 return Err(invalid(
                     "MISSING_PROVIDER_KEY",
@@ -366,7 +364,7 @@ impl Executor {
             })?;
 
         // Context: every ancestor's output, interpolated into the prompts and messages.
-        let edges = edges?;
+        let edges = store.edges(ws, &pod.flow_id).await?;
         let context = context::resolve(store, ws, &pod.id, &edges).await?;
         let mut warnings = BTreeSet::new();
         let mut fill = |text: &str| context::interpolate(text, &context, &mut warnings);

@@ -7,7 +7,9 @@
 //! statement that fails (a constraint) fails alone: SQLite undoes that statement only, and the
 //! rest of the batch commits. Callers wait for the commit before they hear "done".
 //!
-//! PostgreSQL has row locks and its own group commit; there, statements run straight on the pool.
+//! When nothing else is being written, a statement runs at once in its caller's task, as it would
+//! without batching. PostgreSQL has row locks and its own group commit; there, statements run
+//! straight on the pool.
 
 use std::sync::Arc;
 
@@ -38,6 +40,9 @@ struct Pending {
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
+    pool: AnyPool,
+    turn: Arc<Mutex<()>>,
+    wal: Arc<WalActivity>,
 }
 
 impl GroupCommit {
@@ -45,6 +50,12 @@ impl GroupCommit {
     /// this process go one at a time.
     pub fn start(pool: AnyPool, turn: Arc<Mutex<()>>, wal: Arc<WalActivity>) -> Self {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Pending>();
+        let this = GroupCommit {
+            queue,
+            pool: pool.clone(),
+            turn: turn.clone(),
+            wal: wal.clone(),
+        };
         tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
                 let mut batch = vec![first];
@@ -59,10 +70,16 @@ impl GroupCommit {
                 commit(&pool, batch).await;
             }
         });
-        GroupCommit { queue }
+        this
     }
 
     pub async fn run(&self, statement: Statement, returning: bool) -> Result<Written> {
+        // Nobody writing: no batch to join, and no hop through the committer either.
+        if let Ok(_turn) = self.turn.try_lock() {
+            self.wal.wrote(1);
+            let mut conn = self.pool.acquire().await?;
+            return Ok(execute(&mut conn, statement, returning).await?);
+        }
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Pending {
