@@ -36,7 +36,10 @@ async fn run_backend(backend: &str, full: bool) {
     let prefix = format!("pods-bench-{}", std::process::id());
     // PODS_WORKERS in the environment overrides the default pool of 10.
     let workers = std::env::var("PODS_WORKERS").unwrap_or_else(|_| "10".into());
-    let mut env = vec![("PODS_WORKERS", workers.as_str()), ("QUEUE_BACKEND", backend)];
+    let mut env = vec![
+        ("PODS_WORKERS", workers.as_str()),
+        ("QUEUE_BACKEND", backend),
+    ];
     match backend {
         "redis" => env.extend([
             ("REDIS_URL", "redis://127.0.0.1:6379"),
