@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use crate::store::{Pod, PodConfig, Result, StoreError, now_ms};
+use crate::store::{Pod, PodConfig, Result, StoreError, now_ms, version_conflict};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -182,11 +182,7 @@ impl DynamoPods {
             Err(e) if conditional_check_failed(&e) => {
                 // Missing, or at another version: say which.
                 let current = self.get(ws, id).await?;
-                Err(StoreError::Conflict(format!(
-                    "the pod is at version {}, not {}",
-                    current.version,
-                    expected_version.unwrap_or_default()
-                )))
+                Err(version_conflict(current.version, expected_version))
             }
             Err(e) => Err(backend_error(e)),
         }

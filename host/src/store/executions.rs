@@ -189,25 +189,41 @@ fn signed(n: Option<u64>) -> Option<i64> {
 impl Store {
     /// Records an execution that starts running now; returns its id.
     pub async fn start_execution(&self, new: &NewExecution) -> Result<String> {
+        self.insert_execution(new, ExecutionStatus::Running, None)
+            .await
+    }
+
+    /// Inserts a new execution: RUNNING from now (attempt 1), or QUEUED with a deadline for a
+    /// worker to take it by (`leased_until`, unix ms).
+    pub(super) async fn insert_execution(
+        &self,
+        new: &NewExecution,
+        status: ExecutionStatus,
+        leased_until: Option<i64>,
+    ) -> Result<String> {
         let (id, now) = (new_id(), now_ms());
+        let running = status == ExecutionStatus::Running;
         self.write(
             sqlx::query(
-                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13)",
+                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(id.clone())
             .bind(new.workspace_id.clone())
             .bind(new.flow_id.clone())
             .bind(new.pod_id.clone())
             .bind(new.user_id.clone())
-            .bind(ExecutionStatus::Running.as_str())
+            .bind(status.as_str())
             .bind(new.provider.clone())
             .bind(new.model_id.clone())
             .bind(i64::from(new.streamed))
             .bind(new.key_id.clone())
             .bind(new.request_metadata.to_string())
             .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
-            .bind(now),
+            .bind(i64::from(running))
+            .bind(now)
+            .bind(running.then_some(now))
+            .bind(leased_until),
         )
         .await?;
         Ok(id)

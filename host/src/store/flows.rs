@@ -116,6 +116,14 @@ fn pod_row(row: &AnyRow) -> Result<Pod> {
     })
 }
 
+/// An update that expected another version of the pod.
+pub(crate) fn version_conflict(current: i64, expected: Option<i64>) -> StoreError {
+    StoreError::Conflict(format!(
+        "the pod is at version {current}, not {}",
+        expected.unwrap_or_default()
+    ))
+}
+
 fn edge_row(row: &AnyRow) -> Result<Edge> {
     Ok(Edge {
         id: get(row, "id")?,
@@ -296,11 +304,7 @@ impl Store {
             .await?;
         if done.rows_affected() == 0 {
             let current = self.pod(ws, id).await?;
-            return Err(StoreError::Conflict(format!(
-                "the pod is at version {}, not {}",
-                current.version,
-                expected_version.unwrap_or_default()
-            )));
+            return Err(version_conflict(current.version, expected_version));
         }
         self.pod(ws, id).await
     }

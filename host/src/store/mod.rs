@@ -23,6 +23,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use executions::{Cost, Execution, ExecutionStatus, FinishedExecution, NewExecution};
+pub(crate) use flows::version_conflict;
 pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};
 pub use pricing::{NewPrice, Price};

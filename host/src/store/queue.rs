@@ -71,29 +71,8 @@ impl Store {
         new: &NewExecution,
         grace_ms: i64,
     ) -> Result<String> {
-        let (id, now) = (new_id(), now_ms());
-        self.write(
-            sqlx::query(
-                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, leased_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)",
-            )
-            .bind(id.clone())
-            .bind(new.workspace_id.clone())
-            .bind(new.flow_id.clone())
-            .bind(new.pod_id.clone())
-            .bind(new.user_id.clone())
-            .bind(ExecutionStatus::Queued.as_str())
-            .bind(new.provider.clone())
-            .bind(new.model_id.clone())
-            .bind(i64::from(new.streamed))
-            .bind(new.key_id.clone())
-            .bind(new.request_metadata.to_string())
-            .bind(serde_json::to_string(&new.warnings).unwrap_or_else(|_| "[]".into()))
-            .bind(now)
-            .bind(now + grace_ms),
-        )
-        .await?;
-        Ok(id)
+        self.insert_execution(new, ExecutionStatus::Queued, Some(now_ms() + grace_ms))
+            .await
     }
 
     /// Moves a QUEUED execution, or a RUNNING one whose worker's lease ran out, to RUNNING under
