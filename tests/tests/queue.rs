@@ -100,7 +100,15 @@ async fn queued(backend: Backend, queue: QueueKind) {
     let s = setup(&server, &mock, "queue@pods.test").await;
     let keep = enqueue(&s, json!({})).await;
     let drop_it = enqueue(&s, json!({})).await;
-    assert_eq!(execution(&s, &keep).await["status"], "QUEUED");
+    let queued = execution(&s, &keep).await;
+    assert_eq!(queued["status"], "QUEUED");
+    // Where its job stands, when the backend can tell.
+    let job = if queue == QueueKind::Embedded {
+        json!("waiting")
+    } else {
+        Value::Null
+    };
+    assert_eq!(queued["job"], job, "{queued}");
 
     // Cancel a queued execution: 204, then 409 for a second try; it never runs.
     let ws = s.ws.clone();

@@ -239,6 +239,40 @@ async fn cancel_is_accepted_and_a_cancelled_job_can_still_be_acked(queue: Arc<dy
     );
 }
 
+async fn status_says_where_a_job_stands_as_far_as_the_backend_can_tell(queue: Arc<dyn Queue>) {
+    use pods::queue::JobState;
+    // What each backend can look up: the embedded queue everything, Redis a delayed retry,
+    // SQS nothing (`None`).
+    let exact = queue.backend() == "embedded";
+    let finds_delayed = exact || queue.backend() == "redis";
+    let status =
+        |queue: Arc<dyn Queue>| async move { queue.status(&job(1)).await.expect("status") };
+    queue.add(&job(1), Duration::ZERO).await.expect("add");
+    assert_eq!(
+        status(queue.clone()).await,
+        exact.then_some(JobState::Waiting)
+    );
+    let got = take(&queue, 1, LEASE, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        status(queue.clone()).await,
+        exact.then_some(JobState::Active)
+    );
+    queue
+        .retry(&got[0], Duration::from_secs(30))
+        .await
+        .expect("retry");
+    assert_eq!(
+        status(queue.clone()).await,
+        finds_delayed.then_some(JobState::Delayed)
+    );
+    assert_eq!(
+        queue.status(&job(2)).await.expect("status"),
+        None,
+        "no such job"
+    );
+}
+
 macro_rules! conformance {
     ($($backend:ident),*) => {
         $(mod $backend {
@@ -249,7 +283,8 @@ macro_rules! conformance {
                 extending_a_lease_keeps_the_job,
                 a_retry_waits_out_its_delay,
                 metrics_count_waiting_and_leased_jobs,
-                cancel_is_accepted_and_a_cancelled_job_can_still_be_acked);
+                cancel_is_accepted_and_a_cancelled_job_can_still_be_acked,
+                status_says_where_a_job_stands_as_far_as_the_backend_can_tell);
         })*
     };
     (@tests $backend:ident: $($test:ident),*) => {

@@ -141,6 +141,10 @@ pub struct ExecutionView {
     pub runtime_in_ms: Option<i64>,
     pub error_message: Option<String>,
     pub error_code: Option<String>,
+    /// Where a queued or running execution's job stands in the queue (single-execution view,
+    /// when the queue backend can tell).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::queue::JobState>,
     /// The request as sent to the provider plugin (single-execution view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -162,6 +166,7 @@ impl ExecutionView {
             cached_tokens: e.usage.cached_tokens,
             cache_write_tokens: e.usage.cache_write_tokens,
             usage: e.usage.into(),
+            job: None,
             request_metadata: detailed.then_some(e.request_metadata),
             response_metadata: if detailed { e.response_metadata } else { None },
             id: e.id,
@@ -195,7 +200,21 @@ pub async fn get_execution(
 ) -> Result<Json<ExecutionView>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
     match state.store().execution(&ws, &id).await {
-        Ok(e) => Ok(Json(ExecutionView::new(e, true))),
+        Ok(e) => {
+            let job = if matches!(e.status, ExecutionStatus::Queued | ExecutionStatus::Running) {
+                let job = crate::queue::Job {
+                    execution_id: e.id.clone(),
+                    workspace_id: ws.clone(),
+                };
+                state.executor.queue().status(&job).await?
+            } else {
+                None
+            };
+            Ok(Json(ExecutionView {
+                job,
+                ..ExecutionView::new(e, true)
+            }))
+        }
         Err(StoreError::NotFound) => Err(ApiError::not_found("execution")),
         Err(e) => Err(e.into()),
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Delivery, Job, Queue, QueueCounts, Result, millis};
+use super::{Delivery, Job, JobState, Queue, QueueCounts, Result, millis};
 use crate::store::{Store, now_ms};
 
 /// How often a waiting consumer looks for jobs another process added.
@@ -105,6 +105,21 @@ impl Queue for Embedded {
     async fn cancel(&self, execution_id: &str) -> Result<()> {
         self.store.drop_job(execution_id).await?;
         Ok(())
+    }
+
+    async fn status(&self, job: &Job) -> Result<Option<JobState>> {
+        Ok(self
+            .store
+            .job_lease(&job.execution_id)
+            .await?
+            .map(|(not_before, leased_until)| {
+                let now = now_ms();
+                match leased_until {
+                    Some(until) if until >= now => JobState::Active,
+                    _ if not_before > now => JobState::Delayed,
+                    _ => JobState::Waiting,
+                }
+            }))
     }
 
     async fn metrics(&self) -> Result<QueueCounts> {

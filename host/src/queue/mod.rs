@@ -55,6 +55,18 @@ pub struct QueueCounts {
     pub active: i64,
 }
 
+/// Where one execution's job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Due, not leased.
+    Waiting,
+    /// Waiting for a retry's backoff to pass.
+    Delayed,
+    /// Leased to a worker.
+    Active,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue store: {0}")]
@@ -102,6 +114,10 @@ pub trait Queue: Send + Sync + 'static {
     /// Drops the execution's job if this backend can find it. Best effort: a worker that
     /// receives it anyway finds the execution cancelled and acks it.
     async fn cancel(&self, execution_id: &str) -> Result<()>;
+
+    /// Where the job stands, if this backend can look it up: the embedded queue always can;
+    /// Redis can find a delayed retry; SQS cannot find a message by its content (`None`).
+    async fn status(&self, job: &Job) -> Result<Option<JobState>>;
 
     async fn metrics(&self) -> Result<QueueCounts>;
 

@@ -15,7 +15,7 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
 
-use super::{Delivery, Job, Queue, QueueCounts, QueueError, Result, millis};
+use super::{Delivery, Job, JobState, Queue, QueueCounts, QueueError, Result, millis};
 use crate::store::now_ms;
 
 const GROUP: &str = "workers";
@@ -248,6 +248,14 @@ impl Queue for RedisQueue {
     async fn cancel(&self, _execution_id: &str) -> Result<()> {
         // Streams are not searchable by content; the worker that gets it drops it.
         Ok(())
+    }
+
+    async fn status(&self, job: &Job) -> Result<Option<JobState>> {
+        let payload = serde_json::to_string(job).map_err(|e| QueueError::Config(e.to_string()))?;
+        let mut conn = self.commands.clone();
+        let due: Option<f64> = conn.zscore(&self.delayed, payload).await?;
+        // A stream entry cannot be found by its content.
+        Ok(due.map(|_| JobState::Delayed))
     }
 
     async fn metrics(&self) -> Result<QueueCounts> {

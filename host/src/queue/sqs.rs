@@ -13,7 +13,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::{Delivery, Job, Queue, QueueCounts, QueueError, Result};
+use super::{Delivery, Job, JobState, Queue, QueueCounts, QueueError, Result};
 
 pub struct SqsQueue {
     client: Client,
@@ -193,6 +193,10 @@ impl Queue for SqsQueue {
     async fn cancel(&self, _execution_id: &str) -> Result<()> {
         // SQS cannot find a message by content; the worker that receives it drops it.
         Ok(())
+    }
+
+    async fn status(&self, _job: &Job) -> Result<Option<JobState>> {
+        Ok(None)
     }
 
     async fn metrics(&self) -> Result<QueueCounts> {

@@ -363,6 +363,16 @@ impl Store {
         Ok(())
     }
 
+    /// A job's due time and lease end, if it exists.
+    pub async fn job_lease(&self, execution_id: &str) -> Result<Option<(i64, Option<i64>)>> {
+        let row = sqlx::query("SELECT not_before, leased_until FROM jobs WHERE execution_id = $1")
+            .bind(execution_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((get(&r, "not_before")?, get(&r, "leased_until")?)))
+            .transpose()
+    }
+
     /// How many jobs wait, wait for a retry, or are leased.
     pub async fn job_counts(&self) -> Result<JobCounts> {
         let now = now_ms();
