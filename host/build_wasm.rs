@@ -45,13 +45,13 @@ fn ensure_wasm_target() {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let installed = sysroot.is_some_and(|root| {
+    let installed = sysroot.as_ref().is_some_and(|root| {
         std::path::Path::new(&root)
             .join("lib/rustlib/wasm32-wasip2")
             .exists()
     });
     if !installed {
-        println!("cargo:warning=adding the wasm32-wasip2 target with rustup");
+        println!("cargo:warning=adding the wasm32-wasip2 target with rustup (not found in {sysroot:?})");
         let _ = std::process::Command::new("rustup")
             .args(["target", "add", "wasm32-wasip2"])
             .status();

@@ -296,3 +296,56 @@ macro_rules! conformance {
 }
 
 conformance!(embedded, redis, sqs);
+
+/// SQS moves a job received more often than allowed (its workers keep dying) to the dead-letter
+/// queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_moves_a_job_that_keeps_failing_to_the_dead_letter_queue() {
+    let aws = pods::aws::AwsSettings::local(services::moto());
+    let client = aws.sqs();
+    let name = services::unique("dlq");
+    let queue: Arc<dyn Queue> = Arc::new(
+        pods::queue::SqsQueue::open(client.clone(), None, &name, 2)
+            .await
+            .expect("make an SQS queue in moto"),
+    );
+    let lease = Duration::from_secs(1);
+    queue.add(&job(1), Duration::ZERO).await.expect("add");
+    // Two receives, never acked: the workers died.
+    for _ in 0..2 {
+        let got = take(&queue, 1, lease, Duration::from_secs(10)).await;
+        assert_eq!(ids(&got), vec![job(1).execution_id]);
+        tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    }
+    let third = take(&queue, 1, lease, Duration::from_secs(3)).await;
+    assert!(
+        third.is_empty(),
+        "delivered a third time: {:?}",
+        ids(&third)
+    );
+    let dlq = client
+        .get_queue_url()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("the dead-letter queue")
+        .queue_url
+        .expect("url");
+    let dead = client
+        .receive_message()
+        .queue_url(dlq)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .body
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&job(1).execution_id)
+    );
+}

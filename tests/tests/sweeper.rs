@@ -1,0 +1,88 @@
+//! The sweeper: an execution whose job was lost is queued again, once; one that used all its
+//! attempts is ended as ATTEMPTS_EXHAUSTED.
+
+use pods::egress::{Egress, EgressConfig};
+use pods::execution::Executor;
+use pods::plugins::Registry;
+use pods::store::{Claim, ExecutionStatus, NewExecution, Store};
+use pods::vault::Vault;
+use pods::worker::{WorkerConfig, sweep_once};
+use pods_e2e::scratch;
+
+async fn executor(name: &str) -> (Executor, String) {
+    let path = scratch(name).join("pods.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("store");
+    let user = store
+        .create_user("sweep@pods.test", "S", false)
+        .await
+        .expect("user");
+    let ws = store
+        .create_workspace("w", &user.id)
+        .await
+        .expect("workspace")
+        .id;
+    let vault = Vault::new(&[("k1".to_string(), Vault::generate_key())]).expect("vault");
+    let egress = Egress::new(EgressConfig::default()).expect("egress");
+    (Executor::new(store, Registry::default(), egress, vault), ws)
+}
+
+fn execution(ws: &str) -> NewExecution {
+    NewExecution {
+        workspace_id: ws.into(),
+        flow_id: "f".into(),
+        pod_id: "p".into(),
+        user_id: "u".into(),
+        provider: "openai".into(),
+        model_id: "gpt-4o-mini".into(),
+        streamed: false,
+        key_id: None,
+        request_metadata: serde_json::json!({}),
+        warnings: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
+    let (executor, ws) = executor("sweeper").await;
+    let store = executor.store();
+    let config = WorkerConfig::default();
+
+    // Recorded, but its job never reached the queue, and its deadline has passed.
+    let lost = store
+        .insert_queued_execution(&execution(&ws), -1)
+        .await
+        .expect("insert");
+    assert_eq!(sweep_once(&executor, &config).await.expect("sweep"), 1);
+    let metrics = executor.queue().metrics().await.expect("metrics");
+    assert_eq!(metrics.waiting, 1, "the job is back: {metrics:?}");
+    assert_eq!(
+        sweep_once(&executor, &config).await.expect("sweep"),
+        0,
+        "queued once, with a new deadline"
+    );
+    assert_eq!(
+        store.execution(&ws, &lost).await.expect("row").status,
+        ExecutionStatus::Queued
+    );
+
+    // Running under a lease that ran out, with every attempt used: ended, not queued again.
+    let exhausted = store
+        .insert_queued_execution(&execution(&ws), 60_000)
+        .await
+        .expect("insert");
+    let claim = store
+        .claim_execution(&exhausted, "a-dead-worker", -1)
+        .await
+        .expect("claim");
+    assert!(matches!(claim, Claim::Run(_)));
+    let one_attempt = WorkerConfig {
+        max_attempts: 1,
+        ..WorkerConfig::default()
+    };
+    assert_eq!(sweep_once(&executor, &one_attempt).await.expect("sweep"), 1);
+    let ended = store.execution(&ws, &exhausted).await.expect("row");
+    assert_eq!(ended.status, ExecutionStatus::Error);
+    assert_eq!(ended.error_code.as_deref(), Some("ATTEMPTS_EXHAUSTED"));
+}
