@@ -12,7 +12,7 @@ use crate::aws::AwsSettings;
 use crate::egress::{Egress, EgressConfig};
 use crate::events::Hub;
 use crate::execution::{Backends, Executor};
-use crate::plugins::{Limits, Registry, Runtime, RuntimeConfig};
+use crate::plugins::{Limits, LoadLimits, Registry, Runtime, RuntimeConfig};
 use crate::pod_store::{DynamoPods, PodStore};
 use crate::queue::{Backend as QueueBackend, QueueSettings};
 use crate::store::Store;
@@ -134,6 +134,17 @@ pub struct Settings {
         global = true
     )]
     pub dynamodb_table: String,
+    /// Largest plugin upload (`POST /api/v1/plugins`), in bytes.
+    #[arg(long, env = "PODS_PLUGIN_MAX_BYTES", default_value_t = 32 << 20, global = true)]
+    pub plugin_max_bytes: usize,
+    /// Longest an uploaded plugin may take to compile, in seconds.
+    #[arg(
+        long,
+        env = "PODS_PLUGIN_COMPILE_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub plugin_compile_secs: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -248,8 +259,14 @@ impl Settings {
     pub async fn executor(&self) -> Result<Executor> {
         let store = self.store().await?;
         let vault = self.vault()?;
-        let runtime = Runtime::new(self.runtime_config())?;
-        let registry = Registry::with_builtins(&runtime)?;
+        let runtime = std::sync::Arc::new(Runtime::new(self.runtime_config())?);
+        let registry = Registry::with_builtins(
+            runtime,
+            LoadLimits {
+                max_bytes: self.plugin_max_bytes,
+                compile_timeout: Duration::from_secs(self.plugin_compile_secs.max(1)),
+            },
+        )?;
         let egress = Egress::new(EgressConfig {
             timeout: Duration::from_secs(self.provider_timeout_secs),
             ..EgressConfig::default()

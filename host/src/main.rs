@@ -285,7 +285,9 @@ async fn plugin_command(settings: &Settings, command: PluginCommand) -> Result<E
     let plugins = Runtime::new(settings.runtime_config())?;
     match command {
         PluginCommand::List => {
-            for m in Registry::with_builtins(&plugins)?.manifests() {
+            for m in Registry::with_builtins(std::sync::Arc::new(plugins), Default::default())?
+                .manifests()
+            {
                 println!("{}\t{}\t{}", m.id, m.version, m.default_base_url);
             }
         }

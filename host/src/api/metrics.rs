@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,18 +18,6 @@ pub fn api_routes() -> Router<AppState> {
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(prometheus))
-}
-
-async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    let user = state.store().user(&caller.user_id).await?;
-    if !user.is_admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
-            "only system admins see metrics",
-        ));
-    }
-    Ok(())
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -50,7 +38,7 @@ pub async fn queue_metrics(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<QueueMetrics>, ApiError> {
-    require_admin(&state, &caller).await?;
+    state.require_admin(&caller).await?;
     let jobs = state.executor.queue().metrics().await?;
     let executions = state
         .store()
@@ -72,7 +60,7 @@ pub async fn prometheus(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_admin(&state, &caller).await?;
+    state.require_admin(&caller).await?;
     let jobs = state.executor.queue().metrics().await?;
     let mut out = String::new();
     let _ = writeln!(

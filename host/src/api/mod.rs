@@ -9,6 +9,7 @@ mod flows;
 mod keys;
 mod metrics;
 mod openapi;
+mod plugins;
 mod pricing;
 mod workspaces;
 mod ws;
@@ -42,6 +43,18 @@ impl AppState {
         self.executor.pods()
     }
 
+    /// Only system admins pass.
+    async fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
+        if !self.store().user(&caller.user_id).await?.is_admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "only system admins may do this",
+            ));
+        }
+        Ok(())
+    }
+
     /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
     async fn access(&self, ws: &str, caller: &Caller, min: Role) -> Result<Role, ApiError> {
         let role = match self.store().role(ws, &caller.user_id).await {
@@ -73,7 +86,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pricing::routes())
         .merge(ws::routes())
         .merge(metrics::api_routes())
-        .route("/plugins", get(list_plugins));
+        .merge(plugins::routes(state.executor.plugins().limits().max_bytes));
     Router::new()
         .route("/health", get(health))
         .nest("/api/v1", api)
@@ -98,12 +111,6 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     Ok(Json(
         json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
     ))
-}
-
-#[utoipa::path(get, path = "/api/v1/plugins", tag = "system", security(("bearer" = [])),
-    responses((status = 200, description = "Manifests of the loaded provider plugins")))]
-async fn list_plugins(State(state): State<AppState>, _caller: Caller) -> Json<serde_json::Value> {
-    Json(json!({ "plugins": state.executor.plugins().manifests() }))
 }
 
 /// The authenticated user.

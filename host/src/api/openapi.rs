@@ -13,7 +13,7 @@ use super::AppState;
 #[openapi(
     info(title = "Pods", description = "Run LLM pods wired into flows. Providers are sandboxed WebAssembly plugins."),
     paths(
-        super::health, super::list_plugins,
+        super::health, super::plugins::list_plugins, super::plugins::upload_plugin, super::plugins::delete_plugin,
         super::workspaces::list, super::workspaces::create, super::workspaces::set_member,
         super::flows::list_flows, super::flows::create_flow, super::flows::get_flow, super::flows::update_flow,
         super::flows::delete_flow, super::flows::execution_order, super::ws::subscribe,

@@ -8,7 +8,7 @@ pub mod types;
 mod v0_1_0;
 
 pub use manifest::{API_VERSION, validate as validate_manifest};
-pub use registry::Registry;
+pub use registry::{LoadError, LoadLimits, PluginInfo, Registry, Swapped};
 pub use runtime::{Instance, Limits, Plugin, PluginError, Runtime, RuntimeConfig};
 
 /// The built-in provider plugins as (id, WebAssembly component) pairs, built by `host/build.rs`.

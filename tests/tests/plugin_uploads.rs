@@ -1,0 +1,172 @@
+//! Operators load plugins into a running server: a new version is swapped in while executions run
+//! (none fails), a broken or oversize upload is refused with a reason and the old version keeps
+//! serving, and a plugin can be unloaded. System admins only.
+
+use std::time::{Duration, Instant};
+
+use pods_e2e::mock::MockProvider;
+use pods_e2e::{Backend, Server, hostile_wasm};
+use serde_json::{Value, json};
+
+fn builtin(id: &str) -> Vec<u8> {
+    pods::plugins::BUILTIN
+        .iter()
+        .find(|(name, _)| *name == id)
+        .map(|(_, wasm)| wasm.to_vec())
+        .expect("a built-in plugin")
+}
+
+fn plugin<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
+    list["plugins"].as_array()?.iter().find(|p| p["id"] == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_swap_under_load_and_bad_ones_are_refused() {
+    const EXECUTIONS: usize = 200;
+    let mock = MockProvider::start().await;
+    // Room for the built-ins (~170 KB), not for the hostile test plugin (~190 KB).
+    let server = Server::start(
+        "plugin_uploads",
+        Backend::Sqlite,
+        &[("PODS_PLUGIN_MAX_BYTES", "180000"), ("PODS_WORKERS", "10")],
+    )
+    .await;
+    let (admin, ws, _) = server.user_with_workspace("plugins-admin@pods.test", true);
+    let (member, _, _) = server.user_with_workspace("plugins-member@pods.test", false);
+    let (_, pod) = admin
+        .openai_pod(
+            &ws,
+            "sk-plugins",
+            &format!("{}/v1", mock.url),
+            "gpt-4o-mini-delay",
+        )
+        .await;
+
+    let list = admin.get("/api/v1/plugins").await.body;
+    let openai = plugin(&list, "openai").expect("openai is loaded").clone();
+    assert_eq!(openai["source"], "builtin");
+
+    // Members may look, not load.
+    let r = member
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            builtin("openai"),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // Refused, with a reason: not a component, too big.
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            b"not wasm at all".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("PLUGIN_INVALID")),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("component")),
+        "{}",
+        r.text
+    );
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            hostile_wasm(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (413, Some("PLUGIN_TOO_LARGE")),
+        "{}",
+        r.text
+    );
+    let list = admin.get("/api/v1/plugins").await.body;
+    assert!(plugin(&list, "hostile").is_none());
+    assert_eq!(
+        plugin(&list, "openai"),
+        Some(&openai),
+        "the old version still serves"
+    );
+
+    // A new upload of openai while 200 executions go through it: none fails.
+    let mut ids = Vec::new();
+    for _ in 0..EXECUTIONS {
+        let r = admin
+            .post(
+                &format!("/api/v1/workspaces/{ws}/executions"),
+                json!({"podId": pod, "async": true}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        ids.push(r.body["executionId"].as_str().expect("id").to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            builtin("openai"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        (r.body["plugin"]["id"].as_str(), &r.body["replaced"]),
+        (Some("openai"), &openai["version"])
+    );
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    loop {
+        statuses.clear();
+        for id in &ids {
+            let e = admin
+                .get(&format!("/api/v1/workspaces/{ws}/executions/{id}"))
+                .await
+                .body;
+            statuses.push(e["status"].as_str().unwrap_or("?").to_string());
+        }
+        if statuses.iter().all(|s| s == "COMPLETED" || s == "ERROR") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        statuses.iter().all(|s| s == "COMPLETED"),
+        "failed across the swap: {statuses:?}"
+    );
+    let list = admin.get("/api/v1/plugins").await.body;
+    let swapped = plugin(&list, "openai").expect("openai");
+    assert_eq!(swapped["source"], "upload");
+    assert_ne!(swapped["loadedAt"], openai["loadedAt"]);
+
+    // Unloading: new executions of that provider are refused; a second unload finds nothing.
+    assert_eq!(admin.delete("/api/v1/plugins/openai").await.status, 204);
+    let r = admin
+        .post(
+            &format!("/api/v1/workspaces/{ws}/executions"),
+            json!({"podId": pod}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("UNKNOWN_PROVIDER")),
+        "{}",
+        r.text
+    );
+    assert_eq!(admin.delete("/api/v1/plugins/openai").await.status, 404);
+    assert_eq!(member.delete("/api/v1/plugins/gemini").await.status, 403);
+}
