@@ -134,6 +134,9 @@ pub struct Settings {
         global = true
     )]
     pub dynamodb_table: String,
+    /// A folder of `.wasm` plugins loaded, reloaded and unloaded as files come and go.
+    #[arg(long, env = "PLUGIN_DIR", default_value = "./plugins.d", global = true)]
+    pub plugin_dir: PathBuf,
     /// Largest plugin upload (`POST /api/v1/plugins`), in bytes.
     #[arg(long, env = "PODS_PLUGIN_MAX_BYTES", default_value_t = 32 << 20, global = true)]
     pub plugin_max_bytes: usize,

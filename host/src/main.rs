@@ -161,6 +161,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 plugins = ?executor.plugins().manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
                 "ready"
             );
+            pods::plugins::watch::spawn(
+                executor.plugins().clone(),
+                settings.plugin_dir.clone(),
+                std::time::Duration::from_millis(250),
+            );
             let workers = (role != NodeRole::Api)
                 .then(|| pods::worker::spawn(executor.clone(), settings.worker_config()));
             let state = AppState { executor, tokens };

@@ -170,3 +170,48 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
     assert_eq!(admin.delete("/api/v1/plugins/openai").await.status, 404);
     assert_eq!(member.delete("/api/v1/plugins/gemini").await.status, 403);
 }
+
+/// The plugin folder: a file dropped in is loaded, a broken one refused, a removed one unloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_folder_loads_refuses_and_unloads() {
+    let dir = pods_e2e::scratch("plugin_dir").join("plugins.d");
+    std::fs::create_dir_all(&dir).expect("plugin folder");
+    let server = Server::start(
+        "plugin_folder",
+        Backend::Sqlite,
+        &[("PLUGIN_DIR", dir.to_str().expect("utf-8 path"))],
+    )
+    .await;
+    let (admin, _, _) = server.user_with_workspace("folder-admin@pods.test", true);
+    let wait_for = |want: bool| {
+        let admin = admin.clone();
+        async move {
+            let started = Instant::now();
+            loop {
+                let list = admin.get("/api/v1/plugins").await.body;
+                if plugin(&list, "hostile").is_some() == want {
+                    return (started.elapsed(), list);
+                }
+                assert!(started.elapsed() < Duration::from_secs(10), "{list}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    std::fs::write(dir.join("broken.wasm"), b"not a component").expect("write");
+    std::fs::write(dir.join("hostile.wasm"), hostile_wasm()).expect("write");
+    let (took, list) = wait_for(true).await;
+    println!("a dropped plugin served after {took:?}");
+    assert_eq!(
+        plugin(&list, "hostile").map(|p| p["source"].clone()),
+        Some(json!("dir"))
+    );
+    assert_eq!(
+        list["plugins"].as_array().map(Vec::len),
+        Some(4),
+        "the broken file loaded nothing: {list}"
+    );
+
+    std::fs::remove_file(dir.join("hostile.wasm")).expect("remove");
+    wait_for(false).await;
+}

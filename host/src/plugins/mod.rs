@@ -6,6 +6,7 @@ mod registry;
 mod runtime;
 pub mod types;
 mod v0_1_0;
+pub mod watch;
 
 pub use manifest::{API_VERSION, validate as validate_manifest};
 pub use registry::{LoadError, LoadLimits, PluginInfo, Registry, Swapped};

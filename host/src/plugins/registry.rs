@@ -34,7 +34,7 @@ pub struct PluginInfo {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub manifest: Manifest,
-    /// `builtin` or `upload`.
+    /// `builtin`, `upload` or `dir` (the plugin folder).
     pub source: &'static str,
     /// RFC 3339.
     pub loaded_at: String,
@@ -107,6 +107,15 @@ impl Registry {
 
     /// Compiles, checks and swaps in an uploaded plugin. Refused: nothing changes.
     pub async fn load(&self, wasm: Vec<u8>) -> Result<Swapped, LoadError> {
+        self.load_from(wasm, "upload").await
+    }
+
+    /// As [`Registry::load`], recording where the plugin came from (`upload`, `dir`).
+    pub async fn load_from(
+        &self,
+        wasm: Vec<u8>,
+        source: &'static str,
+    ) -> Result<Swapped, LoadError> {
         let limits = self.limits;
         if wasm.len() > limits.max_bytes {
             return Err(LoadError::TooLarge {
@@ -128,7 +137,7 @@ impl Registry {
         };
         let manifest = plugin.manifest().clone();
         let replaced = self
-            .put(plugin, "upload")
+            .put(plugin, source)
             .map(|old| old.plugin.manifest().version.clone());
         tracing::info!(plugin = %manifest.id, version = %manifest.version, ?replaced, "plugin loaded");
         Ok(Swapped { manifest, replaced })
