@@ -79,6 +79,13 @@ pub async fn fresh_postgres_database(name: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{db}")
 }
 
+/// `env` with `extra` added to (and overriding) it.
+fn overridden(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
 /// A running `pods serve`, killed on drop.
 pub struct Server {
     pub url: String,
@@ -122,13 +129,7 @@ impl Server {
     pub async fn restart_with(mut self, extra_env: &[(&str, &str)]) -> Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut env = std::mem::take(&mut self.env);
-        env.retain(|(k, _)| !extra_env.iter().any(|(e, _)| e == k));
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        let env = overridden(std::mem::take(&mut self.env), extra_env);
         Server::spawn(self.data_dir.clone(), env).await
     }
 
@@ -157,13 +158,7 @@ impl Server {
 
     /// A second `pods serve` on the same data and database (another node), with `extra_env`.
     pub async fn another(&self, extra_env: &[(&str, &str)]) -> Server {
-        let mut env = self.env.clone();
-        env.retain(|(k, _)| !extra_env.iter().any(|(e, _)| e == k));
-        env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        let env = overridden(self.env.clone(), extra_env);
         Server::spawn(self.data_dir.clone(), env).await
     }
 
@@ -323,6 +318,44 @@ impl Client {
 
     /// Stores the workspace's OpenAI key (sent to `base_url`) and creates a flow with one OpenAI
     /// pod of `model` whose user prompt is "hi". Returns (flow id, pod id).
+    /// Queues an execution (`async: true` is added to `body`); returns its id.
+    pub async fn enqueue(&self, ws: &str, mut body: Value) -> String {
+        body["async"] = Value::Bool(true);
+        let r = self
+            .post(&format!("/api/v1/workspaces/{ws}/executions"), body)
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        r.body["executionId"].as_str().expect("id").to_string()
+    }
+
+    /// Polls the executions until each has finished (COMPLETED, ERROR or CANCELLED); returns
+    /// their statuses in order. Fails the test after `within`.
+    pub async fn wait_until_finished(
+        &self,
+        ws: &str,
+        ids: &[String],
+        within: Duration,
+    ) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let mut statuses = Vec::with_capacity(ids.len());
+            for id in ids {
+                let e = self
+                    .get(&format!("/api/v1/workspaces/{ws}/executions/{id}"))
+                    .await;
+                statuses.push(e.body["status"].as_str().unwrap_or("?").to_string());
+            }
+            if statuses
+                .iter()
+                .all(|s| s == "COMPLETED" || s == "ERROR" || s == "CANCELLED")
+            {
+                return statuses;
+            }
+            assert!(started.elapsed() < within, "not all finished: {statuses:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn openai_pod(
         &self,
         ws: &str,

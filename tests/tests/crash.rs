@@ -1,7 +1,7 @@
 //! `kill -9` in the middle of 200 queued executions: after a restart every execution ends in
 //! exactly one terminal state and is billed exactly once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pods_e2e::mock::MockProvider;
 use pods_e2e::services::{QueueKind, queue_env, with_queue};
@@ -51,14 +51,7 @@ async fn sigkill_mid_run(backend: Backend, queue: QueueKind) {
 
     let mut ids = Vec::with_capacity(TOTAL);
     for _ in 0..TOTAL {
-        let r = client
-            .post(
-                &format!("/api/v1/workspaces/{ws}/executions"),
-                json!({"podId": pod, "async": true}),
-            )
-            .await;
-        assert_eq!(r.status, 202, "{}", r.text);
-        ids.push(r.body["executionId"].as_str().expect("id").to_string());
+        ids.push(client.enqueue(&ws, json!({"podId": pod})).await);
     }
     // Workers on: let them get going (10 at a time, 100 ms each), then kill -9 mid-run.
     let server = server.restart_with(&[("PODS_WORKERS", "10")]).await;
@@ -71,28 +64,9 @@ async fn sigkill_mid_run(backend: Backend, queue: QueueKind) {
     let server = server.restart_with(&[]).await;
     let client = Client::new(&server.url, &server.token("crash@pods.test"));
 
-    let started = Instant::now();
-    let mut statuses = Vec::new();
-    loop {
-        statuses.clear();
-        for id in &ids {
-            let e = client
-                .get(&format!("/api/v1/workspaces/{ws}/executions/{id}"))
-                .await;
-            statuses.push(e.body["status"].as_str().unwrap_or("?").to_string());
-        }
-        if statuses
-            .iter()
-            .all(|s| s == "COMPLETED" || s == "ERROR" || s == "CANCELLED")
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not all finished: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let statuses = client
+        .wait_until_finished(&ws, &ids, Duration::from_secs(60))
+        .await;
     let completed = statuses.iter().filter(|s| *s == "COMPLETED").count();
     assert_eq!(completed, TOTAL, "every execution completed: {statuses:?}");
     let keys = client

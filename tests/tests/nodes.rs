@@ -66,16 +66,7 @@ async fn two_nodes_share_events_cancels_and_lost_jobs() {
         .as_str()
         .expect("pod")
         .to_string();
-    let enqueue = |body: Value| {
-        let (client, ws) = (client.clone(), ws.clone());
-        async move {
-            let r = client
-                .post(&format!("/api/v1/workspaces/{ws}/executions"), body)
-                .await;
-            assert_eq!(r.status, 202, "{}", r.text);
-            r.body["executionId"].as_str().expect("id").to_string()
-        }
-    };
+    let enqueue = |body: Value| client.enqueue(&ws, body);
 
     // Jobs lost from Redis (as by a FLUSHALL) before any worker saw them.
     let lost = [

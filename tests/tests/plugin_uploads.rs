@@ -104,14 +104,7 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
     // A new upload of openai while 200 executions go through it: none fails.
     let mut ids = Vec::new();
     for _ in 0..EXECUTIONS {
-        let r = admin
-            .post(
-                &format!("/api/v1/workspaces/{ws}/executions"),
-                json!({"podId": pod, "async": true}),
-            )
-            .await;
-        assert_eq!(r.status, 202, "{}", r.text);
-        ids.push(r.body["executionId"].as_str().expect("id").to_string());
+        ids.push(admin.enqueue(&ws, json!({"podId": pod})).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = admin
@@ -127,23 +120,9 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
         (r.body["plugin"]["id"].as_str(), &r.body["replaced"]),
         (Some("openai"), &openai["version"])
     );
-    let started = Instant::now();
-    let mut statuses = Vec::new();
-    loop {
-        statuses.clear();
-        for id in &ids {
-            let e = admin
-                .get(&format!("/api/v1/workspaces/{ws}/executions/{id}"))
-                .await
-                .body;
-            statuses.push(e["status"].as_str().unwrap_or("?").to_string());
-        }
-        if statuses.iter().all(|s| s == "COMPLETED" || s == "ERROR") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "{statuses:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let statuses = admin
+        .wait_until_finished(&ws, &ids, Duration::from_secs(60))
+        .await;
     assert!(
         statuses.iter().all(|s| s == "COMPLETED"),
         "failed across the swap: {statuses:?}"

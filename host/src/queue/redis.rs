@@ -9,7 +9,7 @@
 //! - A flushed Redis loses its jobs; the group is made again on the next read, and the sweeper
 //!   re-adds the executions whose jobs were lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -40,6 +40,24 @@ pub struct RedisQueue {
     delayed: String,
     consumer: String,
     promote: redis::Script,
+    /// When due retries were last moved into the stream, and stalled entries last reclaimed:
+    /// both are looked for now and then, not on every read.
+    promoted: std::sync::Mutex<Option<Instant>>,
+    reclaimed: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How often due retries are moved into the stream.
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+
+/// Whether `every` has passed since `last` (and if so, marks now).
+fn due(last: &std::sync::Mutex<Option<Instant>>, every: Duration) -> bool {
+    let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < every) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 impl RedisQueue {
@@ -55,6 +73,8 @@ impl RedisQueue {
             delayed: format!("{prefix}:delayed"),
             consumer: format!("{}-{}", std::process::id(), crate::store::new_id()),
             promote: redis::Script::new(PROMOTE),
+            promoted: Default::default(),
+            reclaimed: Default::default(),
         };
         queue.ensure_group().await?;
         Ok(queue)
@@ -171,13 +191,19 @@ impl Queue for RedisQueue {
 
     async fn consume(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Delivery>> {
         let mut conn = self.commands.clone();
-        let _: i64 = self
-            .promote
-            .key(&self.delayed)
-            .key(&self.stream)
-            .arg(now_ms())
-            .invoke_async(&mut conn)
-            .await?;
+        if due(&self.promoted, PROMOTE_EVERY) {
+            let _: i64 = self
+                .promote
+                .key(&self.delayed)
+                .key(&self.stream)
+                .arg(now_ms())
+                .invoke_async(&mut conn)
+                .await?;
+        }
+        // An entry is stalled only once idle a whole lease: looking four times a lease is plenty.
+        if !due(&self.reclaimed, lease / 4) {
+            return self.read(max, wait).await;
+        }
         // A dead consumer's jobs first: they have waited longest.
         let stalled: std::result::Result<StreamAutoClaimReply, RedisError> =
             redis::cmd("XAUTOCLAIM")
@@ -192,6 +218,10 @@ impl Queue for RedisQueue {
                 .await;
         match stalled {
             Ok(reply) if !reply.claimed.is_empty() => {
+                if reply.claimed.len() >= max {
+                    // There may be more: look again on the next read.
+                    *self.reclaimed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
                 return Ok(reply
                     .claimed
                     .iter()
