@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 // Shared with tests/build.rs, which builds the hostile test plugin the same way.
 include!("build_wasm.rs");
 
-const PLUGINS: [&str; 3] = ["openai", "anthropic", "gemini"];
+const PLUGINS: [&str; 4] = ["openai", "anthropic", "gemini", "json-field"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -28,12 +28,14 @@ fn main() {
     );
 
     let packages: Vec<String> = PLUGINS.iter().map(|p| format!("pods-plugin-{p}")).collect();
-    let wasm_dir = build_wasm(&root, &packages);
+    let wasm_dir = build_wasm(&root, &packages, &[]);
     for plugin in PLUGINS {
-        let path = wasm_dir.join(format!("{plugin}.wasm"));
+        // A crate's `[lib] name` has underscores where its package name has dashes.
+        let name = plugin.replace('-', "_");
+        let path = wasm_dir.join(format!("{name}.wasm"));
         println!(
             "cargo:rustc-env=PODS_BUILTIN_{}={}",
-            plugin.to_uppercase(),
+            name.to_uppercase(),
             path.display()
         );
     }

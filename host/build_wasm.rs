@@ -1,8 +1,8 @@
 // Included by host/build.rs and tests/build.rs: one way to build wasm plugins from a build script.
 
-/// Runs `cargo build --target wasm32-wasip2 --profile plugin` for `packages`; returns the folder
-/// holding the `.wasm` components.
-fn build_wasm(root: &std::path::Path, packages: &[String]) -> std::path::PathBuf {
+/// Runs `cargo build --target wasm32-wasip2 --profile plugin` for `packages` with `features`;
+/// returns the folder holding the `.wasm` components.
+fn build_wasm(root: &std::path::Path, packages: &[String], features: &[&str]) -> std::path::PathBuf {
     ensure_wasm_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
@@ -15,6 +15,9 @@ fn build_wasm(root: &std::path::Path, packages: &[String]) -> std::path::PathBuf
         .arg(&target_dir);
     for p in packages {
         cmd.args(["-p", p]);
+    }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
     }
     // The outer build's flags and wrappers (clippy, coverage) are for the host target, not wasm.
     for var in [

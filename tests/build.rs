@@ -19,7 +19,24 @@ fn main() {
         root.join("plugins").join("sdk").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    let wasm_dir = build_wasm(&root, &["pods-plugin-hostile".to_string()]);
+    let hostile = ["pods-plugin-hostile".to_string()];
+    // The broken variants first (each copied aside), then the plugin itself.
+    for variant in [
+        "wildcard-host",
+        "trap-in-describe",
+        "wrong-world",
+        "openai-impostor",
+    ] {
+        let dir = build_wasm(&root, &hostile, &[variant]);
+        let aside = dir.join(format!("hostile-{variant}.wasm"));
+        std::fs::copy(dir.join("hostile.wasm"), &aside).expect("copy the variant aside");
+        println!(
+            "cargo:rustc-env=PODS_HOSTILE_{}_WASM={}",
+            variant.to_uppercase().replace('-', "_"),
+            aside.display()
+        );
+    }
+    let wasm_dir = build_wasm(&root, &hostile, &[]);
     println!(
         "cargo:rustc-env=PODS_HOSTILE_WASM={}",
         wasm_dir.join("hostile.wasm").display()

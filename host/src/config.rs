@@ -148,6 +148,10 @@ pub struct Settings {
         global = true
     )]
     pub plugin_compile_secs: u64,
+    /// A JSON file of per-plugin limits (`{"openai": {"deadlineMs": 500, "maxConcurrent": 50}}`);
+    /// limits set through the API replace a plugin's.
+    #[arg(long, env = "PODS_PLUGIN_LIMITS", global = true)]
+    pub plugin_limits: Option<PathBuf>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -202,7 +206,8 @@ impl Settings {
                 deadline: Duration::from_millis(self.plugin_deadline_ms),
                 memory_cap: self.plugin_memory_mb << 20,
             },
-            cache_dir: Some(self.data_dir.join("wasm-cache")),
+            // wasmtime wants an absolute cache path; PODS_DATA_DIR is often relative (./data).
+            cache_dir: std::path::absolute(self.data_dir.join("wasm-cache")).ok(),
             ..RuntimeConfig::default()
         }
     }
@@ -269,7 +274,20 @@ impl Settings {
                 max_bytes: self.plugin_max_bytes,
                 compile_timeout: Duration::from_secs(self.plugin_compile_secs.max(1)),
             },
-        )?;
+        )
+        .await?
+        .keep_uploads_in(self.data_dir.join("plugins"));
+        if let Some(path) = &self.plugin_limits {
+            let file = crate::plugins::limits::read_file(path, self.plugin_memory_mb as u32)
+                .map_err(|why| anyhow::anyhow!("PODS_PLUGIN_LIMITS: {why}"))?;
+            registry.set_file_limits(file);
+        }
+        let restored = registry.restore_uploads().await;
+        if restored > 0 {
+            tracing::info!(restored, "uploaded plugins loaded again");
+        }
+        crate::plugins::limits::apply_stored(&registry, &store).await;
+        crate::plugins::limits::spawn_refresh(registry.clone(), store.clone());
         let egress = Egress::new(EgressConfig {
             timeout: Duration::from_secs(self.provider_timeout_secs),
             ..EgressConfig::default()

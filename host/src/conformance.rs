@@ -246,8 +246,11 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
     check_result(&vector.spec, result, &streamed)?;
     if let Some(expected) = &vector.spec.extract {
         let raw = String::from_utf8_lossy(&vector.body);
-        let mut instance = plugin.instantiate().map_err(|e| e.to_string())?;
-        let got = instance.extract(&raw, None).map_err(|e| e.to_string())?;
+        let mut instance = plugin.instantiate().await.map_err(|e| e.to_string())?;
+        let got = instance
+            .extract(&raw, None)
+            .await
+            .map_err(|e| e.to_string())?;
         if got.as_ref() != Ok(expected) {
             return Err(format!("extract: expected {expected:?}, got {got:?}"));
         }

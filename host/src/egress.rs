@@ -90,6 +90,10 @@ pub enum CallError {
         "refused to send a request to {host:?}: it is neither among the plugin's allowed hosts (over https) nor the configured base URL"
     )]
     HostNotAllowed { host: String },
+    #[error(
+        "refused to send a request to {host:?}: the operator's allowed hosts for this plugin do not include it"
+    )]
+    HostNotPermitted { host: String },
     #[error("the plugin built an unusable request: {0}")]
     BadRequest(String),
     #[error("could not reach the provider: {0}")]
@@ -107,6 +111,7 @@ impl CallError {
             CallError::Plugin(e) => e.code(),
             CallError::Provider(e) => e.kind.code(),
             CallError::HostNotAllowed { .. } | CallError::BadRequest(_) => "PLUGIN_ERROR",
+            CallError::HostNotPermitted { .. } => "HOST_NOT_PERMITTED",
             CallError::Transport(_) => "PROVIDER_UNREACHABLE",
             CallError::Timeout(_) => "PROVIDER_TIMEOUT",
             CallError::TooLarge(_) => "PROVIDER_MALFORMED_RESPONSE",
@@ -126,6 +131,7 @@ impl CallError {
         match self {
             CallError::Provider(e) => e.retryable,
             CallError::Transport(_) | CallError::Timeout(_) => true,
+            CallError::Plugin(PluginError::Busy { .. }) => true,
             _ => false,
         }
     }
@@ -175,11 +181,12 @@ impl Egress {
                 manifest.id
             )));
         }
-        let mut instance = plugin.instantiate()?;
+        let mut instance = plugin.instantiate().await?;
         let built = instance
-            .build_request(request, base_url)?
+            .build_request(request, base_url)
+            .await?
             .map_err(CallError::Provider)?;
-        let http = self.prepare(built, manifest, target)?;
+        let http = self.prepare(built, plugin, target)?;
         let response = self.send(http).await?;
 
         let result = if request.stream && (200..300).contains(&response.status().as_u16()) {
@@ -192,7 +199,8 @@ impl Egress {
         } else {
             let answer = self.read_whole(response).await?;
             instance
-                .parse_response(request, base_url, &answer)?
+                .parse_response(request, base_url, &answer)
+                .await?
                 .map_err(CallError::Provider)
                 .map(|completion| Answer {
                     completion,
@@ -213,12 +221,19 @@ impl Egress {
     fn prepare(
         &self,
         built: HttpRequest,
-        manifest: &Manifest,
+        plugin: &Plugin,
         target: &Target,
     ) -> Result<reqwest::Request, CallError> {
+        let manifest = plugin.manifest();
         let mut url = Url::parse(&built.url)
             .map_err(|e| CallError::BadRequest(format!("url {:?}: {e}", built.url)))?;
         check_destination(&url, manifest, target.base_url.as_deref())?;
+        let host = url.host_str().unwrap_or_default();
+        if !plugin.host_permitted(host) {
+            return Err(CallError::HostNotPermitted {
+                host: host.to_string(),
+            });
+        }
 
         let key_header: Option<HeaderName> = match &manifest.key_placement {
             KeyPlacement::Bearer => Some(reqwest::header::AUTHORIZATION),
@@ -305,7 +320,7 @@ impl Egress {
         response: reqwest::Response,
         on_delta: &mut impl FnMut(&StreamDelta),
     ) -> Result<Completion, CallError> {
-        instance.stream_start(request, base_url)?;
+        instance.stream_start(request, base_url).await?;
         let mut decoder = SseDecoder::default();
         let mut received = 0usize;
         let mut chunks = response.bytes_stream();
@@ -327,11 +342,14 @@ impl Egress {
                 }
             };
             for event in events {
-                let delta = instance.stream_push(&event)?.map_err(CallError::Provider)?;
+                let delta = instance
+                    .stream_push(&event)
+                    .await?
+                    .map_err(CallError::Provider)?;
                 on_delta(&delta);
             }
         }
-        instance.stream_finish()?.map_err(CallError::Provider)
+        instance.stream_finish().await?.map_err(CallError::Provider)
     }
 
     async fn next_chunk(
@@ -411,6 +429,7 @@ mod tests {
 
     fn manifest(hosts: &[&str]) -> Manifest {
         Manifest {
+            kind: Default::default(),
             id: "t".into(),
             name: "T".into(),
             version: "1.0.0".into(),

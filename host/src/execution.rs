@@ -17,7 +17,7 @@ use crate::events::{Event, Hub};
 use crate::plugins::types::{
     ChatRequest, Completion, FinishReason, Message, ResponseFormat, StreamDelta, Usage,
 };
-use crate::plugins::{Plugin, Registry};
+use crate::plugins::{Missing, Plugin, Registry};
 use crate::pod_store::PodStore;
 use crate::queue::{Job, Queue};
 use crate::store::{
@@ -137,6 +137,18 @@ pub enum ExecError {
         execution_id: String,
         error: CallError,
     },
+}
+
+/// A pod's `outputExtractor`: `/pointer` is the provider plugin's own extractor's argument;
+/// `ID` or `ID:ARGS` names an extractor plugin. Returns (extractor plugin id, argument).
+pub fn split_extractor(setting: &str) -> (Option<&str>, Option<&str>) {
+    if setting.starts_with('/') {
+        return (None, Some(setting));
+    }
+    match setting.split_once(':') {
+        Some((id, args)) => (Some(id), Some(args)),
+        None => (Some(setting), None),
+    }
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
@@ -295,12 +307,19 @@ impl Executor {
             .as_deref()
             .unwrap_or(&cfg.provider)
             .to_ascii_lowercase();
-        let plugin = self.inner.plugins.get(&provider).ok_or_else(|| {
-            invalid(
-                "UNKNOWN_PROVIDER",
-                format!("no provider plugin {provider:?} is loaded"),
-            )
-        })?;
+        // The pod's pinned version holds for its own provider, not for one the request names.
+        let pinned = cfg
+            .plugin_version
+            .as_deref()
+            .filter(|_| provider == cfg.provider);
+        let plugin = self
+            .inner
+            .plugins
+            .provider(&provider, pinned)
+            .map_err(|e| match e {
+                Missing::Plugin(_) => invalid("UNKNOWN_PROVIDER", e.to_string()),
+                Missing::Version { .. } => invalid("UNKNOWN_PLUGIN_VERSION", e.to_string()),
+            })?;
         let model = req
             .model
             .as_deref()
@@ -587,6 +606,7 @@ impl Executor {
                     warnings,
                     error_code: Some(error.code().to_string()),
                     error_message: Some(error.to_string()),
+                    plugin_version: Some(plugin.manifest().version.clone()),
                 };
                 store.finish_execution(&execution_id, &failed).await?;
                 return Err(ExecError::Failed {
@@ -596,13 +616,15 @@ impl Executor {
             }
         };
         let Answer { completion, raw } = answer;
-        let content = self.output(
-            &plugin,
-            &completion,
-            raw.as_deref(),
-            extractor.as_deref(),
-            &mut warnings,
-        );
+        let content = self
+            .output(
+                &plugin,
+                &completion,
+                raw.as_deref(),
+                extractor.as_deref(),
+                &mut warnings,
+            )
+            .await;
 
         let prices = store.prices_in_force(&provider, now_ms()).await?;
         let price = cost::find_price(&prices, &request.model, completion.model.as_deref());
@@ -632,6 +654,7 @@ impl Executor {
             warnings: warnings.clone(),
             error_code: None,
             error_message: None,
+            plugin_version: Some(plugin.manifest().version.clone()),
         };
         let saved = store.finish_execution(&execution_id, &done).await?;
         let status = if saved {
@@ -653,9 +676,10 @@ impl Executor {
         })
     }
 
-    /// The pod's output: the plugin's extractor with the pod's argument when it has one and the
-    /// raw answer is at hand, else the answer text.
-    fn output(
+    /// The pod's output: with an output extractor setting and the raw answer at hand, what the
+    /// extractor pulls out of it — an extractor plugin's (`ID` or `ID:ARGS`) or the provider
+    /// plugin's own (a JSON pointer, `/…`); else the answer text.
+    async fn output(
         &self,
         plugin: &Plugin,
         completion: &Completion,
@@ -663,19 +687,31 @@ impl Executor {
         extractor: Option<&str>,
         warnings: &mut Vec<String>,
     ) -> String {
-        let (Some(args), Some(raw)) = (extractor, raw) else {
+        let (Some(setting), Some(raw)) = (extractor, raw) else {
             if extractor.is_some() {
                 warnings.push("the output extractor applies to non-streamed answers; the streamed text was kept".into());
             }
             return completion.content.clone();
         };
-        let extracted = plugin
-            .instantiate()
-            .map_err(|e| e.to_string())
-            .and_then(|mut i| {
-                i.extract(&String::from_utf8_lossy(raw), Some(args))
-                    .map_err(|e| e.to_string())
-            });
+        let (id, args) = split_extractor(setting);
+        let extractor = match id {
+            Some(id) => self.inner.plugins.extractor(id),
+            None => Some(plugin.clone()),
+        };
+        let extracted = match extractor {
+            None => Err(format!(
+                "no extractor plugin {:?} is loaded",
+                id.unwrap_or_default()
+            )),
+            Some(extractor) => match extractor.instantiate().await {
+                Ok(mut i) => i
+                    .extract(&String::from_utf8_lossy(raw), args)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let args = setting;
         match extracted {
             Ok(Ok(text)) => text,
             Ok(Err(why)) | Err(why) => {

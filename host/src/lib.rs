@@ -16,6 +16,7 @@ pub mod execution;
 pub mod plugins;
 pub mod pod_store;
 pub mod queue;
+pub mod scaffold;
 pub mod server;
 pub mod sse;
 pub mod store;

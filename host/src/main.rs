@@ -122,6 +122,23 @@ enum PluginCommand {
     },
     /// List the built-in plugins.
     List,
+    /// Write a new provider plugin crate (OpenAI-compatible to start with) from the template.
+    New {
+        /// The provider id, e.g. `mistral`: `[a-z0-9][a-z0-9-]*`.
+        id: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// The provider's API base URL, under which it serves `/chat/completions`.
+        #[arg(long)]
+        base_url: String,
+        /// A model the provider serves (repeat for more).
+        #[arg(long = "model", required = true)]
+        models: Vec<String>,
+        /// Where to write the crate (default: `./ID`); must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -287,21 +304,48 @@ async fn rotate_keys(settings: &Settings, new: bool) -> Result<()> {
 }
 
 async fn plugin_command(settings: &Settings, command: PluginCommand) -> Result<ExitCode> {
-    let plugins = Runtime::new(settings.runtime_config())?;
+    // Only the commands that load plugins start the sandbox.
+    let runtime = || Runtime::new(settings.runtime_config());
     match command {
+        PluginCommand::New {
+            id,
+            name,
+            base_url,
+            models,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&id));
+            let plugin = pods::scaffold::NewPlugin {
+                name: name.unwrap_or_else(|| id.clone()),
+                id,
+                base_url,
+                models,
+            };
+            pods::scaffold::write(&plugin, &dir)?;
+            println!(
+                "wrote {}: cd there, `cargo build --release`, then `pods plugin check target/wasm32-wasip2/release/{}.wasm --vectors vectors`",
+                dir.display(),
+                plugin.id.replace('-', "_")
+            );
+        }
         PluginCommand::List => {
-            for m in Registry::with_builtins(std::sync::Arc::new(plugins), Default::default())?
-                .manifests()
-            {
+            let registry =
+                Registry::with_builtins(std::sync::Arc::new(runtime()?), Default::default())
+                    .await?;
+            for m in registry.manifests() {
                 println!("{}\t{}\t{}", m.id, m.version, m.default_base_url);
             }
         }
         PluginCommand::Inspect { plugin } => {
-            let plugin = load(&plugins, &plugin)?;
+            // Kept alive while the plugin runs: it drives the deadlines.
+            let runtime = runtime()?;
+            let plugin = load(&runtime, &plugin).await?;
             println!("{}", serde_json::to_string_pretty(plugin.manifest())?);
         }
         PluginCommand::Check { plugin, vectors } => {
-            let plugin = load(&plugins, &plugin)?;
+            // Kept alive while the plugin runs: it drives the deadlines.
+            let runtime = runtime()?;
+            let plugin = load(&runtime, &plugin).await?;
             let m = plugin.manifest();
             println!(
                 "plugin {} {} (pods:provider@{}): manifest ok",
@@ -335,16 +379,19 @@ async fn plugin_command(settings: &Settings, command: PluginCommand) -> Result<E
 }
 
 /// A plugin from a `.wasm` file, or a built-in one by id.
-fn load(runtime: &Runtime, name: &str) -> Result<Plugin> {
+async fn load(runtime: &Runtime, name: &str) -> Result<Plugin> {
     let path = PathBuf::from(name);
     if path.exists() {
         let wasm = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
         return runtime
             .load(&wasm)
+            .await
             .with_context(|| format!("load {}", path.display()));
     }
     let Some((_, wasm)) = pods::plugins::BUILTIN.iter().find(|(id, _)| *id == name) else {
-        bail!("{name}: no such file, and not a built-in plugin (openai, anthropic, gemini)");
+        bail!(
+            "{name}: no such file, and not a built-in plugin (openai, anthropic, gemini, json-field)"
+        );
     };
-    Ok(runtime.load(wasm)?)
+    Ok(runtime.load(wasm).await?)
 }

@@ -352,6 +352,7 @@ pub enum SweepError {
 
 fn failed(code: String, message: String) -> FinishedExecution {
     FinishedExecution {
+        plugin_version: None,
         status: ExecutionStatus::Error,
         model_name: None,
         usage: Default::default(),

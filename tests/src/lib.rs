@@ -34,6 +34,20 @@ pub fn hostile_wasm() -> Vec<u8> {
     std::fs::read(env!("PODS_HOSTILE_WASM")).expect("the hostile plugin was built")
 }
 
+/// Broken builds of the hostile plugin, for the upload refusal tests: a manifest with a
+/// wildcard host, a `describe` that traps, a component of another world, one that calls itself
+/// `openai` (and fails OpenAI's conformance vectors).
+pub fn hostile_variant_wasm(variant: &str) -> Vec<u8> {
+    let path = match variant {
+        "wildcard-host" => env!("PODS_HOSTILE_WILDCARD_HOST_WASM"),
+        "trap-in-describe" => env!("PODS_HOSTILE_TRAP_IN_DESCRIBE_WASM"),
+        "wrong-world" => env!("PODS_HOSTILE_WRONG_WORLD_WASM"),
+        "openai-impostor" => env!("PODS_HOSTILE_OPENAI_IMPOSTOR_WASM"),
+        other => panic!("no hostile variant {other:?}"),
+    };
+    std::fs::read(path).expect("the hostile variant was built")
+}
+
 /// A scratch folder for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pods-e2e-{name}-{}", std::process::id()));
@@ -290,6 +304,11 @@ impl Client {
         Client::new(&self.base, token)
     }
 
+    /// The same caller against another server (e.g. one restarted on a new port).
+    pub fn with_base(&self, base: &str) -> Self {
+        Client::new(base, &self.token)
+    }
+
     pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self
@@ -316,8 +335,6 @@ impl Client {
         reply(request.send().await.expect("request")).await
     }
 
-    /// Stores the workspace's OpenAI key (sent to `base_url`) and creates a flow with one OpenAI
-    /// pod of `model` whose user prompt is "hi". Returns (flow id, pod id).
     /// Queues an execution (`async: true` is added to `body`); returns its id.
     pub async fn enqueue(&self, ws: &str, mut body: Value) -> String {
         body["async"] = Value::Bool(true);
@@ -356,6 +373,8 @@ impl Client {
         }
     }
 
+    /// Stores the workspace's OpenAI key (sent to `base_url`) and creates a flow with one OpenAI
+    /// pod of `model` whose user prompt is "hi". Returns (flow id, pod id).
     pub async fn openai_pod(
         &self,
         ws: &str,
@@ -363,9 +382,22 @@ impl Client {
         base_url: &str,
         model: &str,
     ) -> (String, String) {
+        self.provider_pod(ws, "openai", api_key, base_url, model)
+            .await
+    }
+
+    /// As [`Client::openai_pod`], for any provider plugin.
+    pub async fn provider_pod(
+        &self,
+        ws: &str,
+        provider: &str,
+        api_key: &str,
+        base_url: &str,
+        model: &str,
+    ) -> (String, String) {
         let key = self
             .put(
-                &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+                &format!("/api/v1/workspaces/{ws}/provider-keys/{provider}"),
                 serde_json::json!({"apiKey": api_key, "baseUrl": base_url}),
             )
             .await;
@@ -380,7 +412,7 @@ impl Client {
         let pod = self
             .post(
                 &format!("/api/v1/workspaces/{ws}/flows/{flow}/pods"),
-                serde_json::json!({"name": "pod", "provider": "openai", "model": model, "userPrompt": "hi"}),
+                serde_json::json!({"name": "pod", "provider": provider, "model": model, "userPrompt": "hi"}),
             )
             .await;
         assert_eq!(pod.status, 201, "{}", pod.text);

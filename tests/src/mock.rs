@@ -2,7 +2,8 @@
 //! shapes as the conformance vectors), recording every request it receives.
 //!
 //! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s,
-//! `…large` answers [`LARGE_ANSWER_BYTES`] of text, `…delay` waits 100 ms, `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
+//! `…large` answers [`LARGE_ANSWER_BYTES`] of text, `…json` answers a JSON object whose `summary` is
+//! [`JSON_SUMMARY`], `…delay` waits 100 ms, `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +39,8 @@ fn count_for(mock: &MockProvider, model: &str) -> usize {
 
 /// What the mock answers.
 pub const OPENAI_ANSWER: &str = "Quantum computing uses qubits, which can be 0 and 1 at once.";
+/// The `summary` field of a `…json` model's answer.
+pub const JSON_SUMMARY: &str = "Qubits hold 0 and 1 at once.";
 /// How much text a `…large` model answers.
 pub const LARGE_ANSWER_BYTES: usize = 256 * 1024;
 pub const ANTHROPIC_ANSWER: &str = "- Qubits\n- Superposition\n- Entanglement";
@@ -178,6 +181,8 @@ fn openai(request: &Value, stream: bool) -> Response {
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
     let content = if model.ends_with("large") {
         "x".repeat(LARGE_ANSWER_BYTES)
+    } else if model.ends_with("json") {
+        json!({"summary": JSON_SUMMARY, "points": ["superposition", "entanglement"]}).to_string()
     } else {
         OPENAI_ANSWER.to_string()
     };

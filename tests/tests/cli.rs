@@ -103,7 +103,14 @@ async fn serve_answers_health_and_lists_the_builtin_plugins_to_signed_in_users()
         .iter()
         .filter_map(|p| p["id"].as_str())
         .collect();
-    assert_eq!(ids, ["anthropic", "gemini", "openai"]);
+    assert_eq!(ids, ["anthropic", "gemini", "json-field", "openai"]);
+    let kinds: Vec<&str> = plugins.body["plugins"]
+        .as_array()
+        .expect("plugins array")
+        .iter()
+        .filter_map(|p| p["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["provider", "provider", "extractor", "provider"]);
     let openapi = client.get("/api/v1/openapi.json").await;
     assert_eq!(openapi.status, 200);
     assert!(openapi.body["paths"]["/api/v1/workspaces/{ws}/executions"]["post"].is_object());

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use pods_e2e::mock::MockProvider;
-use pods_e2e::{Backend, Server, hostile_wasm};
+use pods_e2e::{Backend, Server, hostile_variant_wasm, hostile_wasm};
 use serde_json::{Value, json};
 
 fn builtin(id: &str) -> Vec<u8> {
@@ -24,11 +24,11 @@ fn plugin<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
 async fn uploads_swap_under_load_and_bad_ones_are_refused() {
     const EXECUTIONS: usize = 200;
     let mock = MockProvider::start().await;
-    // Room for the built-ins (~170 KB), not for the hostile test plugin (~190 KB).
+    // Room for the plugins (~170–190 KB), not for much more.
     let server = Server::start(
         "plugin_uploads",
         Backend::Sqlite,
-        &[("PODS_PLUGIN_MAX_BYTES", "180000"), ("PODS_WORKERS", "10")],
+        &[("PODS_PLUGIN_MAX_BYTES", "250000"), ("PODS_WORKERS", "10")],
     )
     .await;
     let (admin, ws, _) = server.user_with_workspace("plugins-admin@pods.test", true);
@@ -57,42 +57,60 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
         .await;
     assert_eq!(r.status, 403, "{}", r.text);
 
-    // Refused, with a reason: not a component, too big.
-    let r = admin
-        .raw(
-            "POST",
-            "/api/v1/plugins",
-            "application/wasm",
+    // Refused, each with its reason: (upload, status, code, a phrase of the message).
+    let mut oversize = hostile_wasm();
+    oversize.resize(300_000, 0);
+    let refusals = [
+        (
             b"not wasm at all".to_vec(),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (400, Some("PLUGIN_INVALID")),
-        "{}",
-        r.text
-    );
-    assert!(
-        r.body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("component")),
-        "{}",
-        r.text
-    );
-    let r = admin
-        .raw(
-            "POST",
-            "/api/v1/plugins",
-            "application/wasm",
-            hostile_wasm(),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (413, Some("PLUGIN_TOO_LARGE")),
-        "{}",
-        r.text
-    );
+            400,
+            "PLUGIN_INVALID",
+            "component",
+        ),
+        (
+            hostile_variant_wasm("wrong-world"),
+            400,
+            "PLUGIN_INVALID",
+            "it exports []",
+        ),
+        (
+            hostile_variant_wasm("wildcard-host"),
+            400,
+            "PLUGIN_INVALID",
+            "\"*.hostile.test\" is a wildcard",
+        ),
+        (
+            hostile_variant_wasm("trap-in-describe"),
+            400,
+            "PLUGIN_INVALID",
+            "trapped",
+        ),
+        (
+            hostile_variant_wasm("openai-impostor"),
+            400,
+            "PLUGIN_NONCONFORMANT",
+            "openai conformance vectors",
+        ),
+        (oversize, 413, "PLUGIN_TOO_LARGE", "limit"),
+    ];
+    for (wasm, status, code, phrase) in refusals {
+        let r = admin
+            .raw("POST", "/api/v1/plugins", "application/wasm", wasm)
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(phrase)),
+            "{phrase:?} not in {}",
+            r.text
+        );
+    }
     let list = admin.get("/api/v1/plugins").await.body;
     assert!(plugin(&list, "hostile").is_none());
     assert_eq!(
@@ -187,7 +205,7 @@ async fn the_plugin_folder_loads_refuses_and_unloads() {
     );
     assert_eq!(
         list["plugins"].as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "the broken file loaded nothing: {list}"
     );
 

@@ -25,9 +25,10 @@ fn runtime() -> Runtime {
     .expect("runtime")
 }
 
-fn hostile(runtime: &Runtime) -> Plugin {
+async fn hostile(runtime: &Runtime) -> Plugin {
     runtime
         .load(&hostile_wasm())
+        .await
         .expect("the hostile plugin loads")
 }
 
@@ -43,9 +44,12 @@ fn request(model: &str) -> ChatRequest {
 }
 
 /// What the hostile plugin reported about its attempt (it answers with an error carrying it).
-fn probe(plugin: &Plugin, model: &str) -> String {
-    let mut instance = plugin.instantiate().expect("instance");
-    match instance.build_request(&request(model), "https://api.hostile.test") {
+async fn probe(plugin: &Plugin, model: &str) -> String {
+    let mut instance = plugin.instantiate().await.expect("instance");
+    match instance
+        .build_request(&request(model), "https://api.hostile.test")
+        .await
+    {
         Ok(Err(report)) => report.message,
         other => panic!("{model}: expected a report, got {other:?}"),
     }
@@ -67,13 +71,15 @@ async fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     (addr, count)
 }
 
-#[test]
-fn a_looping_plugin_is_stopped_by_the_deadline() {
+#[tokio::test]
+async fn a_looping_plugin_is_stopped_by_the_deadline() {
     let runtime = runtime();
-    let plugin = hostile(&runtime);
-    let mut instance = plugin.instantiate().expect("instance");
+    let plugin = hostile(&runtime).await;
+    let mut instance = plugin.instantiate().await.expect("instance");
     let started = Instant::now();
-    let result = instance.build_request(&request("loop"), "https://api.hostile.test");
+    let result = instance
+        .build_request(&request("loop"), "https://api.hostile.test")
+        .await;
     let elapsed = started.elapsed();
     assert!(
         matches!(result, Err(PluginError::Timeout(d)) if d == DEADLINE),
@@ -89,65 +95,105 @@ fn a_looping_plugin_is_stopped_by_the_deadline() {
     );
 }
 
-#[test]
-fn a_hoarding_plugin_is_stopped_at_the_memory_cap() {
+/// WASI calls that wait (a sleep) or write (stdout, stderr, a panic message) never block or panic
+/// a thread of the host's async runtime: the plugin runs on wasmtime's async support.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_or_printing_plugin_cannot_stall_or_crash_the_host() {
     let runtime = runtime();
-    let plugin = hostile(&runtime);
-    let mut instance = plugin.instantiate().expect("instance");
-    let result = instance.build_request(&request("grow"), "https://api.hostile.test");
+    let plugin = hostile(&runtime).await;
+    let mut instance = plugin.instantiate().await.expect("instance");
+    let started = Instant::now();
+    let result = instance
+        .build_request(&request("sleep"), "https://api.hostile.test")
+        .await;
+    assert!(
+        matches!(result, Err(PluginError::Timeout(d)) if d == DEADLINE),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < DEADLINE * 2, "{:?}", started.elapsed());
+    // The abandoned instance refuses further calls; a fresh one works.
+    let again = instance
+        .build_request(&request("polite"), "https://api.hostile.test")
+        .await;
+    assert!(matches!(again, Err(PluginError::Misuse(_))), "{again:?}");
+
+    assert_eq!(probe(&plugin, "print").await, "printed");
+    let mut trapped = plugin.instantiate().await.expect("instance");
+    let result = trapped
+        .build_request(&request("trap"), "https://api.hostile.test")
+        .await;
+    assert!(matches!(result, Err(PluginError::Trap(_))), "{result:?}");
+    assert_eq!(
+        plugin.stats().get(),
+        (3, 2),
+        "(instances started, failed calls)"
+    );
+}
+
+#[tokio::test]
+async fn a_hoarding_plugin_is_stopped_at_the_memory_cap() {
+    let runtime = runtime();
+    let plugin = hostile(&runtime).await;
+    let mut instance = plugin.instantiate().await.expect("instance");
+    let result = instance
+        .build_request(&request("grow"), "https://api.hostile.test")
+        .await;
     assert!(
         matches!(result, Err(PluginError::MemoryExhausted(cap)) if cap == MEMORY_CAP),
         "{result:?}"
     );
 }
 
-#[test]
-fn a_trapping_plugin_fails_only_its_own_call() {
+#[tokio::test]
+async fn a_trapping_plugin_fails_only_its_own_call() {
     let runtime = runtime();
-    let plugin = hostile(&runtime);
-    let mut trapped = plugin.instantiate().expect("instance");
-    let result = trapped.build_request(&request("trap"), "https://api.hostile.test");
+    let plugin = hostile(&runtime).await;
+    let mut trapped = plugin.instantiate().await.expect("instance");
+    let result = trapped
+        .build_request(&request("trap"), "https://api.hostile.test")
+        .await;
     assert!(matches!(result, Err(PluginError::Trap(_))), "{result:?}");
     assert_eq!(PluginError::Trap(String::new()).code(), "PLUGIN_ERROR");
 
     // The next execution gets a fresh instance of the same plugin and works.
-    let mut fresh = plugin.instantiate().expect("instance");
+    let mut fresh = plugin.instantiate().await.expect("instance");
     let built = fresh
         .build_request(&request("polite"), "https://api.hostile.test")
+        .await
         .expect("no trap")
         .expect("a request");
     assert_eq!(built.url, "https://api.hostile.test/echo");
 
     // And so do the other plugins of the process.
     let (_, openai) = pods::plugins::BUILTIN[0];
-    let openai = runtime.load(openai).expect("openai loads");
+    let openai = runtime.load(openai).await.expect("openai loads");
     assert_eq!(openai.manifest().id, "openai");
-    openai.instantiate().expect("openai instance");
+    openai.instantiate().await.expect("openai instance");
 }
 
-#[test]
-fn no_files_environment_or_clock() {
+#[tokio::test]
+async fn no_files_environment_or_clock() {
     let runtime = runtime();
-    let plugin = hostile(&runtime);
-    let file = probe(&plugin, "read-file");
+    let plugin = hostile(&runtime).await;
+    let file = probe(&plugin, "read-file").await;
     assert!(file.starts_with("Err("), "read /etc/passwd: {file}");
-    let dir = probe(&plugin, "list-dir");
+    let dir = probe(&plugin, "list-dir").await;
     assert!(dir.starts_with("Err("), "list /: {dir}");
-    let env = probe(&plugin, "read-env");
+    let env = probe(&plugin, "read-env").await;
     assert!(
         env.starts_with("vars=[] home=Err(NotPresent)"),
         "env: {env}"
     );
     // Both clocks are frozen at zero: nothing can be timed from inside.
-    assert_eq!(probe(&plugin, "clock"), "Ok(0ns)");
+    assert_eq!(probe(&plugin, "clock").await, "Ok(0ns)");
 }
 
 #[tokio::test]
 async fn no_network_from_inside_the_plugin() {
     let (addr, connections) = counting_listener().await;
     let runtime = runtime();
-    let plugin = hostile(&runtime);
-    let report = probe(&plugin, &format!("connect:{addr}"));
+    let plugin = hostile(&runtime).await;
+    let report = probe(&plugin, &format!("connect:{addr}")).await;
     assert!(report.starts_with("Err("), "connect: {report}");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(connections.load(Ordering::SeqCst), 0);
@@ -158,7 +204,7 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
     let (addr, connections) = counting_listener().await;
     let (other, _) = counting_listener().await;
     let runtime = runtime();
-    let plugin = hostile(&runtime);
+    let plugin = hostile(&runtime).await;
     let egress = Egress::new(EgressConfig::default()).expect("egress");
     for configured in [None, Some(format!("http://{other}"))] {
         let target = Target {
@@ -207,36 +253,41 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
     );
 }
 
-#[test]
-fn what_is_not_a_provider_component_is_refused_with_a_reason() {
+#[tokio::test]
+async fn what_is_not_a_provider_component_is_refused_with_a_reason() {
     let runtime = runtime();
-    let err = runtime.load(b"definitely not wasm").err().expect("refused");
+    let err = runtime
+        .load(b"definitely not wasm")
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, PluginError::Invalid(_)), "{err:?}");
     // A core module (the magic and version of a wasm module, no sections) is not a component.
     let err = runtime
         .load(&[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00])
+        .await
         .err()
         .expect("refused");
     assert!(err.to_string().contains("not a loadable plugin"), "{err}");
 }
 
-#[test]
-fn a_full_instance_pool_refuses_new_instances_until_one_is_freed() {
+#[tokio::test]
+async fn a_full_instance_pool_refuses_new_instances_until_one_is_freed() {
     let runtime = Runtime::new(RuntimeConfig {
         max_instances: 2,
         cache_dir: Some(std::env::temp_dir().join("pods-test-wasm-cache")),
         ..RuntimeConfig::default()
     })
     .expect("runtime");
-    let plugin = hostile(&runtime);
-    let first = plugin.instantiate().expect("first slot");
-    let _second = plugin.instantiate().expect("second slot");
-    let third = plugin.instantiate();
+    let plugin = hostile(&runtime).await;
+    let first = plugin.instantiate().await.expect("first slot");
+    let _second = plugin.instantiate().await.expect("second slot");
+    let third = plugin.instantiate().await;
     assert!(
         matches!(third, Err(PluginError::Instantiate(_))),
         "{:?}",
         third.err()
     );
     drop(first);
-    plugin.instantiate().expect("a freed slot is reused");
+    plugin.instantiate().await.expect("a freed slot is reused");
 }

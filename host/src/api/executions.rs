@@ -141,6 +141,8 @@ pub struct ExecutionView {
     pub runtime_in_ms: Option<i64>,
     pub error_message: Option<String>,
     pub error_code: Option<String>,
+    /// The version of the provider plugin that ran it.
+    pub plugin_version: Option<String>,
     /// Where a queued or running execution's job stands in the queue (single-execution view,
     /// when the queue backend can tell).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +189,7 @@ impl ExecutionView {
             finished_at: e.finished_at,
             error_message: e.error_message,
             error_code: e.error_code,
+            plugin_version: e.plugin_version,
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Body, Caller};
 use crate::context;
+use crate::plugins::Missing;
 use crate::plugins::types::ResponseFormat;
 use crate::store::{Edge, Flow, Pod, PodConfig, Role, StoreError};
 
@@ -214,6 +215,10 @@ pub struct PodInput {
     #[serde(default, deserialize_with = "patch")]
     #[schema(value_type = Option<String>)]
     pub output_extractor: Option<Option<String>>,
+    /// Pin the provider plugin's version (it must be loaded); `null` = the newest loaded.
+    #[serde(default, deserialize_with = "patch")]
+    #[schema(value_type = Option<String>)]
+    pub plugin_version: Option<Option<String>>,
     /// PATCH only: refuse the update (409) unless the pod is still at this version.
     pub expected_version: Option<i64>,
 }
@@ -260,6 +265,9 @@ impl PodInput {
         if let Some(v) = self.output_extractor {
             c.output_extractor = v;
         }
+        if let Some(v) = self.plugin_version {
+            c.plugin_version = v;
+        }
         c
     }
 }
@@ -271,10 +279,28 @@ fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
     if c.model.trim().is_empty() {
         return Err(ApiError::bad("INVALID_FIELD", "model must not be empty"));
     }
-    if state.executor.plugins().get(&c.provider).is_none() {
+    match state
+        .executor
+        .plugins()
+        .provider(&c.provider, c.plugin_version.as_deref())
+    {
+        Ok(_) => {}
+        Err(e @ Missing::Plugin(_)) => {
+            return Err(ApiError::bad("UNKNOWN_PROVIDER", e.to_string()));
+        }
+        Err(e @ Missing::Version { .. }) => {
+            return Err(ApiError::bad("UNKNOWN_PLUGIN_VERSION", e.to_string()));
+        }
+    }
+    if let Some(setting) = &c.output_extractor
+        && let (Some(id), _) = crate::execution::split_extractor(setting)
+        && state.executor.plugins().extractor(id).is_none()
+    {
         return Err(ApiError::bad(
-            "UNKNOWN_PROVIDER",
-            format!("no provider plugin {:?} is loaded", c.provider),
+            "UNKNOWN_EXTRACTOR",
+            format!(
+                "outputExtractor {setting:?} names no loaded extractor plugin {id:?}; use ID[:ARGS] for an extractor plugin (e.g. json-field:/summary) or a JSON pointer (/…) for the provider's own"
+            ),
         ));
     }
     if c.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {

@@ -50,7 +50,7 @@ pub async fn put_key(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Admin).await?;
     let provider = provider.to_ascii_lowercase();
-    if state.executor.plugins().get(&provider).is_none() {
+    if state.executor.plugins().provider(&provider, None).is_err() {
         return Err(ApiError::bad(
             "UNKNOWN_PROVIDER",
             format!("no provider plugin {provider:?} is loaded"),

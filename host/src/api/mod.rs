@@ -284,6 +284,9 @@ impl From<ExecError> for ApiError {
             } => {
                 let status = match error {
                     crate::egress::CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    crate::egress::CallError::Plugin(crate::plugins::PluginError::Busy {
+                        ..
+                    }) => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::BAD_GATEWAY,
                 };
                 ApiError {

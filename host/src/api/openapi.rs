@@ -14,6 +14,8 @@ use super::AppState;
     info(title = "Pods", description = "Run LLM pods wired into flows. Providers are sandboxed WebAssembly plugins."),
     paths(
         super::health, super::plugins::list_plugins, super::plugins::upload_plugin, super::plugins::delete_plugin,
+        super::plugins::reload_plugin, super::plugins::get_limits, super::plugins::put_limits,
+        super::plugins::delete_limits, super::plugins::plugin_events,
         super::workspaces::list, super::workspaces::create, super::workspaces::set_member,
         super::flows::list_flows, super::flows::create_flow, super::flows::get_flow, super::flows::update_flow,
         super::flows::delete_flow, super::flows::execution_order, super::ws::subscribe,

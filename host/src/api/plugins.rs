@@ -1,17 +1,23 @@
-//! Provider plugins at run time: list them (members), upload a new one or a new version, and
-//! unload one (system admins). An upload is swapped in only once it compiled and passed every
-//! check; executions already running finish on the version they started with.
+//! Provider plugins at run time. Members list them; system admins upload a new plugin or
+//! version, reload one from its source, unload one (or one version), set its limits, and watch
+//! the operator events. A load is swapped in only once it compiled and passed every check;
+//! executions already running finish on the version they started with.
+
+use std::convert::Infallible;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, Caller};
-use crate::plugins::{LoadError, PluginInfo};
+use super::{ApiError, AppState, Body, Caller};
+use crate::plugins::{LoadError, PluginInfo, PluginLimits, Swapped};
 
 pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
     Router::new()
@@ -21,11 +27,17 @@ pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
                 .post(upload_plugin)
                 .layer(axum::extract::DefaultBodyLimit::max(max_upload_bytes)),
         )
-        .route("/plugins/{id}", delete(delete_plugin))
+        .route("/plugins/events", get(plugin_events))
+        .route("/plugins/{id}", axum::routing::delete(delete_plugin))
+        .route("/plugins/{id}/reload", post(reload_plugin))
+        .route(
+            "/plugins/{id}/limits",
+            get(get_limits).put(put_limits).delete(delete_limits),
+        )
 }
 
 #[utoipa::path(get, path = "/api/v1/plugins", tag = "system", security(("bearer" = [])),
-    responses((status = 200, description = "The loaded provider plugins: manifest, source, load time")))]
+    responses((status = 200, description = "Every loaded plugin version: manifest, state (active or loaded), source, load time, calls, errors, limits")))]
 pub async fn list_plugins(
     State(state): State<AppState>,
     _caller: Caller,
@@ -34,9 +46,26 @@ pub async fn list_plugins(
     Json(json!({ "plugins": plugins }))
 }
 
+fn swapped(s: Swapped) -> Json<serde_json::Value> {
+    Json(json!({"plugin": s.manifest, "replaced": s.replaced, "active": s.active}))
+}
+
+fn load_error(e: LoadError) -> ApiError {
+    let (status, code) = match &e {
+        LoadError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PLUGIN_TOO_LARGE"),
+        LoadError::Timeout(_) => (StatusCode::BAD_REQUEST, "PLUGIN_COMPILE_TIMEOUT"),
+        LoadError::NoRuntime => (StatusCode::SERVICE_UNAVAILABLE, "PLUGINS_READ_ONLY"),
+        LoadError::Refused(_) | LoadError::Io(_) => (StatusCode::BAD_REQUEST, "PLUGIN_INVALID"),
+        LoadError::Conformance { .. } => (StatusCode::BAD_REQUEST, "PLUGIN_NONCONFORMANT"),
+        LoadError::NotLoaded(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "system", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "A provider plugin component"),
-    responses((status = 201, description = "Loaded: {plugin, replaced}"), (status = 400, description = "PLUGIN_INVALID, with why"),
+    responses((status = 201, description = "Loaded: {plugin, replaced, active}"),
+        (status = 400, description = "PLUGIN_INVALID or PLUGIN_NONCONFORMANT, with why"),
         (status = 403), (status = 413, description = "PLUGIN_TOO_LARGE")))]
 pub async fn upload_plugin(
     State(state): State<AppState>,
@@ -55,35 +84,126 @@ pub async fn upload_plugin(
         ),
         status => ApiError::new(status, "INVALID_BODY", e.body_text()),
     })?;
-    match state.executor.plugins().load(body.to_vec()).await {
-        Ok(swapped) => Ok((
-            StatusCode::CREATED,
-            Json(json!({"plugin": swapped.manifest, "replaced": swapped.replaced})),
-        )),
-        Err(e) => {
-            tracing::warn!(error = %e, "plugin upload refused");
-            let (status, code) = match &e {
-                LoadError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PLUGIN_TOO_LARGE"),
-                LoadError::Timeout(_) => (StatusCode::BAD_REQUEST, "PLUGIN_COMPILE_TIMEOUT"),
-                LoadError::NoRuntime => (StatusCode::SERVICE_UNAVAILABLE, "PLUGINS_READ_ONLY"),
-                LoadError::Refused(_) => (StatusCode::BAD_REQUEST, "PLUGIN_INVALID"),
-            };
-            Err(ApiError::new(status, code, e.to_string()))
-        }
-    }
+    let loaded = state.executor.plugins().upload(body.to_vec()).await;
+    Ok((StatusCode::CREATED, swapped(loaded.map_err(load_error)?)))
+}
+
+#[utoipa::path(post, path = "/api/v1/plugins/{id}/reload", tag = "system", security(("bearer" = [])),
+    responses((status = 200, description = "Compiled and checked again from its source: {plugin, replaced, active}"),
+        (status = 400, description = "Refused; the loaded version keeps serving"), (status = 403), (status = 404)))]
+pub async fn reload_plugin(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.require_admin(&caller).await?;
+    let reloaded = state.executor.plugins().reload(&id).await;
+    Ok(swapped(reloaded.map_err(load_error)?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct VersionQuery {
+    /// Unload only this version (default: every version of the plugin).
+    pub version: Option<String>,
 }
 
 #[utoipa::path(delete, path = "/api/v1/plugins/{id}", tag = "system", security(("bearer" = [])),
+    params(VersionQuery),
     responses((status = 204, description = "Unloaded; running executions finish"), (status = 403), (status = 404)))]
 pub async fn delete_plugin(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(q): Query<VersionQuery>,
 ) -> Result<StatusCode, ApiError> {
     state.require_admin(&caller).await?;
-    if state.executor.plugins().remove(&id) {
+    if state.executor.plugins().remove(&id, q.version.as_deref()) > 0 {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("plugin"))
     }
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins/{id}/limits", tag = "system", security(("bearer" = [])),
+    responses((status = 200, body = PluginLimits, description = "The limits in force (`{}`: the server's defaults)"), (status = 403)))]
+pub async fn get_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PluginLimits>, ApiError> {
+    state.require_admin(&caller).await?;
+    Ok(Json(
+        state.executor.plugins().limits_of(&id).unwrap_or_default(),
+    ))
+}
+
+#[utoipa::path(put, path = "/api/v1/plugins/{id}/limits", tag = "system", security(("bearer" = [])),
+    request_body = PluginLimits,
+    responses((status = 200, body = PluginLimits, description = "Stored; calls that start from now run under them"),
+        (status = 400, description = "INVALID_FIELD"), (status = 403)))]
+pub async fn put_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(limits): Body<PluginLimits>,
+) -> Result<Json<PluginLimits>, ApiError> {
+    state.require_admin(&caller).await?;
+    let registry = state.executor.plugins();
+    let max_mb = (registry.default_limits().memory_cap >> 20) as u32;
+    limits
+        .validate(max_mb)
+        .map_err(|why| ApiError::bad("INVALID_FIELD", why))?;
+    let stored = serde_json::to_string(&limits).unwrap_or_default();
+    state.store().set_plugin_limits(&id, &stored).await?;
+    registry.set_limits(&id, Some(limits.clone()));
+    Ok(Json(limits))
+}
+
+#[utoipa::path(delete, path = "/api/v1/plugins/{id}/limits", tag = "system", security(("bearer" = [])),
+    responses((status = 204, description = "Back to the limits file's (or the server's defaults)"), (status = 403), (status = 404)))]
+pub async fn delete_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.require_admin(&caller).await?;
+    if !state.store().delete_plugin_limits(&id).await? {
+        return Err(ApiError::not_found("plugin limits"));
+    }
+    state.executor.plugins().set_limits(&id, None);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/plugins/events", tag = "system", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "The last 100 operator events, then each as it happens: plugin:loaded, plugin:replaced, plugin:refused, plugin:unloaded, plugin:limits"),
+        (status = 403)))]
+pub async fn plugin_events(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    state.require_admin(&caller).await?;
+    let (recent, rx) = state.executor.plugins().subscribe();
+    let event = |e: &crate::plugins::PluginEvent| {
+        Ok::<_, Infallible>(
+            Event::default()
+                .event(e.kind)
+                .data(serde_json::to_string(e).unwrap_or_else(|_| "{}".into())),
+        )
+    };
+    let recent = futures_util::stream::iter(recent.iter().map(event).collect::<Vec<_>>());
+    let live = futures_util::stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some((event(&e), rx)),
+                // A subscriber that fell behind skips what it missed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    Ok(Sse::new(recent.chain(live))
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -94,7 +94,7 @@ fn is_semver(s: &str) -> bool {
 }
 
 /// A bare host name or IP: no scheme, port, path, user info or wildcard.
-fn check_host(host: &str) -> Result<(), &'static str> {
+pub(super) fn check_host(host: &str) -> Result<(), &'static str> {
     if host.is_empty() {
         return Err("is empty");
     }
@@ -117,6 +117,7 @@ mod tests {
 
     fn manifest() -> Manifest {
         Manifest {
+            kind: Default::default(),
             id: "acme".into(),
             name: "Acme".into(),
             version: "1.2.3".into(),

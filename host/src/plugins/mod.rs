@@ -1,6 +1,7 @@
 //! Provider plugins: the sandboxed runtime, the WIT bindings per API version, manifest checks and
 //! the built-in plugins compiled into the binary.
 
+pub mod limits;
 mod manifest;
 mod registry;
 mod runtime;
@@ -8,13 +9,23 @@ pub mod types;
 mod v0_1_0;
 pub mod watch;
 
+pub use limits::PluginLimits;
 pub use manifest::{API_VERSION, validate as validate_manifest};
-pub use registry::{LoadError, LoadLimits, PluginInfo, Registry, Swapped};
-pub use runtime::{Instance, Limits, Plugin, PluginError, Runtime, RuntimeConfig};
+pub use registry::{
+    LoadError, LoadLimits, Missing, PluginEvent, PluginInfo, Registry, Source, Swapped,
+};
+pub use runtime::{
+    Instance, Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig, SUPPORTED_APIS, Stats,
+};
 
-/// The built-in provider plugins as (id, WebAssembly component) pairs, built by `host/build.rs`.
-pub static BUILTIN: [(&str, &[u8]); 3] = [
+/// The built-in plugins as (id, WebAssembly component) pairs, built by `host/build.rs`: three
+/// providers and the `json-field` output extractor.
+pub static BUILTIN: [(&str, &[u8]); 4] = [
     ("openai", include_bytes!(env!("PODS_BUILTIN_OPENAI"))),
     ("anthropic", include_bytes!(env!("PODS_BUILTIN_ANTHROPIC"))),
     ("gemini", include_bytes!(env!("PODS_BUILTIN_GEMINI"))),
+    (
+        "json-field",
+        include_bytes!(env!("PODS_BUILTIN_JSON_FIELD")),
+    ),
 ];

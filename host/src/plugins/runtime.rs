@@ -1,15 +1,19 @@
 //! The sandbox: one wasmtime [`Engine`] for the process, plugins compiled once (and cached on
 //! disk), and a fresh, cheap instance per execution.
 //!
-//! Lifecycle: [`Runtime::load`] compiles a component, checks which WIT version it exports, links it
-//! (`InstancePre`), calls `manifest()` once and validates it, giving a [`Plugin`]. Each execution
-//! calls [`Plugin::instantiate`] for an [`Instance`] of its own — its own store, memory cap and
-//! per-call deadline — and drops it when done. A trap, a timeout or a memory blow-up poisons only
-//! that instance.
+//! Lifecycle: [`Runtime::compile`] compiles a component, checks which WIT version it exports and
+//! links it (`InstancePre`); [`Runtime::finish`] calls `manifest()` once and validates it, giving a
+//! [`Plugin`] ([`Runtime::load`] does both). Each execution calls [`Plugin::instantiate`] for an
+//! [`Instance`] of its own — its own store, memory cap and per-call deadline — and drops it when
+//! done. A trap, a timeout or a memory blow-up poisons only that instance.
+//!
+//! Plugins run on wasmtime's async support, so a guest's WASI calls (a panic message written to
+//! stderr, a sleep) never block a thread of the server's tokio runtime; a call's deadline is both
+//! the epoch interruption (a guest spinning) and a timer around the call (a guest waiting).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
@@ -85,11 +89,64 @@ pub enum PluginError {
     Instantiate(String),
     #[error("plugin misused: {0}")]
     Misuse(&'static str),
+    /// The operator's `maxConcurrent` for this plugin is reached; trying later may succeed.
+    #[error("plugin {id:?} already runs its limit of {max} instances")]
+    Busy { id: String, max: u32 },
 }
 
 impl PluginError {
     pub fn code(&self) -> &'static str {
-        "PLUGIN_ERROR"
+        match self {
+            PluginError::Busy { .. } => "PLUGIN_BUSY",
+            _ => "PLUGIN_ERROR",
+        }
+    }
+}
+
+/// What the operator allows one plugin, on top of the runtime's defaults: its sandbox limits, a
+/// cap on instances alive at once, and a narrower list of hosts it may send to.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// `None`: the runtime's limits.
+    pub limits: Option<Limits>,
+    /// `None`: as many instances as the pool has slots.
+    pub max_concurrent: Option<u32>,
+    /// `None`: the manifest's hosts. `Some`: requests may go only to these hosts, whatever the
+    /// manifest or a workspace's base URL says.
+    pub allowed_hosts: Option<Vec<String>>,
+    permits: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Policy {
+    pub fn new(
+        limits: Option<Limits>,
+        max_concurrent: Option<u32>,
+        allowed_hosts: Option<Vec<String>>,
+    ) -> Self {
+        Policy {
+            limits,
+            max_concurrent,
+            allowed_hosts,
+            permits: max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+        }
+    }
+}
+
+/// How often a loaded plugin was used: instances started, and calls that failed in the sandbox
+/// (trap, deadline, memory, busy). Provider errors a plugin reports are not its failures.
+#[derive(Debug, Default)]
+pub struct Stats {
+    calls: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Stats {
+    /// (calls, errors)
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -105,6 +162,8 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Self, PluginError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)
+            // Each running call has a fiber stack of its own.
+            .total_stacks(config.max_instances)
             // A Rust wasip2 component is a few core instances (its module plus WASI shims).
             .total_core_instances(config.max_instances * 8)
             .total_memories(config.max_instances)
@@ -125,7 +184,7 @@ impl Runtime {
         // A Rust guest's std imports a few WASI interfaces even when it does no I/O. They are
         // linked against an empty context: no preopened dirs, no env, no args, no sockets.
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| invalid("linker", e))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| invalid("linker", e))?;
 
         Ok(Runtime {
             _ticker: EpochTicker::start(engine.clone()),
@@ -140,7 +199,13 @@ impl Runtime {
     }
 
     /// Compiles (or fetches from the cache), links and validates a plugin component.
-    pub fn load(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {
+    pub async fn load(&self, wasm: &[u8]) -> Result<Plugin, PluginError> {
+        self.finish(self.compile(wasm)?).await
+    }
+
+    /// The CPU-heavy half of a load (tens of milliseconds; run it off the async threads):
+    /// compile, check the exported API version and world, link.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, PluginError> {
         let component =
             Component::from_binary(&self.engine, wasm).map_err(|e| invalid("component", e))?;
         let exports: Vec<String> = component
@@ -148,44 +213,116 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if !exports.iter().any(|e| e == v0_1_0::PROVIDER_EXPORT) {
-            return Err(PluginError::Invalid(format!(
-                "it exports [{}], but this host runs provider plugins exporting {}",
-                exports.join(", "),
-                v0_1_0::PROVIDER_EXPORT
-            )));
+        // Dispatch on the API version the component exports, before instantiating anything.
+        // A later WIT version adds an arm here and a bindings module beside v0_1_0.
+        match api_version(&exports) {
+            Some((0, 1)) => {}
+            Some((major, minor)) => {
+                return Err(PluginError::Invalid(format!(
+                    "it is built against pods:provider@{major}.{minor}, which this host does not know; it runs plugins built against {}",
+                    SUPPORTED_APIS.join(", ")
+                )));
+            }
+            None => {
+                return Err(PluginError::Invalid(format!(
+                    "it exports [{}], but a plugin exports pods:provider/provider@<version> (the `plugin` world) or pods:provider/extractor@<version> (the `extractor-plugin` world); this host runs {}",
+                    exports.join(", "),
+                    SUPPORTED_APIS.join(", ")
+                )));
+            }
         }
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid("linking", e))?;
-        let pre = v0_1_0::PluginPre::new(pre).map_err(|e| invalid("world", e))?;
-        let manifest = new_instance(&pre, self.config.limits)?.manifest()?;
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        let pre = if has(v0_1_0::PROVIDER_EXPORT) {
+            Pre::Provider(v0_1_0::PluginPre::new(pre).map_err(|e| invalid("world", e))?)
+        } else if has(v0_1_0::EXTRACTOR_EXPORT) {
+            Pre::Extractor(
+                v0_1_0::extractor_only::ExtractorPluginPre::new(pre)
+                    .map_err(|e| invalid("world", e))?,
+            )
+        } else {
+            return Err(PluginError::Invalid(format!(
+                "it exports [{}]; a 0.1 plugin exports {} or {}",
+                exports.join(", "),
+                v0_1_0::PROVIDER_EXPORT,
+                v0_1_0::EXTRACTOR_EXPORT
+            )));
+        };
+        Ok(Compiled { pre })
+    }
+
+    /// The other half of a load: read the manifest (the plugin's first call) and check it.
+    pub async fn finish(&self, compiled: Compiled) -> Result<Plugin, PluginError> {
+        let pre = compiled.pre;
+        let manifest = new_instance(&pre, self.config.limits)
+            .await?
+            .manifest()
+            .await?;
         validate(&manifest).map_err(PluginError::Manifest)?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 pre,
                 limits: self.config.limits,
                 manifest,
+                stats: Stats::default(),
             }),
+            policy: Arc::default(),
         })
     }
+}
+
+/// A compiled and linked plugin whose manifest is not read yet.
+pub struct Compiled {
+    pre: Pre,
+}
+
+/// A linked component, ready to instantiate, by world.
+enum Pre {
+    Provider(v0_1_0::PluginPre<HostState>),
+    Extractor(v0_1_0::extractor_only::ExtractorPluginPre<HostState>),
+}
+
+/// An instance's exports, by world.
+enum Bindings {
+    Provider(v0_1_0::Plugin),
+    Extractor(v0_1_0::extractor_only::ExtractorPlugin),
+}
+
+/// The WIT API versions this host runs, newest last.
+pub const SUPPORTED_APIS: &[&str] = &["0.1.x"];
+
+/// The (major, minor) of the `pods:provider/provider@x.y.z` (or `…/extractor@x.y.z`) interface a
+/// component exports.
+fn api_version(exports: &[String]) -> Option<(u64, u64)> {
+    exports.iter().find_map(|e| {
+        let version = e
+            .strip_prefix("pods:provider/provider@")
+            .or_else(|| e.strip_prefix("pods:provider/extractor@"))?;
+        let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??))
+    })
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> PluginError {
     PluginError::Invalid(format!("{what}: {e:#}"))
 }
 
-/// A loaded, validated plugin: compiled code plus its manifest. Cheap to clone.
+/// A loaded, validated plugin: compiled code plus its manifest, under the operator's policy.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Plugin {
     inner: Arc<PluginInner>,
+    policy: Arc<Policy>,
 }
 
 struct PluginInner {
-    pre: v0_1_0::PluginPre<HostState>,
+    pre: Pre,
     limits: Limits,
     manifest: Manifest,
+    stats: Stats,
 }
 
 impl Plugin {
@@ -193,16 +330,63 @@ impl Plugin {
         &self.inner.manifest
     }
 
+    /// The same compiled plugin under another policy.
+    pub fn with_policy(&self, policy: Arc<Policy>) -> Plugin {
+        Plugin {
+            inner: self.inner.clone(),
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Whether requests may go to `host` at all: `true` unless the operator narrowed the hosts.
+    pub fn host_permitted(&self, host: &str) -> bool {
+        self.policy
+            .allowed_hosts
+            .as_ref()
+            .is_none_or(|hosts| hosts.iter().any(|h| h == host))
+    }
+
+    /// The limits each call of this plugin runs under.
+    pub fn limits(&self) -> Limits {
+        self.policy.limits.unwrap_or(self.inner.limits)
+    }
+
     /// A fresh instance with its own store, memory cap and deadline.
-    pub fn instantiate(&self) -> Result<Instance, PluginError> {
-        new_instance(&self.inner.pre, self.inner.limits)
+    pub async fn instantiate(&self) -> Result<Instance, PluginError> {
+        let stats = &self.inner.stats;
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        let permit = match (&self.policy.permits, self.policy.max_concurrent) {
+            (Some(permits), Some(max)) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(PluginError::Busy {
+                        id: self.inner.manifest.id.clone(),
+                        max,
+                    });
+                }
+            },
+            _ => None,
+        };
+        let mut instance = new_instance(&self.inner.pre, self.limits())
+            .await
+            .inspect_err(|_| {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            })?;
+        instance.owner = Some((self.inner.clone(), permit));
+        Ok(instance)
     }
 }
 
-fn new_instance(
-    pre: &v0_1_0::PluginPre<HostState>,
-    limits: Limits,
-) -> Result<Instance, PluginError> {
+async fn new_instance(pre: &Pre, limits: Limits) -> Result<Instance, PluginError> {
     let state = HostState {
         wasi: WasiCtx::builder()
             .wall_clock(FrozenClock)
@@ -214,147 +398,247 @@ fn new_instance(
             hit: false,
         },
     };
-    let mut store = Store::new(pre.engine(), state);
+    let engine = match pre {
+        Pre::Provider(pre) => pre.engine(),
+        Pre::Extractor(pre) => pre.engine(),
+    };
+    let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
     // Instantiation runs no guest code of ours beyond data initialisers; a failure here is most
     // likely the pool of instance slots being full.
-    let bindings = pre
-        .instantiate(&mut store)
-        .map_err(|e| match e.downcast_ref::<Trap>() {
-            Some(_) => classify(e, &store, limits),
-            None => PluginError::Instantiate(format!("{e:#}")),
-        })?;
+    let bindings = match pre {
+        Pre::Provider(pre) => pre
+            .instantiate_async(&mut store)
+            .await
+            .map(Bindings::Provider),
+        Pre::Extractor(pre) => pre
+            .instantiate_async(&mut store)
+            .await
+            .map(Bindings::Extractor),
+    }
+    .map_err(|e| match e.downcast_ref::<Trap>() {
+        Some(_) => classify(e, &store, limits),
+        None => PluginError::Instantiate(format!("{e:#}")),
+    })?;
     Ok(Instance {
         store,
         bindings,
         limits,
         stream: None,
+        owner: None,
+        poisoned: false,
     })
 }
 
-/// One execution's plugin instance. Dropping it frees the instance's slot and memory.
+/// One execution's plugin instance. Dropping it frees the instance's slot, memory and its place
+/// under the plugin's `maxConcurrent`.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: v0_1_0::Plugin,
+    bindings: Bindings,
     limits: Limits,
     stream: Option<ResourceAny>,
+    /// The plugin it came from (for its error count) and its concurrency permit; `None` for the
+    /// instance that reads the manifest at load time.
+    owner: Option<(Arc<PluginInner>, Option<tokio::sync::OwnedSemaphorePermit>)>,
+    /// A call was abandoned midway (its deadline passed while the guest waited): the store may
+    /// hold a half-done call, so nothing more runs in it.
+    poisoned: bool,
 }
 
 impl Instance {
-    pub fn manifest(&mut self) -> Result<Manifest, PluginError> {
-        self.arm();
-        let r = self
-            .bindings
-            .pods_provider_provider()
-            .call_describe(&mut self.store);
-        self.check(r).map(v0_1_0::manifest)
+    pub async fn manifest(&mut self) -> Result<Manifest, PluginError> {
+        self.ready()?;
+        match &self.bindings {
+            Bindings::Provider(b) => {
+                let r = timed(
+                    self.limits,
+                    b.pods_provider_provider().call_describe(&mut self.store),
+                )
+                .await;
+                self.settle(r).map(v0_1_0::manifest)
+            }
+            Bindings::Extractor(b) => {
+                let r = timed(self.limits, b.call_describe(&mut self.store)).await;
+                self.settle(r).map(v0_1_0::extractor_only::manifest)
+            }
+        }
     }
 
-    pub fn build_request(
+    pub async fn build_request(
         &mut self,
         request: &ChatRequest,
         base_url: &str,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginError> {
-        self.arm();
-        let r = self
-            .bindings
-            .pods_provider_provider()
-            .call_build_request(&mut self.store, &v0_1_0::request(request, base_url));
-        self.check(r)
+        self.ready()?;
+        let provider = provider_of(&self.bindings)?;
+        let request = v0_1_0::request(request, base_url);
+        let r = timed(
+            self.limits,
+            provider.call_build_request(&mut self.store, &request),
+        )
+        .await;
+        self.settle(r)
             .map(|r| r.map(v0_1_0::http_request).map_err(v0_1_0::provider_error))
     }
 
-    pub fn parse_response(
+    pub async fn parse_response(
         &mut self,
         request: &ChatRequest,
         base_url: &str,
         response: &HttpResponse,
     ) -> Result<Result<Completion, ProviderError>, PluginError> {
-        self.arm();
-        let r = self.bindings.pods_provider_provider().call_parse_response(
-            &mut self.store,
-            &v0_1_0::request(request, base_url),
-            &v0_1_0::http_response(response),
+        self.ready()?;
+        let provider = provider_of(&self.bindings)?;
+        let (request, response) = (
+            v0_1_0::request(request, base_url),
+            v0_1_0::http_response(response),
         );
-        self.check(r)
+        let r = timed(
+            self.limits,
+            provider.call_parse_response(&mut self.store, &request, &response),
+        )
+        .await;
+        self.settle(r)
             .map(|r| r.map(v0_1_0::completion).map_err(v0_1_0::provider_error))
     }
 
     /// Starts reading a streamed answer; feed it with [`Self::stream_push`].
-    pub fn stream_start(
+    pub async fn stream_start(
         &mut self,
         request: &ChatRequest,
         base_url: &str,
     ) -> Result<(), PluginError> {
-        self.arm();
-        let r = self
-            .bindings
-            .pods_provider_provider()
-            .stream_parser()
-            .call_constructor(&mut self.store, &v0_1_0::request(request, base_url));
-        self.stream = Some(self.check(r)?);
+        self.ready()?;
+        let provider = provider_of(&self.bindings)?;
+        let request = v0_1_0::request(request, base_url);
+        let r = timed(
+            self.limits,
+            provider
+                .stream_parser()
+                .call_constructor(&mut self.store, &request),
+        )
+        .await;
+        self.stream = Some(self.settle(r)?);
         Ok(())
     }
 
-    pub fn stream_push(
+    pub async fn stream_push(
         &mut self,
         event: &SseEvent,
     ) -> Result<Result<StreamDelta, ProviderError>, PluginError> {
         let parser = self
             .stream
             .ok_or(PluginError::Misuse("stream_push before stream_start"))?;
-        self.arm();
-        let r = self
-            .bindings
-            .pods_provider_provider()
-            .stream_parser()
-            .call_push(&mut self.store, parser, &v0_1_0::sse_event(event));
-        self.check(r)
+        self.ready()?;
+        let provider = provider_of(&self.bindings)?;
+        let event = v0_1_0::sse_event(event);
+        let r = timed(
+            self.limits,
+            provider
+                .stream_parser()
+                .call_push(&mut self.store, parser, &event),
+        )
+        .await;
+        self.settle(r)
             .map(|r| r.map(v0_1_0::stream_delta).map_err(v0_1_0::provider_error))
     }
 
-    pub fn stream_finish(&mut self) -> Result<Result<Completion, ProviderError>, PluginError> {
+    pub async fn stream_finish(
+        &mut self,
+    ) -> Result<Result<Completion, ProviderError>, PluginError> {
         let parser = self
             .stream
             .take()
             .ok_or(PluginError::Misuse("stream_finish before stream_start"))?;
-        self.arm();
-        let r = self
-            .bindings
-            .pods_provider_provider()
-            .stream_parser()
-            .call_finish(&mut self.store, parser);
-        let r = self.check(r)?;
+        self.ready()?;
+        let provider = provider_of(&self.bindings)?;
+        let r = timed(
+            self.limits,
+            provider
+                .stream_parser()
+                .call_finish(&mut self.store, parser),
+        )
+        .await;
+        let r = self.settle(r)?;
         // The instance is dropped soon anyway; a failed drop only means it was already poisoned.
-        let _ = parser.resource_drop(&mut self.store);
+        let _ = parser.resource_drop_async(&mut self.store).await;
         Ok(r.map(v0_1_0::completion).map_err(v0_1_0::provider_error))
     }
 
     /// Runs the plugin's output extractor on a stored raw response.
-    pub fn extract(
+    pub async fn extract(
         &mut self,
         raw_response: &str,
         args: Option<&str>,
     ) -> Result<Result<String, String>, PluginError> {
-        self.arm();
-        let r = self.bindings.pods_provider_extractor().call_extract(
-            &mut self.store,
-            raw_response,
-            args,
-        );
-        self.check(r)
+        self.ready()?;
+        let (raw, args) = (raw_response.to_string(), args.map(str::to_string));
+        // The same interface in two worlds: two generated types.
+        let store = &mut self.store;
+        let r = match &self.bindings {
+            Bindings::Provider(b) => {
+                let call = b
+                    .pods_provider_extractor()
+                    .call_extract(store, &raw, args.as_deref());
+                timed(self.limits, call).await
+            }
+            Bindings::Extractor(b) => {
+                let call = b
+                    .pods_provider_extractor()
+                    .call_extract(store, &raw, args.as_deref());
+                timed(self.limits, call).await
+            }
+        };
+        self.settle(r)
     }
 
-    /// Every call gets the full deadline, measured from its start.
-    fn arm(&mut self) {
+    /// Refuses a poisoned instance; arms the deadline so every call gets all of it.
+    fn ready(&mut self) -> Result<(), PluginError> {
+        if self.poisoned {
+            return Err(PluginError::Misuse(
+                "the instance was abandoned by an earlier call that passed its deadline",
+            ));
+        }
         self.store
             .set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        Ok(())
     }
 
-    fn check<T>(&self, r: wasmtime::Result<T>) -> Result<T, PluginError> {
-        r.map_err(|e| classify(e, &self.store, self.limits))
+    /// A call's outcome as the host sees it; counts the plugin's failures.
+    fn settle<T>(&mut self, r: Option<wasmtime::Result<T>>) -> Result<T, PluginError> {
+        let r = match r {
+            Some(r) => r.map_err(|e| classify(e, &self.store, self.limits)),
+            None => {
+                self.poisoned = true;
+                Err(PluginError::Timeout(self.limits.deadline))
+            }
+        };
+        if r.is_err()
+            && let Some((plugin, _)) = &self.owner
+        {
+            plugin.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
+}
+
+/// The provider interface; an extractor-only plugin has none.
+fn provider_of(
+    bindings: &Bindings,
+) -> Result<&v0_1_0::exports::pods::provider::provider::Guest, PluginError> {
+    match bindings {
+        Bindings::Provider(b) => Ok(b.pods_provider_provider()),
+        Bindings::Extractor(_) => Err(PluginError::Misuse(
+            "an extractor plugin has no provider interface",
+        )),
+    }
+}
+
+/// Runs a call under the deadline's timer: the epoch interruption stops a guest that spins, this
+/// stops one that waits (e.g. sleeps). `None`: the deadline passed and the call was dropped.
+async fn timed<T>(limits: Limits, call: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(limits.deadline, call).await.ok()
 }
 
 fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Limits) -> PluginError {

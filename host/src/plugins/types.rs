@@ -197,9 +197,21 @@ pub struct ModelInfo {
     pub reasoning: bool,
 }
 
+/// What a plugin is: a provider (the `plugin` world) or an output extractor only (the
+/// `extractor-plugin` world).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    #[default]
+    Provider,
+    Extractor,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    #[serde(default)]
+    pub kind: PluginKind,
     pub id: String,
     pub name: String,
     pub version: String,

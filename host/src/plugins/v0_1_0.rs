@@ -7,12 +7,40 @@ use super::types as host;
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
     world: "plugin",
+    // Calls run on wasmtime's async support (see runtime.rs).
+    exports: { default: async },
 });
 
 use self::pods::provider::types as wit;
 
 /// The interface name a component must export to be a 0.1.x provider plugin.
 pub const PROVIDER_EXPORT: &str = "pods:provider/provider@0.1.0";
+/// …and an extractor-only plugin (with a top-level `describe`).
+pub const EXTRACTOR_EXPORT: &str = "pods:provider/extractor@0.1.0";
+
+/// The `extractor-plugin` world of the same package.
+pub mod extractor_only {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "extractor-plugin",
+        exports: { default: async },
+    });
+
+    /// Its manifest as the host's: an extractor calls nothing, so no hosts, key or models.
+    pub fn manifest(m: pods::provider::types::ExtractorManifest) -> super::host::Manifest {
+        super::host::Manifest {
+            kind: super::host::PluginKind::Extractor,
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            api_version: m.api_version,
+            default_base_url: String::new(),
+            allowed_hosts: Vec::new(),
+            key_placement: super::host::KeyPlacement::Bearer,
+            models: Vec::new(),
+        }
+    }
+}
 
 pub fn request(r: &host::ChatRequest, base_url: &str) -> wit::ChatRequest {
     wit::ChatRequest {
@@ -147,6 +175,7 @@ pub fn provider_error(e: wit::ProviderError) -> host::ProviderError {
 
 pub fn manifest(m: wit::Manifest) -> host::Manifest {
     host::Manifest {
+        kind: host::PluginKind::Provider,
         id: m.id,
         name: m.name,
         version: m.version,

@@ -3,14 +3,14 @@
 //!
 //! The folder is scanned every `every`; a file is (re)loaded once its size and modification time
 //! are the same in two scans in a row (a copy still being written waits), and a file that was
-//! refused is not tried again until it changes. Loads go through [`Registry::load`], with its
-//! caps and checks.
+//! refused is not tried again until it changes. Loads go through [`Registry::load_file`], with
+//! its caps and checks. A file that now holds another version unloads the version it held before.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::Registry;
+use super::{Registry, Source};
 
 /// What a file looked like: its size and modification time.
 type Signature = (u64, SystemTime);
@@ -19,8 +19,9 @@ type Signature = (u64, SystemTime);
 struct Seen {
     /// Last scan's signature of every `.wasm` file.
     last: HashMap<PathBuf, Signature>,
-    /// What was loaded (or refused) from each file: its signature, and the plugin id if loaded.
-    done: HashMap<PathBuf, (Signature, Option<String>)>,
+    /// What was loaded (or refused) from each file: its signature, and the plugin id and
+    /// version if loaded.
+    done: HashMap<PathBuf, (Signature, Option<(String, String)>)>,
 }
 
 /// Watches `dir` until the process ends.
@@ -56,21 +57,21 @@ async fn scan(registry: &Registry, dir: &Path, seen: &mut Seen) {
         if !(stable && new) {
             continue;
         }
-        let loaded = match std::fs::read(path) {
-            Ok(wasm) => registry
-                .load_from(wasm, "dir")
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let id = match loaded {
-            Ok(swapped) => Some(swapped.manifest.id),
-            Err(why) => {
-                tracing::warn!(file = %path.display(), %why, "plugin file refused; the loaded version keeps serving");
-                None
-            }
-        };
-        seen.done.insert(path.clone(), (*signature, id));
+        // A refusal is logged and emitted by the registry.
+        let loaded = registry
+            .load_file(path.clone(), Source::Dir(path.clone()))
+            .await
+            .ok()
+            .map(|swapped| (swapped.manifest.id, swapped.manifest.version));
+        let before = seen.done.get(path).and_then(|(_, l)| l.clone());
+        if let (Some(before), Some(now)) = (&before, &loaded)
+            && before != now
+        {
+            registry.remove(&before.0, Some(&before.1));
+        }
+        // A refused change keeps what the file loaded before.
+        seen.done
+            .insert(path.clone(), (*signature, loaded.or(before)));
     }
     // Files gone: unload what they had loaded.
     let gone: Vec<PathBuf> = seen
@@ -80,9 +81,9 @@ async fn scan(registry: &Registry, dir: &Path, seen: &mut Seen) {
         .cloned()
         .collect();
     for path in gone {
-        if let Some((_, Some(id))) = seen.done.remove(&path) {
-            tracing::info!(file = %path.display(), plugin = %id, "plugin file removed");
-            registry.remove(&id);
+        if let Some((_, Some((id, version)))) = seen.done.remove(&path) {
+            tracing::info!(file = %path.display(), plugin = %id, %version, "plugin file removed");
+            registry.remove(&id, Some(&version));
         }
     }
     seen.last = now;

@@ -85,6 +85,8 @@ pub struct FinishedExecution {
     pub warnings: Vec<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The version of the provider plugin that ran it.
+    pub plugin_version: Option<String>,
 }
 
 /// A stored execution.
@@ -113,9 +115,11 @@ pub struct Execution {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The version of the provider plugin that ran it (once it ended).
+    pub plugin_version: Option<String>,
 }
 
-pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at";
+pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version";
 
 fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
     Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
@@ -179,6 +183,7 @@ pub(super) fn row_to_execution(row: &AnyRow) -> Result<Execution> {
         created_at: get(row, "created_at")?,
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
+        plugin_version: get(row, "plugin_version")?,
     })
 }
 
@@ -242,8 +247,8 @@ impl Store {
         let updated = self.write(sqlx::query(
             "UPDATE executions SET status = $1, model_name = $2, prompt_tokens = $3, cached_tokens = $4, cache_write_tokens = $5, completion_tokens = $6, reasoning_tokens = $7,
                 input_cost = $8, output_cost = $9, reasoning_cost = $10, total_cost = $11, cost_picousd = $12, pricing_id = $13, content = $14, response_metadata = $15,
-                warnings = $16, error_code = $17, error_message = $18, finished_at = $19
-             WHERE id = $20 AND status = $21",
+                warnings = $16, error_code = $17, error_message = $18, finished_at = $19, plugin_version = $20
+             WHERE id = $21 AND status = $22",
         )
         .bind(done.status.as_str())
         .bind(done.model_name.clone())
@@ -264,6 +269,7 @@ impl Store {
         .bind(done.error_code.clone())
         .bind(done.error_message.clone())
         .bind(now_ms())
+        .bind(done.plugin_version.clone())
         .bind(id.to_string())
         .bind(ExecutionStatus::Running.as_str()))
         .await?;

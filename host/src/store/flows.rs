@@ -37,9 +37,13 @@ pub struct PodConfig {
     #[schema(value_type = Option<Object>)]
     pub response_format: Option<ResponseFormat>,
     pub thinking_budget: Option<u32>,
-    /// Output extractor argument: a JSON pointer into the provider's raw response; unset = the
-    /// plugin's default (the answer text).
+    /// Output extractor: a JSON pointer into the provider's raw response (`/…`, the provider
+    /// plugin's own extractor), or `ID[:ARGS]` for an extractor plugin (e.g. `json-field:/summary`);
+    /// unset = the answer text.
     pub output_extractor: Option<String>,
+    /// The provider plugin version this pod runs on; unset = the newest loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -73,7 +77,7 @@ pub struct Edge {
     pub created_at: i64,
 }
 
-const POD_COLUMNS: &str = "id, flow_id, name, provider, model, system_prompt, user_prompt, temperature, max_tokens, top_p, response_format, thinking_budget, output_extractor, version, created_at, updated_at";
+const POD_COLUMNS: &str = "id, flow_id, name, provider, model, system_prompt, user_prompt, temperature, max_tokens, top_p, response_format, thinking_budget, output_extractor, plugin_version, version, created_at, updated_at";
 
 fn flow_row(row: &AnyRow) -> Result<Flow> {
     Ok(Flow {
@@ -109,6 +113,7 @@ fn pod_row(row: &AnyRow) -> Result<Pod> {
             response_format,
             thinking_budget: small(get(row, "thinking_budget")?),
             output_extractor: get(row, "output_extractor")?,
+            plugin_version: get(row, "plugin_version")?,
         },
         version: get(row, "version")?,
         created_at: get(row, "created_at")?,
@@ -137,8 +142,8 @@ fn edge_row(row: &AnyRow) -> Result<Edge> {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds a pod config's eleven columns, in the order the pod statements list them (name …
-/// output_extractor).
+/// Binds a pod config's twelve columns, in the order the pod statements list them (name …
+/// plugin_version).
 fn bind_config<'q>(query: AnyQuery<'q>, config: &'q PodConfig) -> AnyQuery<'q> {
     query
         .bind(&config.name)
@@ -152,6 +157,7 @@ fn bind_config<'q>(query: AnyQuery<'q>, config: &'q PodConfig) -> AnyQuery<'q> {
         .bind(format_json(config))
         .bind(config.thinking_budget.map(i64::from))
         .bind(&config.output_extractor)
+        .bind(&config.plugin_version)
 }
 
 fn format_json(config: &PodConfig) -> Option<String> {
@@ -228,8 +234,8 @@ impl Store {
         self.flow(ws, flow_id).await?;
         let (id, now) = (new_id(), now_ms());
         let query = sqlx::query(
-            "INSERT INTO pods (id, workspace_id, flow_id, name, provider, model, system_prompt, user_prompt, temperature, max_tokens, top_p, response_format, thinking_budget, output_extractor, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $15)",
+            "INSERT INTO pods (id, workspace_id, flow_id, name, provider, model, system_prompt, user_prompt, temperature, max_tokens, top_p, response_format, thinking_budget, output_extractor, plugin_version, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1, $16, $16)",
         )
         .bind(&id)
         .bind(ws)
@@ -292,8 +298,8 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<Pod> {
         let query = sqlx::query(
-            "UPDATE pods SET name = $1, provider = $2, model = $3, system_prompt = $4, user_prompt = $5, temperature = $6, max_tokens = $7, top_p = $8, response_format = $9, thinking_budget = $10, output_extractor = $11, version = version + 1, updated_at = $12
-             WHERE workspace_id = $13 AND id = $14 AND ($15 IS NULL OR version = $15)",
+            "UPDATE pods SET name = $1, provider = $2, model = $3, system_prompt = $4, user_prompt = $5, temperature = $6, max_tokens = $7, top_p = $8, response_format = $9, thinking_budget = $10, output_extractor = $11, plugin_version = $12, version = version + 1, updated_at = $13
+             WHERE workspace_id = $14 AND id = $15 AND ($16 IS NULL OR version = $16)",
         );
         let done = bind_config(query, config)
             .bind(now_ms())

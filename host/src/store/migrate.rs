@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0006_jobs_end_with_executions.sqlite.sql"),
         include_str!("../../migrations/0006_jobs_end_with_executions.postgres.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/0007_plugin_limits_and_pins.sql"),
+        include_str!("../../migrations/0007_plugin_limits_and_pins.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

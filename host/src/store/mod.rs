@@ -12,6 +12,7 @@ mod flows;
 mod group_commit;
 mod keys;
 mod migrate;
+mod plugins;
 mod pricing;
 mod queue;
 mod workspaces;
@@ -20,7 +21,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 pub use executions::{Cost, Execution, ExecutionStatus, FinishedExecution, NewExecution};
 pub(crate) use flows::version_conflict;
@@ -156,7 +157,11 @@ impl Store {
         };
         migrate::run(&store.pool, backend).await?;
         if backend == Backend::Sqlite {
-            store.spawn_checkpointer();
+            // Its own connection: a checkpoint's fsync must not hold one of the pool's few
+            // connections while requests wait for it.
+            let mut conn = sqlx::AnyConnection::connect(&url).await?;
+            conn.execute("PRAGMA busy_timeout = 10000").await?;
+            store.spawn_checkpointer(conn);
         }
         Ok(store)
     }
@@ -165,11 +170,16 @@ impl Store {
         self.backend
     }
 
+    /// Whether the pool was closed (background tasks stop then).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     /// Moves the WAL into the database file. A checkpoint fsyncs, and appends to the WAL stall
     /// behind that fsync, so it runs when writes pause rather than inside whichever commit
     /// crossed SQLite's threshold; under sustained load it runs every `CHECKPOINT_AFTER_WRITES`.
     /// Ends with the pool.
-    fn spawn_checkpointer(&self) {
+    fn spawn_checkpointer(&self, mut conn: sqlx::AnyConnection) {
         let (pool, wal) = (self.pool.clone(), self.wal.clone());
         tokio::spawn(async move {
             use std::sync::atomic::Ordering;
@@ -184,7 +194,7 @@ impl Store {
                 }
                 wal.writes.fetch_sub(writes, Ordering::Relaxed);
                 if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
+                    .execute(&mut conn)
                     .await
                 {
                     tracing::warn!(error = %e, "WAL checkpoint failed");

@@ -3,7 +3,9 @@
 //!
 //! - `loop`: spins forever in `build-request`.
 //! - `grow`: allocates memory until something stops it.
-//! - `trap`: panics.
+//! - `trap`: panics (Rust writes the panic message to stderr first).
+//! - `print`: writes to stdout and stderr, then answers politely.
+//! - `sleep`: sleeps for a minute.
 //! - `read-file`, `list-dir`, `read-env`, `clock`, `connect:ADDR`: tries to reach outside and reports
 //!   what it saw in the error message, for the test to inspect.
 //! - `exfil:URL`: builds a request to `URL` instead of the base URL.
@@ -25,13 +27,25 @@ impl provider::Guest for Hostile {
     type StreamParser = Parser;
 
     fn describe() -> Manifest {
+        if cfg!(feature = "trap-in-describe") {
+            panic!("hostile plugin traps in describe");
+        }
+        let mut hosts = vec!["api.hostile.test".to_string()];
+        if cfg!(feature = "wildcard-host") {
+            hosts.push("*.hostile.test".into());
+        }
         Manifest {
-            id: "hostile".into(),
+            id: if cfg!(feature = "openai-impostor") {
+                "openai"
+            } else {
+                "hostile"
+            }
+            .into(),
             name: "Hostile".into(),
             version: "6.6.6".into(),
             api_version: pods_plugin_sdk::API_VERSION.into(),
             default_base_url: "https://api.hostile.test".into(),
-            allowed_hosts: vec!["api.hostile.test".into()],
+            allowed_hosts: hosts,
             key_placement: KeyPlacement::Bearer,
             models: vec![],
         }
@@ -54,6 +68,15 @@ impl provider::Guest for Hostile {
                 }
             }
             "trap" => panic!("hostile plugin traps on purpose"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                Err(report("slept".into()))
+            }
+            "print" => {
+                println!("hostile plugin prints to stdout");
+                eprintln!("hostile plugin prints to stderr");
+                Err(report("printed".into()))
+            }
             "read-file" => Err(report(format!(
                 "{:?}",
                 std::fs::read_to_string("/etc/passwd")
@@ -132,4 +155,6 @@ impl extractor::Guest for Hostile {
     }
 }
 
+// The `wrong-world` build exports nothing: a component, but of another (empty) world.
+#[cfg(not(feature = "wrong-world"))]
 pods_plugin_sdk::export_plugin!(Hostile);
