@@ -278,6 +278,23 @@ async fn an_author_ships_a_plugin_from_the_template_and_operators_run_it() {
         r.text
     );
     assert_eq!(pin(Value::Null).await.status, 200);
+    // One version can be unloaded; the others keep serving.
+    assert_eq!(
+        admin
+            .delete("/api/v1/plugins/mistral?version=0.1.0")
+            .await
+            .status,
+        204
+    );
+    let list = admin.get("/api/v1/plugins").await.body;
+    assert_eq!(plugin_rows(&list, "mistral").len(), 1, "{list}");
+    assert_eq!(
+        admin
+            .delete("/api/v1/plugins/mistral?version=0.1.0")
+            .await
+            .status,
+        404
+    );
 
     // 5. Limits: narrowing the hosts stops calls to the workspace's base URL; cleared, they run.
     let limits = "/api/v1/plugins/mistral/limits";
@@ -349,7 +366,15 @@ async fn an_author_ships_a_plugin_from_the_template_and_operators_run_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_extractor_plugin_pulls_a_field_out_of_a_json_answer() {
     let mock = MockProvider::start().await;
-    let server = Server::start("extractor_plugin", Backend::Sqlite, &[]).await;
+    // Operator limits from a file, too.
+    let limits_file = scratch("extractor_limits").join("limits.json");
+    std::fs::write(&limits_file, r#"{"json-field": {"deadlineMs": 200}}"#).expect("write");
+    let server = Server::start(
+        "extractor_plugin",
+        Backend::Sqlite,
+        &[("PODS_PLUGIN_LIMITS", limits_file.to_str().expect("utf-8"))],
+    )
+    .await;
     let (admin, ws, _) = server.user_with_workspace("extractor@pods.test", true);
     let (_, pod) = admin
         .openai_pod(&ws, "sk-x", &format!("{}/v1", mock.url), "gpt-4o-mini-json")
@@ -367,6 +392,8 @@ async fn an_extractor_plugin_pulls_a_field_out_of_a_json_answer() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["content"], pods_e2e::mock::JSON_SUMMARY);
+    let r = admin.get("/api/v1/plugins/json-field/limits").await;
+    assert_eq!(r.body, json!({"deadlineMs": 200}));
     // An extractor that is not loaded is refused when the pod is saved.
     let r = admin
         .patch(&path, json!({"outputExtractor": "yaml-field:/summary"}))

@@ -150,6 +150,27 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
     assert_eq!(swapped["source"], "upload");
     assert_ne!(swapped["loadedAt"], openai["loadedAt"]);
 
+    // Reloading compiles and checks it again from where it came from (here: the kept upload).
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins/openai/reload",
+            "application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["plugin"]["id"], "openai");
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins/nope/reload",
+            "application/json",
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
     // Unloading: new executions of that provider are refused; a second unload finds nothing.
     assert_eq!(admin.delete("/api/v1/plugins/openai").await.status, 204);
     let r = admin

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pods::egress::{ApiKey, CallError, Egress, EgressConfig, Target};
 use pods::plugins::types::{ChatRequest, Message, Role};
-use pods::plugins::{Limits, Plugin, PluginError, Runtime, RuntimeConfig};
+use pods::plugins::{Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig};
 use pods_e2e::hostile_wasm;
 
 const DEADLINE: Duration = Duration::from_millis(250);
@@ -128,6 +128,39 @@ async fn a_sleeping_or_printing_plugin_cannot_stall_or_crash_the_host() {
         (3, 2),
         "(instances started, failed calls)"
     );
+}
+
+/// An operator's policy for one plugin: its own deadline, and a cap on instances alive at once.
+#[tokio::test]
+async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
+    let runtime = runtime();
+    let plugin = hostile(&runtime).await.with_policy(Arc::new(Policy::new(
+        Some(Limits {
+            deadline: Duration::from_millis(60),
+            memory_cap: MEMORY_CAP,
+        }),
+        Some(2),
+        None,
+    )));
+    let mut first = plugin.instantiate().await.expect("first");
+    let started = Instant::now();
+    let result = first
+        .build_request(&request("loop"), "https://api.hostile.test")
+        .await;
+    assert!(
+        matches!(result, Err(PluginError::Timeout(d)) if d == Duration::from_millis(60)),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
+    let _second = plugin.instantiate().await.expect("second");
+    let third = plugin.instantiate().await;
+    assert!(
+        matches!(&third, Err(e @ PluginError::Busy { max: 2, .. }) if e.code() == "PLUGIN_BUSY"),
+        "{:?}",
+        third.err()
+    );
+    drop(first);
+    plugin.instantiate().await.expect("a place was freed");
 }
 
 #[tokio::test]
