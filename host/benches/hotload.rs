@@ -30,7 +30,10 @@ async fn openai_source(bench: &Bench) -> Option<String> {
 async fn wait_until(bench: &Bench, want: Option<&str>) -> Duration {
     let started = Instant::now();
     while openai_source(bench).await.as_deref() != want {
-        assert!(started.elapsed() < Duration::from_secs(10), "{want:?} never came");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{want:?} never came"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     started.elapsed()

@@ -161,6 +161,24 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
     );
     drop(first);
     plugin.instantiate().await.expect("a place was freed");
+
+    // Its own memory cap, below the runtime's.
+    let small = hostile(&runtime).await.with_policy(Arc::new(Policy::new(
+        Some(Limits {
+            deadline: DEADLINE,
+            memory_cap: 4 << 20,
+        }),
+        None,
+        None,
+    )));
+    let mut instance = small.instantiate().await.expect("instance");
+    let result = instance
+        .build_request(&request("grow"), "https://api.hostile.test")
+        .await;
+    assert!(
+        matches!(result, Err(PluginError::MemoryExhausted(cap)) if cap == 4 << 20),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]

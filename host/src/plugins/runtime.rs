@@ -213,24 +213,7 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        // Dispatch on the API version the component exports, before instantiating anything.
-        // A later WIT version adds an arm here and a bindings module beside v0_1_0.
-        match api_version(&exports) {
-            Some((0, 1)) => {}
-            Some((major, minor)) => {
-                return Err(PluginError::Invalid(format!(
-                    "it is built against pods:provider@{major}.{minor}, which this host does not know; it runs plugins built against {}",
-                    SUPPORTED_APIS.join(", ")
-                )));
-            }
-            None => {
-                return Err(PluginError::Invalid(format!(
-                    "it exports [{}], but a plugin exports pods:provider/provider@<version> (the `plugin` world) or pods:provider/extractor@<version> (the `extractor-plugin` world); this host runs {}",
-                    exports.join(", "),
-                    SUPPORTED_APIS.join(", ")
-                )));
-            }
-        }
+        check_api_version(&exports)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -293,6 +276,23 @@ enum Bindings {
 
 /// The WIT API versions this host runs, newest last.
 pub const SUPPORTED_APIS: &[&str] = &["0.1.x"];
+
+/// Dispatch on the API version a component exports, before anything is instantiated. A later WIT
+/// version adds an arm here and a bindings module beside v0_1_0.
+fn check_api_version(exports: &[String]) -> Result<(), PluginError> {
+    match api_version(exports) {
+        Some((0, 1)) => Ok(()),
+        Some((major, minor)) => Err(PluginError::Invalid(format!(
+            "it is built against pods:provider@{major}.{minor}, which this host does not know; it runs plugins built against {}",
+            SUPPORTED_APIS.join(", ")
+        ))),
+        None => Err(PluginError::Invalid(format!(
+            "it exports [{}], but a plugin exports pods:provider/provider@<version> (the `plugin` world) or pods:provider/extractor@<version> (the `extractor-plugin` world); this host runs {}",
+            exports.join(", "),
+            SUPPORTED_APIS.join(", ")
+        ))),
+    }
+}
 
 /// The (major, minor) of the `pods:provider/provider@x.y.z` (or `…/extractor@x.y.z`) interface a
 /// component exports.
@@ -750,5 +750,42 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exports(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn the_api_version_is_read_from_the_exports_and_unknown_ones_are_refused_by_name() {
+        assert!(check_api_version(&exports(&["pods:provider/provider@0.1.0"])).is_ok());
+        assert!(check_api_version(&exports(&["pods:provider/provider@0.1.7"])).is_ok());
+        assert!(
+            check_api_version(&exports(&["describe", "pods:provider/extractor@0.1.0"])).is_ok()
+        );
+        for newer in [
+            "pods:provider/provider@0.2.0",
+            "pods:provider/provider@1.0.0",
+        ] {
+            let why = check_api_version(&exports(&[newer]))
+                .expect_err("unknown version")
+                .to_string();
+            let version = newer.rsplit('@').next().unwrap_or_default();
+            let major_minor = version.rsplit_once('.').map_or(version, |(mm, _)| mm);
+            assert!(
+                why.contains(&format!("pods:provider@{major_minor}")),
+                "{why}"
+            );
+            assert!(why.contains("0.1.x"), "{why}");
+        }
+        let why = check_api_version(&exports(&["wasi:cli/run@0.2.0"]))
+            .expect_err("not a plugin")
+            .to_string();
+        assert!(why.contains("wasi:cli/run@0.2.0"), "{why}");
     }
 }
