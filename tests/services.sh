@@ -40,6 +40,11 @@ if ! command -v moto_server >/dev/null; then
   echo "installing moto[server]"
   python3 -m pip install -q 'moto[server]'
 fi
+# schemathesis (tests/tests/schema.rs runs it against the served OpenAPI document).
+if ! command -v schemathesis >/dev/null; then
+  echo "installing schemathesis"
+  python3 -m pip install -q schemathesis
+fi
 moto_up() { curl -s -o /dev/null "http://127.0.0.1:5055/moto-api/" 2>/dev/null; }
 if ! moto_up; then
   nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/pods-moto.log 2>&1 &

@@ -42,13 +42,17 @@ pub struct ExecuteRequest {
     /// The conversation; default: the pod's user prompt as one user message.
     pub messages: Option<Vec<MessageInput>>,
     /// Provider id (`openai`, `anthropic`, `gemini`; case-insensitive); default: the pod's.
+    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9-]*$")]
     pub provider: Option<String>,
+    #[schema(pattern = "\\S")]
     pub model: Option<String>,
     pub system_prompt: Option<String>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ResponseFormat>)]
     pub response_format: Option<ResponseFormat>,
     pub thinking_budget: Option<u32>,
     /// Queue the execution and return at once (202).
@@ -64,7 +68,7 @@ pub struct ExecuteRequest {
 #[serde(deny_unknown_fields)]
 pub struct MessageInput {
     /// `system`, `user` or `assistant`.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^(system|user|assistant)$")]
     pub role: crate::plugins::types::Role,
     pub content: String,
 }

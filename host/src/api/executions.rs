@@ -246,6 +246,7 @@ pub async fn cancel_execution(
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// How many, newest first: 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -48,6 +48,7 @@ fn missing(what: &'static str) -> impl Fn(StoreError) -> ApiError {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowInput {
+    #[schema(pattern = "\\S")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -56,6 +57,7 @@ pub struct FlowInput {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlowPatch {
+    #[schema(pattern = "\\S")]
     pub name: Option<String>,
     pub description: Option<String>,
 }
@@ -188,8 +190,12 @@ pub async fn execution_order(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodInput {
+    #[schema(pattern = "\\S")]
     pub name: Option<String>,
+    /// A loaded provider plugin's id.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]*$")]
     pub provider: Option<String>,
+    #[schema(pattern = "\\S")]
     pub model: Option<String>,
     #[serde(default, deserialize_with = "patch")]
     #[schema(value_type = Option<String>)]
@@ -198,26 +204,28 @@ pub struct PodInput {
     #[schema(value_type = Option<String>)]
     pub user_prompt: Option<Option<String>>,
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<Option<f64>>,
     #[serde(default, deserialize_with = "patch")]
     #[schema(value_type = Option<u32>)]
     pub max_tokens: Option<Option<u32>>,
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<Option<f64>>,
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ResponseFormat>)]
     pub response_format: Option<Option<ResponseFormat>>,
     #[serde(default, deserialize_with = "patch")]
     #[schema(value_type = Option<u32>)]
     pub thinking_budget: Option<Option<u32>>,
+    /// A JSON pointer into the provider's raw answer (`/…`), or `ID[:ARGS]` of a loaded extractor
+    /// plugin (`json-field:/summary`).
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(/.*|[a-z0-9][a-z0-9-]*(:.*)?)$")]
     pub output_extractor: Option<Option<String>>,
     /// Pin the provider plugin's version (it must be loaded); `null` = the newest loaded.
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]+\\.[0-9]+\\.[0-9]+")]
     pub plugin_version: Option<Option<String>>,
     /// PATCH only: refuse the update (409) unless the pod is still at this version.
     pub expected_version: Option<i64>,

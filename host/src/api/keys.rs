@@ -23,9 +23,11 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyInput {
+    #[schema(pattern = "\\S")]
     pub api_key: String,
     /// Send this provider's requests here instead of the plugin's default base URL (e.g. an
     /// OpenAI-compatible server such as vLLM or Ollama).
+    #[schema(pattern = "^https?://[^/?#]+")]
     pub base_url: Option<String>,
 }
 

@@ -91,7 +91,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .nest("/api/v1", api)
         .merge(metrics::routes())
-        .merge(openapi::routes())
+        .merge(openapi::routes(
+            (state.executor.plugins().default_limits().memory_cap >> 20) as u32,
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -174,13 +176,40 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                 "the request body is not valid UTF-8",
             ));
         }
-        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+        let classify = |e: serde_json::Error| {
             let code = match e.classify() {
                 serde_json::error::Category::Data => "INVALID_FIELD",
                 _ => "MALFORMED_JSON",
             };
             ApiError::bad(code, e.to_string())
-        })
+        };
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(classify)?;
+        // serde would read a struct from an array too; every body of this API is an object.
+        if !value.is_object() {
+            return Err(ApiError::bad(
+                "INVALID_FIELD",
+                "the body must be a JSON object",
+            ));
+        }
+        integral_floats_to_integers(&mut value);
+        serde_json::from_value(value).map(Body).map_err(classify)
+    }
+}
+
+/// `2.0` is an integer to JSON Schema (and so to the OpenAPI document), not to serde: a whole
+/// number written as a float is read as the integer it is.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -297,5 +326,22 @@ impl From<ExecError> for ApiError {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integral_floats_to_integers;
+    use serde_json::json;
+
+    #[test]
+    fn whole_floats_become_integers_and_the_rest_stays() {
+        let mut v =
+            json!({"maxTokens": 32659.0, "temperature": 0.7, "n": [2.0, 2.5], "big": 1e300});
+        integral_floats_to_integers(&mut v);
+        assert_eq!(
+            v,
+            json!({"maxTokens": 32659, "temperature": 0.7, "n": [2, 2.5], "big": 1e300})
+        );
     }
 }

@@ -25,7 +25,7 @@ use super::AppState;
         super::keys::list, super::keys::put_key, super::keys::delete_key,
         super::pricing::list, super::pricing::add, super::metrics::queue_metrics, super::metrics::prometheus,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 struct ApiDoc;
 
@@ -46,12 +46,103 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The error answers every handler can give, documented once for all: `401`/`403` where a token
+/// is needed, `404` where the path names something, `400`/`413`/`415` where a JSON body is read,
+/// each with the `{error: {code, message}}` body.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let error = ObjectBuilder::new()
+            .property(
+                "error",
+                ObjectBuilder::new()
+                    .property("code", text())
+                    .property("message", text())
+                    .property("executionId", text())
+                    .required("code")
+                    .required("message"),
+            )
+            .required("error");
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .insert("Error".into(), error.into());
+        let response = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| response(description).into());
+                };
+                if secured {
+                    add("401", "UNAUTHORIZED: no valid bearer token");
+                    add("403", "FORBIDDEN: the caller's role does not allow this");
+                }
+                if path.contains('{') {
+                    add(
+                        "404",
+                        "NOT_FOUND: it does not exist, or not in a workspace of the caller's",
+                    );
+                    add("400", "a malformed path parameter");
+                }
+                if json_body {
+                    add(
+                        "400",
+                        "MALFORMED_JSON, INVALID_UTF8, INVALID_FIELD or a rule the request breaks",
+                    );
+                    add("413", "BODY_TOO_LARGE");
+                    add("415", "UNSUPPORTED_MEDIA_TYPE: send application/json");
+                }
+            }
+        }
+    }
+}
+
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub fn routes() -> Router<AppState> {
-    let json = document().to_json().unwrap_or_else(|_| "{}".to_string());
+/// The document as this server serves it: limits fixed at start (the most memory a plugin may be
+/// given) are written into the schemas, so what the document allows the server accepts.
+pub fn routes(max_plugin_memory_mb: u32) -> Router<AppState> {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    if let Some(memory) =
+        doc.pointer_mut("/components/schemas/PluginLimits/properties/memoryMb/maximum")
+    {
+        *memory = max_plugin_memory_mb.into();
+    }
+    let json = doc.to_string();
     Router::new()
         .route(
             "/api/v1/openapi.json",

@@ -18,6 +18,8 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspace {
+    /// Not blank.
+    #[schema(pattern = "\\S")]
     pub name: String,
 }
 

@@ -20,18 +20,38 @@ use super::runtime::{Limits, Policy};
 pub struct PluginLimits {
     /// Wall-clock budget of each call into the plugin (1–60,000 ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 60000)]
     pub deadline_ms: Option<u64>,
     /// Memory cap of one instance, in MiB (1 up to the server's `PODS_PLUGIN_MEMORY_MB`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 65536)]
     pub memory_mb: Option<u32>,
     /// Most instances of the plugin alive at once on this node; beyond it a call fails with the
     /// retryable `PLUGIN_BUSY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_concurrent: Option<u32>,
     /// Hosts the plugin's requests may go to: narrows the manifest's list and any workspace's
     /// base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = host_list)]
     pub allowed_hosts: Option<Vec<String>>,
+}
+
+/// A DNS name (lowercase, not ending in a digit-only label) or a dotted IPv4 address: what
+/// [`super::manifest`]'s host check accepts, for the OpenAPI document.
+const HOST_PATTERN: &str = r"^(([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z]([a-z0-9-]*[a-z0-9])?|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))$";
+
+fn host_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(HOST_PATTERN)),
+        )
+        .build()
 }
 
 impl PluginLimits {
@@ -52,6 +72,9 @@ impl PluginLimits {
         }
         if self.max_concurrent == Some(0) {
             problems.push("maxConcurrent must be at least 1 (unload the plugin to stop it)".into());
+        }
+        if self.max_concurrent.is_some_and(|n| n > 100_000) {
+            problems.push("maxConcurrent must be at most 100000".into());
         }
         for host in self.allowed_hosts.iter().flatten() {
             if let Err(why) = super::manifest::check_host(host) {

@@ -19,12 +19,15 @@ pub struct Message {
 }
 
 /// `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema", "schema": {…}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResponseFormat {
     Text,
     JsonObject,
-    JsonSchema { schema: serde_json::Value },
+    JsonSchema {
+        #[schema(value_type = Object)]
+        schema: serde_json::Value,
+    },
 }
 
 /// A chat request before the host picks the base URL.

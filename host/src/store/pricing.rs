@@ -33,17 +33,20 @@ pub struct Price {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewPrice {
+    #[schema(pattern = "\\S")]
     pub provider: String,
+    #[schema(pattern = "\\S")]
     pub model: String,
-    #[schema(value_type = String)]
+    /// USD per million tokens, a decimal string such as `"2.50"`.
+    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub input_per_mtok: Decimal,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub cached_input_per_mtok: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub cache_write_per_mtok: Option<Decimal>,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub output_per_mtok: Decimal,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub reasoning_per_mtok: Option<Decimal>,
     /// Default: now.
     pub effective_from: Option<i64>,
