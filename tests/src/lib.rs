@@ -100,6 +100,9 @@ fn overridden(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(St
     env
 }
 
+/// See [`Server::spawn`].
+pub const FILE_SIZE_LIMIT: &str = "E2E_FILE_SIZE_LIMIT";
+
 /// A running `pods serve`, killed on drop.
 pub struct Server {
     pub url: String,
@@ -178,7 +181,26 @@ impl Server {
 
     async fn spawn(data_dir: PathBuf, env: Vec<(String, String)>) -> Server {
         let port = free_port();
-        let mut command = Command::new(pods_bin());
+        // `E2E_FILE_SIZE_LIMIT=BYTES` runs the server under a file size limit (a full disk, for
+        // the chaos suite): writes past it fail with EFBIG instead of killing the process.
+        let limit = env
+            .iter()
+            .find(|(k, v)| k == FILE_SIZE_LIMIT && !v.is_empty())
+            .map(|(_, v)| v.clone());
+        let mut command = match &limit {
+            Some(bytes) => {
+                let mut c = Command::new("bash");
+                c.args([
+                    "-c",
+                    "trap '' XFSZ; exec prlimit --fsize=\"$1\" -- \"${@:2}\"",
+                    "pods-disk-full",
+                    bytes,
+                ])
+                .arg(pods_bin());
+                c
+            }
+            None => Command::new(pods_bin()),
+        };
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env_remove("PODS_PREVIOUS_MASTER_KEYS")

@@ -3,7 +3,9 @@
 //!
 //! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s,
 //! `…large` answers [`LARGE_ANSWER_BYTES`] of text, `…json` answers a JSON object whose `summary` is
-//! [`JSON_SUMMARY`], `…delay` waits 100 ms, `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
+//! [`JSON_SUMMARY`], `…delay` waits 100 ms, `…server-error` always answers 500, `…hang` never
+//! answers, `…malformed` answers 200 with a body that is not JSON, `…cut` streams half an answer
+//! and stops (no finish, no `[DONE]`), `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,6 +125,30 @@ async fn answer(
             }
             _ => {}
         }
+    }
+    if model.ends_with("hang") {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if model.ends_with("server-error") {
+        return json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}),
+            &[],
+        );
+    }
+    if model.ends_with("malformed") {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                "{\"id\": \"chatcmpl-cut\", \"choices\": [{\"message\": ",
+            ))
+            .unwrap_or_default();
+    }
+    if model.ends_with("cut") {
+        return sse_response(
+            "data: {\"id\":\"chatcmpl-cut\",\"object\":\"chat.completion.chunk\",\"model\":\"cut\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Half an ans\"},\"finish_reason\":null}]}\n\n".to_string(),
+        );
     }
     if model.ends_with("bad-request") {
         return json_response(

@@ -260,12 +260,21 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", why),
-            other => {
-                tracing::error!(error = %other, "store failure");
+            StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "store failure");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "INTERNAL",
-                    "the database failed; try again",
+                    "a stored record could not be read",
+                )
+            }
+            // The database is unreachable, restarting or out of space: worth trying again.
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                    "the database could not take this request; try again",
                 )
             }
         }

@@ -105,6 +105,10 @@ impl Modify for ErrorResponses {
                         .entry(status.to_string())
                         .or_insert_with(|| response(description).into());
                 };
+                add(
+                    "503",
+                    "STORE_UNAVAILABLE or QUEUE_UNAVAILABLE: a backend is down or full; try again",
+                );
                 if secured {
                     add("401", "UNAUTHORIZED: no valid bearer token");
                     add("403", "FORBIDDEN: the caller's role does not allow this");
