@@ -32,8 +32,13 @@ impl Bench {
             .await
             .expect("bind");
         let provider = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = axum::Router::new()
-            .fallback(|| async { ([("content-type", "application/json")], COMPLETION) });
+        // A model ending in `-60ms` answers after 60 ms, like a fast real provider.
+        let app = axum::Router::new().fallback(|body: bytes::Bytes| async move {
+            if body.windows(5).any(|w| w == b"-60ms") {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+            ([("content-type", "application/json")], COMPLETION)
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let data = std::env::temp_dir().join(format!("pods-bench-{name}-{}", std::process::id()));
@@ -127,6 +132,11 @@ impl Bench {
         bench.pod = pod["id"].as_str().expect("pod").to_string();
         bench.flow = flow;
         bench
+    }
+
+    /// The server's process id (for its memory).
+    pub fn pid(&self) -> u32 {
+        self.server.id()
     }
 
     /// An authenticated JSON call; the answer's JSON (`null` if none).
