@@ -21,7 +21,8 @@ use crate::plugins::{Missing, Plugin, Registry};
 use crate::pod_store::PodStore;
 use crate::queue::{Job, Queue};
 use crate::store::{
-    Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, Store, StoreError, now_ms,
+    Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, SYNC_LEASE_OWNER, Store,
+    StoreError, now_ms,
 };
 use crate::vault::{Binding, Sealed, Vault, VaultError};
 
@@ -177,6 +178,9 @@ pub struct Prepared {
     /// Set by the queue's worker when attempts remain: a retryable failure re-queues instead of
     /// ending the execution.
     pub retry_allowed: bool,
+    /// A synchronous execution's lease, renewed while it runs (a queued one's worker renews its
+    /// own).
+    sync_lease: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -244,7 +248,13 @@ impl Executor {
         req: &ExecuteRequest,
     ) -> Result<Prepared, ExecError> {
         let (mut prepared, new) = self.resolve(ws, user_id, req).await?;
-        prepared.execution_id = self.inner.store.start_execution(&new).await?;
+        let lease = self.inner.queue_grace;
+        prepared.execution_id = self
+            .inner
+            .store
+            .start_execution(&new, lease.as_millis() as i64)
+            .await?;
+        prepared.sync_lease = Some(lease);
         self.publish(Event::new(
             "execution:running",
             "RUNNING",
@@ -467,6 +477,7 @@ impl Executor {
             extractor: cfg.output_extractor.clone(),
             warnings,
             retry_allowed: false,
+            sync_lease: None,
         };
         Ok((prepared, new))
     }
@@ -549,6 +560,7 @@ impl Executor {
             retry_allowed,
             pod_id,
             flow_id,
+            sync_lease,
         } = prepared;
         let prepared_ids = (pod_id, flow_id);
         let store = &self.inner.store;
@@ -581,9 +593,26 @@ impl Executor {
                 );
             }
         };
+        // A long synchronous call keeps its lease (a third of it at a time); short ones never
+        // write for it.
+        let renew = async {
+            let Some(lease) = sync_lease else {
+                return std::future::pending::<()>().await;
+            };
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let renewed = store
+                    .extend_execution(&execution_id, SYNC_LEASE_OWNER, lease.as_millis() as i64)
+                    .await;
+                if let Err(e) = renewed {
+                    tracing::warn!(execution = %execution_id, error = %e, "renewing a synchronous execution's lease failed");
+                }
+            }
+        };
         let outcome = tokio::select! {
             answer = self.inner.egress.call(&plugin, &request, &target, delta_event) => Some(answer),
             _ = cancelled => None,
+            _ = renew => None,
         };
         let Some(outcome) = outcome else {
             // Cancelled: the row is already CANCELLED and nothing else is written.

@@ -305,12 +305,23 @@ pub async fn sweep_once(executor: &Executor, config: &WorkerConfig) -> Result<us
     let (store, queue): (&Store, &Arc<dyn Queue>) = (executor.store(), executor.queue());
     let mut handled = 0;
     for stale in store.stale_executions(500).await? {
-        if stale.attempts >= config.max_attempts {
-            let message = format!(
-                "gave up after {} attempts: no worker finished it",
-                stale.attempts
-            );
-            if store.abandon_execution(&stale, &message).await? {
+        if stale.synchronous || stale.attempts >= config.max_attempts {
+            let (code, message) = if stale.synchronous {
+                (
+                    "INTERRUPTED",
+                    "the node running this synchronous execution stopped before it ended"
+                        .to_string(),
+                )
+            } else {
+                (
+                    "ATTEMPTS_EXHAUSTED",
+                    format!(
+                        "gave up after {} attempts: no worker finished it",
+                        stale.attempts
+                    ),
+                )
+            };
+            if store.abandon_execution(&stale, code, &message).await? {
                 handled += 1;
                 executor.publish(
                     Event::new(
@@ -322,7 +333,7 @@ pub async fn sweep_once(executor: &Executor, config: &WorkerConfig) -> Result<us
                     )
                     .with(
                         "error",
-                        serde_json::json!({"code": "ATTEMPTS_EXHAUSTED", "message": message}),
+                        serde_json::json!({"code": code, "message": message}),
                     ),
                 );
             }

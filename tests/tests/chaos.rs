@@ -151,6 +151,64 @@ async fn sigkill(backend: Backend, queue: QueueKind) -> Row {
     .await
 }
 
+/// `kill -9` while 20 synchronous executions wait on a slow provider: their callers are gone,
+/// so after a restart each is ended as `INTERRUPTED` (not run again, not billed).
+async fn sigkill_sync() -> Row {
+    const TOTAL: usize = 20;
+    let mock = MockProvider::start().await;
+    let env = [("PODS_LEASE_SECS", "2")];
+    let server = Server::start("chaos_kill_sync", Backend::Sqlite, &env).await;
+    let (client, ws, _) = server.user_with_workspace("sync@pods.test", false);
+    let url = format!("{}/v1", mock.url);
+    let (_, pod) = client
+        .openai_pod(&ws, "sk-sync", &url, "gpt-4o-mini-slow")
+        .await;
+    // Their connections die with the server: these callers never get an answer.
+    let (http, token) = (reqwest::Client::new(), server.token("sync@pods.test"));
+    let mut calls = Vec::new();
+    for _ in 0..TOTAL {
+        let request = http
+            .post(format!("{}/api/v1/workspaces/{ws}/executions", server.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(json!({"podId": pod}).to_string());
+        calls.push(tokio::spawn(request.send()));
+    }
+    let started = Instant::now();
+    while mock.seen().len() < TOTAL {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "calls in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server = server.restart_with(&[]).await;
+    for call in calls {
+        let _ = call.await;
+    }
+    let client = Client::new(&server.url, &server.token("sync@pods.test"));
+    let history = client
+        .get(&format!(
+            "/api/v1/workspaces/{ws}/executions/pod/{pod}?limit=100"
+        ))
+        .await;
+    let ids: Vec<String> = history.body.as_array().map_or(Vec::new(), |rows| {
+        rows.iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect()
+    });
+    assert_eq!(ids.len(), TOTAL, "{}", history.text);
+    settle(
+        "kill -9 during synchronous calls (callers gone)",
+        Expect::FailTyped,
+        &client,
+        &ws,
+        &ids,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
 /// Redis loses its data (`FLUSHALL`) or restarts empty while 200 executions run on it.
 async fn redis_loses_everything(restart: bool) -> Row {
     const TOTAL: usize = 200;
@@ -443,6 +501,7 @@ async fn chaos() {
         sigkill(Backend::Postgres, QueueKind::Embedded).await,
         sigkill(Backend::Postgres, QueueKind::Redis).await,
         sigkill(Backend::Sqlite, QueueKind::Sqs).await,
+        sigkill_sync().await,
         redis_loses_everything(false).await,
         redis_loses_everything(true).await,
         postgres_restarts().await,

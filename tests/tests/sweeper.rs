@@ -86,3 +86,33 @@ async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
     assert_eq!(ended.status, ExecutionStatus::Error);
     assert_eq!(ended.error_code.as_deref(), Some("ATTEMPTS_EXHAUSTED"));
 }
+
+/// A synchronous execution whose node died mid-call (its lease ran out, nobody renewed it) is
+/// ended as `INTERRUPTED` — never run again, since no caller waits for it — and one still
+/// renewed is left alone.
+#[tokio::test]
+async fn an_interrupted_synchronous_execution_is_ended_not_rerun() {
+    let (executor, ws) = executor("sweeper_sync").await;
+    let store = executor.store();
+    let config = WorkerConfig::default();
+    let orphan = store
+        .start_execution(&execution(&ws), -1)
+        .await
+        .expect("insert");
+    let alive = store
+        .start_execution(&execution(&ws), 60_000)
+        .await
+        .expect("insert");
+    assert_eq!(sweep_once(&executor, &config).await.expect("sweep"), 1);
+    let ended = store.execution(&ws, &orphan).await.expect("row");
+    assert_eq!(ended.status, ExecutionStatus::Error);
+    assert_eq!(ended.error_code.as_deref(), Some("INTERRUPTED"));
+    assert_eq!(
+        executor.queue().metrics().await.expect("metrics").waiting,
+        0
+    );
+    assert_eq!(
+        store.execution(&ws, &alive).await.expect("row").status,
+        ExecutionStatus::Running
+    );
+}

@@ -4,6 +4,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
+use super::queue::SYNC_LEASE_OWNER;
 use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
 use crate::plugins::types::Usage;
 
@@ -192,10 +193,17 @@ fn signed(n: Option<u64>) -> Option<i64> {
 }
 
 impl Store {
-    /// Records an execution that starts running now; returns its id.
-    pub async fn start_execution(&self, new: &NewExecution) -> Result<String> {
-        self.insert_execution(new, ExecutionStatus::Running, None)
-            .await
+    /// Records a synchronous execution that starts running now, leased for `lease_ms` to its
+    /// caller (the lease is renewed while it runs; if the node dies, the sweeper ends it as
+    /// `INTERRUPTED`). Returns its id.
+    pub async fn start_execution(&self, new: &NewExecution, lease_ms: i64) -> Result<String> {
+        self.insert_execution(
+            new,
+            ExecutionStatus::Running,
+            Some(now_ms() + lease_ms),
+            Some(SYNC_LEASE_OWNER),
+        )
+        .await
     }
 
     /// Inserts a new execution: RUNNING from now (attempt 1), or QUEUED with a deadline for a
@@ -205,13 +213,14 @@ impl Store {
         new: &NewExecution,
         status: ExecutionStatus,
         leased_until: Option<i64>,
+        lease_owner: Option<&str>,
     ) -> Result<String> {
         let (id, now) = (new_id(), now_ms());
         let running = status == ExecutionStatus::Running;
         self.write(
             sqlx::query(
-                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             )
             .bind(id.clone())
             .bind(new.workspace_id.clone())
@@ -228,7 +237,8 @@ impl Store {
             .bind(i64::from(running))
             .bind(now)
             .bind(running.then_some(now))
-            .bind(leased_until),
+            .bind(leased_until)
+            .bind(lease_owner.map(str::to_string)),
         )
         .await?;
         Ok(id)

@@ -28,7 +28,7 @@ pub(crate) use flows::version_conflict;
 pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};
 pub use pricing::{NewPrice, Price};
-pub use queue::{Cancelled, Claim, ClaimedJob, JobCounts, Stale};
+pub use queue::{Cancelled, Claim, ClaimedJob, JobCounts, SYNC_LEASE_OWNER, Stale};
 pub use workspaces::{Role, User, Workspace};
 
 #[derive(Debug, thiserror::Error)]

@@ -40,7 +40,13 @@ pub struct Stale {
     pub flow_id: String,
     pub attempts: i64,
     pub leased_until: i64,
+    /// A synchronous execution whose caller's node stopped renewing it: nobody waits for its
+    /// answer any more, so it is ended, not run again.
+    pub synchronous: bool,
 }
+
+/// The lease owner of a synchronous execution (queued ones carry their worker's id).
+pub const SYNC_LEASE_OWNER: &str = "sync";
 
 /// What a cancel request found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +77,13 @@ impl Store {
         new: &NewExecution,
         grace_ms: i64,
     ) -> Result<String> {
-        self.insert_execution(new, ExecutionStatus::Queued, Some(now_ms() + grace_ms))
-            .await
+        self.insert_execution(
+            new,
+            ExecutionStatus::Queued,
+            Some(now_ms() + grace_ms),
+            None,
+        )
+        .await
     }
 
     /// Moves a QUEUED execution, or a RUNNING one whose worker's lease ran out, to RUNNING under
@@ -144,7 +155,7 @@ impl Store {
     /// Up to `limit` queued or running executions whose lease ran out, oldest first.
     pub async fn stale_executions(&self, limit: i64) -> Result<Vec<Stale>> {
         let rows = sqlx::query(
-            "SELECT id, workspace_id, pod_id, flow_id, attempts, leased_until FROM executions
+            "SELECT id, workspace_id, pod_id, flow_id, attempts, leased_until, lease_owner FROM executions
              WHERE status IN ('QUEUED', 'RUNNING') AND leased_until < $1 ORDER BY leased_until LIMIT $2",
         )
         .bind(now_ms())
@@ -160,6 +171,8 @@ impl Store {
                     flow_id: get(r, "flow_id")?,
                     attempts: get(r, "attempts")?,
                     leased_until: get(r, "leased_until")?,
+                    synchronous: get::<Option<String>>(r, "lease_owner")?.as_deref()
+                        == Some(SYNC_LEASE_OWNER),
                 })
             })
             .collect()
@@ -183,12 +196,18 @@ impl Store {
 
     /// Ends a stale execution that used all its attempts as an ERROR, if nobody touched it since
     /// it was found stale.
-    pub async fn abandon_execution(&self, stale: &Stale, message: &str) -> Result<bool> {
+    pub async fn abandon_execution(
+        &self,
+        stale: &Stale,
+        code: &str,
+        message: &str,
+    ) -> Result<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query(
-            "UPDATE executions SET status = 'ERROR', error_code = 'ATTEMPTS_EXHAUSTED', error_message = $1, finished_at = $2, lease_owner = NULL
-             WHERE id = $3 AND leased_until = $4 AND status IN ('QUEUED', 'RUNNING')",
+            "UPDATE executions SET status = 'ERROR', error_code = $1, error_message = $2, finished_at = $3, lease_owner = NULL
+             WHERE id = $4 AND leased_until = $5 AND status IN ('QUEUED', 'RUNNING')",
         )
+        .bind(code)
         .bind(message)
         .bind(now_ms())
         .bind(&stale.id)
