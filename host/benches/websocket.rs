@@ -2,7 +2,8 @@
 //! each client's arrival time of the `execution:queued` event is compared with the moment the
 //! request that publishes it was sent.
 //!
-//! `cargo bench -p pods --bench websocket`: 1,000 clients, 20 executions. Under `cargo test`:
+//! `cargo bench -p pods --bench websocket`: 1,000 clients and 20 executions, then 10,000 clients
+//! and 10 executions. Under `cargo test`:
 //! 50 clients, 3 executions. Target: p99 under 50 ms with 1,000 clients.
 
 mod common;
@@ -23,7 +24,17 @@ fn main() {
 type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
 async fn run(full: bool) {
-    let (clients, executions) = if full { (1000, 20) } else { (50, 3) };
+    let plan: &[(usize, usize)] = if full {
+        &[(1000, 20), (10_000, 10)]
+    } else {
+        &[(50, 3)]
+    };
+    for &(clients, executions) in plan {
+        fan_out(clients, executions).await;
+    }
+}
+
+async fn fan_out(clients: usize, executions: usize) {
     let bench = Bench::start("websocket", &[("PODS_WORKERS", "10")]).await;
     let url = format!(
         "{}/api/v1/workspaces/{}/flows/{}/ws?token={}",
