@@ -101,6 +101,36 @@ async fn settle(
     }
 }
 
+/// A scenario's stage: a loopback provider, a server, and one user's workspace with an OpenAI
+/// pod of `model` (the user is `chaos@pods.test`).
+struct Stage {
+    mock: MockProvider,
+    server: Server,
+    client: Client,
+    ws: String,
+    pod: String,
+}
+
+async fn stage(name: &str, backend: Backend, env: &[(&str, &str)], model: &str) -> Stage {
+    let mock = MockProvider::start().await;
+    let server = Server::start(name, backend, env).await;
+    let (client, ws, _) = server.user_with_workspace("chaos@pods.test", false);
+    let url = format!("{}/v1", mock.url);
+    let (_, pod) = client.openai_pod(&ws, "sk-chaos", &url, model).await;
+    Stage {
+        mock,
+        server,
+        client,
+        ws,
+        pod,
+    }
+}
+
+/// The same caller on a restarted server.
+fn caller(server: &Server) -> Client {
+    Client::new(&server.url, &server.token("chaos@pods.test"))
+}
+
 async fn enqueue(client: &Client, ws: &str, pod: &str, n: usize, stream: bool) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
@@ -116,7 +146,6 @@ async fn enqueue(client: &Client, ws: &str, pod: &str, n: usize, stream: bool) -
 /// `kill -9` of the only worker node in the middle of 200 queued executions, then a restart.
 async fn sigkill(backend: Backend, queue: QueueKind) -> Row {
     const TOTAL: usize = 200;
-    let mock = MockProvider::start().await;
     let name = format!("chaos_kill_{backend:?}_{queue:?}").to_lowercase();
     let queue_env = queue_env(queue, &name);
     // Accept all 200 first (no workers), so the kill lands mid-run on every backend.
@@ -124,12 +153,13 @@ async fn sigkill(backend: Backend, queue: QueueKind) -> Row {
         &queue_env,
         &[("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "0")],
     );
-    let server = Server::start(&name, backend, &env).await;
-    let (client, ws, _) = server.user_with_workspace("kill@pods.test", false);
-    let url = format!("{}/v1", mock.url);
-    let (_, pod) = client
-        .openai_pod(&ws, "sk-kill", &url, "gpt-4o-mini-delay")
-        .await;
+    let Stage {
+        mock,
+        server,
+        client,
+        ws,
+        pod,
+    } = stage(&name, backend, &env, "gpt-4o-mini-delay").await;
     let ids = enqueue(&client, &ws, &pod, TOTAL, false).await;
     let server = server.restart_with(&[("PODS_WORKERS", "10")]).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -139,7 +169,7 @@ async fn sigkill(backend: Backend, queue: QueueKind) -> Row {
         "the kill lands mid-run: {before_kill} calls so far"
     );
     let server = server.restart_with(&[]).await;
-    let client = Client::new(&server.url, &server.token("kill@pods.test"));
+    let client = caller(&server);
     settle(
         &format!("kill -9 mid-run ({backend:?}, {queue:?} queue)"),
         Expect::Complete,
@@ -155,16 +185,16 @@ async fn sigkill(backend: Backend, queue: QueueKind) -> Row {
 /// so after a restart each is ended as `INTERRUPTED` (not run again, not billed).
 async fn sigkill_sync() -> Row {
     const TOTAL: usize = 20;
-    let mock = MockProvider::start().await;
     let env = [("PODS_LEASE_SECS", "2")];
-    let server = Server::start("chaos_kill_sync", Backend::Sqlite, &env).await;
-    let (client, ws, _) = server.user_with_workspace("sync@pods.test", false);
-    let url = format!("{}/v1", mock.url);
-    let (_, pod) = client
-        .openai_pod(&ws, "sk-sync", &url, "gpt-4o-mini-slow")
-        .await;
+    let Stage {
+        mock,
+        server,
+        ws,
+        pod,
+        ..
+    } = stage("chaos_kill_sync", Backend::Sqlite, &env, "gpt-4o-mini-slow").await;
     // Their connections die with the server: these callers never get an answer.
-    let (http, token) = (reqwest::Client::new(), server.token("sync@pods.test"));
+    let (http, token) = (reqwest::Client::new(), server.token("chaos@pods.test"));
     let mut calls = Vec::new();
     for _ in 0..TOTAL {
         let request = http
@@ -186,7 +216,7 @@ async fn sigkill_sync() -> Row {
     for call in calls {
         let _ = call.await;
     }
-    let client = Client::new(&server.url, &server.token("sync@pods.test"));
+    let client = caller(&server);
     let history = client
         .get(&format!(
             "/api/v1/workspaces/{ws}/executions/pod/{pod}?limit=100"
@@ -212,19 +242,20 @@ async fn sigkill_sync() -> Row {
 /// Redis loses its data (`FLUSHALL`) or restarts empty while 200 executions run on it.
 async fn redis_loses_everything(restart: bool) -> Row {
     const TOTAL: usize = 200;
-    let mock = MockProvider::start().await;
     let name = format!("chaos_redis_{}", if restart { "restart" } else { "flush" });
     let queue_env = queue_env(QueueKind::Redis, &name);
     let env = with_queue(
         &queue_env,
         &[("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "10")],
     );
-    let server = Server::start(&name, Backend::Postgres, &env).await;
-    let (client, ws, _) = server.user_with_workspace("redis@pods.test", false);
-    let url = format!("{}/v1", mock.url);
-    let (_, pod) = client
-        .openai_pod(&ws, "sk-redis", &url, "gpt-4o-mini-delay")
-        .await;
+    // The provider and server stay bound: dropped, they would stop.
+    let Stage {
+        mock: _mock,
+        server: _server,
+        client,
+        ws,
+        pod,
+    } = stage(&name, Backend::Postgres, &env, "gpt-4o-mini-delay").await;
     let ids = enqueue(&client, &ws, &pod, TOTAL, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     if restart {
@@ -261,14 +292,20 @@ async fn redis_loses_everything(restart: bool) -> Row {
 /// PostgreSQL restarts while 200 executions run on the embedded queue.
 async fn postgres_restarts() -> Row {
     const TOTAL: usize = 200;
-    let mock = MockProvider::start().await;
     let env = [("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "10")];
-    let server = Server::start("chaos_postgres", Backend::Postgres, &env).await;
-    let (client, ws, _) = server.user_with_workspace("pg@pods.test", false);
-    let url = format!("{}/v1", mock.url);
-    let (_, pod) = client
-        .openai_pod(&ws, "sk-pg", &url, "gpt-4o-mini-delay")
-        .await;
+    let Stage {
+        mock: _mock,
+        server: _server,
+        client,
+        ws,
+        pod,
+    } = stage(
+        "chaos_postgres",
+        Backend::Postgres,
+        &env,
+        "gpt-4o-mini-delay",
+    )
+    .await;
     let ids = enqueue(&client, &ws, &pod, TOTAL, false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let version = std::fs::read_dir("/etc/postgresql")
@@ -432,18 +469,24 @@ async fn hostile_plugin_under_load(rows: &mut Vec<Row>) {
 /// execution ends — completed, or typed — and none is billed twice.
 async fn disk_full() -> Row {
     const TOTAL: usize = 30;
-    let mock = MockProvider::start().await;
     let env = [
         (pods_e2e::FILE_SIZE_LIMIT, "6000000"),
         ("PODS_LEASE_SECS", "2"),
         ("PODS_WORKERS", "4"),
     ];
-    let server = Server::start("chaos_disk_full", Backend::Sqlite, &env).await;
-    let (client, ws, _) = server.user_with_workspace("disk@pods.test", false);
-    let url = format!("{}/v1", mock.url);
-    let (_, pod) = client
-        .openai_pod(&ws, "sk-disk", &url, "gpt-4o-mini-large")
-        .await;
+    let Stage {
+        mock: _mock,
+        server,
+        client,
+        ws,
+        pod,
+    } = stage(
+        "chaos_disk_full",
+        Backend::Sqlite,
+        &env,
+        "gpt-4o-mini-large",
+    )
+    .await;
     let mut ids = Vec::new();
     for _ in 0..TOTAL {
         let r = client
@@ -482,7 +525,7 @@ async fn disk_full() -> Row {
     let server = server
         .restart_with(&[(pods_e2e::FILE_SIZE_LIMIT, "")])
         .await;
-    let client = Client::new(&server.url, &server.token("disk@pods.test"));
+    let client = caller(&server);
     settle(
         "SQLite disk full mid-run, then space freed",
         Expect::Terminal,
