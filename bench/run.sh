@@ -12,7 +12,8 @@ bash tests/services.sh
 command -v litellm >/dev/null || { echo "installing litellm[proxy]"; python3 -m pip install -q 'litellm[proxy]'; }
 (cd bench/bullmq && npm ci --no-audit --no-fund --silent)
 
-PODS_BENCH_REPORT="$out" cargo bench -p pods --bench peers
+# Absolute: cargo runs a bench from its package's folder.
+PODS_BENCH_REPORT="$PWD/$out" cargo bench -p pods --bench peers
 {
   echo
   echo "## Pods' own benchmarks (same run)"

@@ -46,10 +46,14 @@ async fn run(full: bool) {
         .build()
         .expect("http client");
     let idle_rss = rss_mib(bench.pid());
-    let litellm = full.then(|| LiteLlm::start(&bench.provider));
-    if let Some(l) = &litellm {
+    // A fresh LiteLLM proxy for each measurement: one it cannot keep up with leaves it with a
+    // backlog that would spoil the next.
+    let fresh_litellm = || async {
+        let l = LiteLlm::start(&bench.provider);
         l.wait_ready(&http).await;
-    }
+        load(&http, &l.spec("gpt-4o-mini"), 10, 1).await;
+        l
+    };
 
     let mut latencies = Vec::new();
     for (provider, model) in [("instant", "gpt-4o-mini"), ("60 ms", "gpt-4o-mini-60ms")] {
@@ -59,17 +63,16 @@ async fn run(full: bool) {
             model,
         );
         let pods = bench.execution_request(json!({"model": model}));
-        let lite = litellm.as_ref().map(|l| l.spec(model));
         // Warm up connections, caches and the plugin.
         load(&http, &pods, 50, 1).await;
-        if let Some(lite) = &lite {
-            load(&http, lite, 20, 1).await;
-        }
         for &rate in rates {
             let d = load(&http, &direct, rate, seconds).await;
-            let mut systems = vec![("Pods", pods.clone())];
-            systems.extend(lite.clone().map(|l| ("LiteLLM proxy", l)));
-            for (system, target) in systems {
+            let mut systems = vec![("Pods", None)];
+            if full {
+                systems.push(("LiteLLM proxy", Some(fresh_litellm().await)));
+            }
+            for (system, proxy) in systems {
+                let target = proxy.as_ref().map_or(pods.clone(), |l| l.spec(model));
                 let t = load(&http, &target, rate, seconds).await;
                 let added = [0.50, 0.90, 0.99].map(|p| {
                     (pct(&t.0, p).as_secs_f64() - pct(&d.0, p).as_secs_f64()).max(0.0) * 1e3
@@ -89,14 +92,14 @@ async fn run(full: bool) {
         "Pods",
         closed_loop(&http, &bench.execution_request(json!({})), 64, seconds).await,
     )];
-    if let Some(l) = &litellm {
+    if full {
+        let l = fresh_litellm().await;
         throughput.push((
             "LiteLLM proxy",
             closed_loop(&http, &l.spec("gpt-4o-mini"), 64, seconds).await,
         ));
     }
     let persisted = count_executions(&bench).await;
-    drop(litellm);
 
     let jobs = if full { 20_000 } else { 2_000 };
     let ours = pods_redis_queue(jobs, 10).await;
@@ -243,26 +246,26 @@ async fn pods_redis_queue(jobs: usize, concurrency: usize) -> (f64, f64) {
     futures_util::future::join_all(adds).await;
     let added = jobs as f64 / started.elapsed().as_secs_f64();
 
+    // As Pods' worker does: read as many jobs as there are free slots, run each on its own task,
+    // ack it when done.
     let done = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let started = Instant::now();
-    let mut consumers = Vec::new();
-    for _ in 0..concurrency {
-        let (queue, done) = (queue.clone(), done.clone());
-        consumers.push(tokio::spawn(async move {
-            while done.load(Ordering::Relaxed) < jobs {
-                let got = queue
-                    .consume(1, Duration::from_secs(30), Duration::from_millis(50))
-                    .await
-                    .expect("consume");
-                for delivery in got {
-                    queue.ack(&delivery).await.expect("ack");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for c in consumers {
-        let _ = c.await;
+    while done.load(Ordering::Relaxed) < jobs {
+        let free = slots.available_permits().max(1);
+        let batch = queue
+            .consume(free, Duration::from_secs(30), Duration::from_millis(20))
+            .await
+            .expect("consume");
+        for delivery in batch {
+            let permit = slots.clone().acquire_owned().await.expect("slot");
+            let (queue, done) = (queue.clone(), done.clone());
+            tokio::spawn(async move {
+                queue.ack(&delivery).await.expect("ack");
+                done.fetch_add(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
     }
     let processed = jobs as f64 / started.elapsed().as_secs_f64();
     let _ = Command::new("redis-cli")
@@ -379,6 +382,53 @@ impl Drop for LiteLlm {
     }
 }
 
+/// The targets against this run's figures.
+fn targets(
+    latencies: &[Latency],
+    throughput: &[(&str, (f64, usize))],
+    ours: (f64, f64),
+    bullmq: Option<(f64, f64)>,
+) -> String {
+    let mut t = String::from("## Targets\n\n| target | this run | |\n|---|---|---|\n");
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    if let Some(l) = latencies
+        .iter()
+        .find(|l| l.system == "Pods" && l.provider == "instant" && l.rate == 1000)
+    {
+        let _ = writeln!(
+            t,
+            "| Pods' p99 added latency < 1 ms at 1,000 req/s, 0 errors | {:.2} ms, {} errors | {}{} |",
+            l.added[2],
+            l.errors,
+            verdict(l.added[2] < 1.0 && l.errors == 0),
+            if l.added[2] >= 1.0 {
+                format!(" by {:.2} ms", l.added[2] - 1.0)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let [(_, (pods, _)), (_, (lite, _))] = throughput {
+        let ratio = pods / lite.max(1e-9);
+        let _ = writeln!(
+            t,
+            "| sustained sync throughput ≥ 30× LiteLLM's | {ratio:.1}× ({pods:.0}/s vs {lite:.0}/s) | {} |",
+            verdict(ratio >= 30.0)
+        );
+    }
+    if let Some((_, processed)) = bullmq {
+        let ratio = ours.1 / processed.max(1e-9);
+        let _ = writeln!(
+            t,
+            "| Redis queue layer ≥ BullMQ's throughput | {ratio:.2}× ({:.0}/s vs {processed:.0}/s) | {} |",
+            ours.1,
+            verdict(ratio >= 1.0)
+        );
+    }
+    t.push('\n');
+    t
+}
+
 #[allow(clippy::too_many_arguments)]
 fn report(
     latencies: &[Latency],
@@ -394,6 +444,7 @@ fn report(
         r,
         "One run on one machine (`bench/run.sh`); the load generator, the provider server and the system under test share its cores. Each latency step runs {seconds} s, open loop.\n"
     );
+    r.push_str(&targets(latencies, throughput, ours, bullmq));
     r.push_str("## Added latency of a sync call (over calling the provider directly)\n\n");
     r.push_str("| system | provider | rate | added p50 | added p90 | added p99 | errors |\n|---|---|---:|---:|---:|---:|---:|\n");
     for l in latencies {
@@ -434,14 +485,16 @@ fn report(
     r
 }
 
-/// A grouped bar chart as SVG: one group per label, one bar per series.
-fn bars(title: &str, unit: &str, groups: &[(String, Vec<(&str, f64)>)]) -> String {
+/// A grouped bar chart as SVG: one group per label, one bar per series; `log` scales heights by
+/// log10(1 + value), for values orders of magnitude apart.
+fn bars(title: &str, unit: &str, log: bool, groups: &[(String, Vec<(&str, f64)>)]) -> String {
+    let scale = |v: f64| if log { (1.0 + v).log10() } else { v };
     let colors = ["#2f6fdf", "#e07b39", "#4c9a2a", "#8e44ad"];
     let max = groups
         .iter()
         .flat_map(|(_, bars)| bars.iter().map(|(_, v)| *v))
-        .fold(0.0_f64, f64::max)
-        .max(1e-9);
+        .fold(0.0_f64, f64::max);
+    let max = scale(max).max(1e-9);
     let (width, height, left, top, bottom) = (760.0, 360.0, 60.0, 40.0, 70.0);
     let plot_h = height - top - bottom;
     let group_w = (width - left - 20.0) / groups.len().max(1) as f64;
@@ -455,7 +508,7 @@ fn bars(title: &str, unit: &str, groups: &[(String, Vec<(&str, f64)>)]) -> Strin
         let bar_w = (group_w - 16.0) / series.len().max(1) as f64;
         let x0 = left + g as f64 * group_w + 8.0;
         for (i, (name, value)) in series.iter().enumerate() {
-            let h = value / max * plot_h;
+            let h = scale(*value) / max * plot_h;
             let x = x0 + i as f64 * bar_w;
             let y = height - bottom - h;
             let _ = writeln!(
@@ -500,7 +553,12 @@ fn latency_chart(latencies: &[Latency]) -> String {
             None => groups.push((label, vec![(l.system, l.added[0])])),
         }
     }
-    bars("Added latency, p50 (ms; lower is better)", "ms", &groups)
+    bars(
+        "Added latency, p50 (ms, log scale; lower is better)",
+        "ms",
+        true,
+        &groups,
+    )
 }
 
 fn throughput_chart(throughput: &[(&str, (f64, usize))]) -> String {
@@ -514,6 +572,7 @@ fn throughput_chart(throughput: &[(&str, (f64, usize))]) -> String {
     bars(
         "Sustained sync throughput (higher is better)",
         "/s",
+        false,
         &groups,
     )
 }
@@ -531,6 +590,7 @@ fn queue_chart(ours: (f64, f64), bullmq: Option<(f64, f64)>) -> String {
     bars(
         "Queue layer on one Redis, concurrency 10 (higher is better)",
         "/s",
+        false,
         &groups,
     )
 }
