@@ -105,7 +105,8 @@ async fn run(full: bool) {
     let ours = pods_redis_queue(jobs, 10).await;
     let bullmq = full.then(|| bullmq(jobs, 10));
 
-    let queued_rss = rss_with_queued(if full { 10_000 } else { 500 }).await;
+    let queued = if full { 10_000 } else { 500 };
+    let queued_rss = rss_with_queued(queued).await;
 
     let report = report(
         &latencies,
@@ -113,7 +114,7 @@ async fn run(full: bool) {
         persisted,
         ours,
         bullmq,
-        (idle_rss, queued_rss),
+        (idle_rss, queued, queued_rss),
         seconds,
     );
     println!("{report}");
@@ -436,7 +437,7 @@ fn report(
     persisted: i64,
     ours: (f64, f64),
     bullmq: Option<(f64, f64)>,
-    (idle, queued): (f64, f64),
+    (idle, queued, queued_rss): (f64, usize, f64),
     seconds: u32,
 ) -> String {
     let mut r = String::from("# Pods beside its peers\n\n");
@@ -481,7 +482,10 @@ fn report(
     }
     r.push_str("\n![queue](queue.svg)\n\n## Memory\n\n| server | RSS |\n|---|---:|\n");
     let _ = writeln!(r, "| idle (SQLite, built-in plugins) | {idle:.1} MiB |");
-    let _ = writeln!(r, "| with 10,000 queued executions | {queued:.1} MiB |");
+    let _ = writeln!(
+        r,
+        "| with {queued} queued executions | {queued_rss:.1} MiB |"
+    );
     r
 }
 
