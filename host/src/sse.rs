@@ -10,6 +10,9 @@ use crate::plugins::types::SseEvent;
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no line end: a long line arriving in small chunks is
+    /// scanned once, not once per chunk.
+    scanned: usize,
     event: Option<String>,
     data: String,
     has_data: bool,
@@ -27,18 +30,25 @@ impl SseDecoder {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, LineTooLong> {
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
-        let mut start = 0;
-        while let Some(offset) = self.buf[start..]
-            .iter()
-            .position(|b| *b == b'\n' || *b == b'\r')
-        {
-            let end = start + offset;
+        let (mut start, mut from) = (0, self.scanned);
+        loop {
+            let Some(offset) = self.buf[from..]
+                .iter()
+                .position(|b| *b == b'\n' || *b == b'\r')
+            else {
+                from = self.buf.len();
+                break;
+            };
+            let end = from + offset;
             let terminator_len = if self.buf[end] == b'\r' {
                 match self.buf.get(end + 1) {
                     Some(b'\n') => 2,
                     Some(_) => 1,
                     // A lone `\r` at the end of the chunk may be the first half of `\r\n`.
-                    None => break,
+                    None => {
+                        from = end;
+                        break;
+                    }
                 }
             } else {
                 1
@@ -48,8 +58,10 @@ impl SseDecoder {
                 events.push(event);
             }
             start = end + terminator_len;
+            from = start;
         }
         self.buf.drain(..start);
+        self.scanned = from - start;
         if self.buf.len() > MAX_LINE {
             return Err(LineTooLong);
         }
@@ -64,6 +76,7 @@ impl SseDecoder {
         }
         self.buf.push(b'\n');
         let buf = std::mem::take(&mut self.buf);
+        self.scanned = 0;
         self.push(&buf).ok()?.pop()
     }
 
