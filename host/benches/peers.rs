@@ -152,18 +152,7 @@ async fn closed_loop(
         let (http, spec, done, errors) = (http.clone(), spec.clone(), done.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < until {
-                let mut request = http
-                    .post(&spec.url)
-                    .header("content-type", "application/json")
-                    .body(spec.body.clone());
-                if let Some(token) = &spec.token {
-                    request = request.bearer_auth(token);
-                }
-                let ok = match request.send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                if ok {
+                if spec.send(&http).await {
                     done.fetch_add(1, Ordering::Relaxed);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);

@@ -189,6 +189,23 @@ pub struct RequestSpec {
     pub body: String,
 }
 
+impl RequestSpec {
+    /// POSTs the body; `true` if a 2xx answer arrived whole.
+    pub async fn send(&self, http: &reqwest::Client) -> bool {
+        let mut request = http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(self.body.clone());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
 /// Sends `rate` POSTs per second for `seconds`, each on its own task at its scheduled time
 /// (open loop: a slow answer does not delay the next request). Returns the sorted latencies
 /// of successful requests and the number of failed ones.
@@ -207,17 +224,7 @@ pub async fn load(
         let (http, spec) = (http.clone(), spec.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let mut request = http
-                .post(&spec.url)
-                .header("content-type", "application/json")
-                .body(spec.body.clone());
-            if let Some(token) = &spec.token {
-                request = request.bearer_auth(token);
-            }
-            let ok = match request.send().await {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
-            };
+            let ok = spec.send(&http).await;
             (sent.elapsed(), ok)
         }));
     }

@@ -414,7 +414,7 @@ impl Registry {
                 )),
                 (None, file) => file,
             },
-            timestamp: String::new(),
+            timestamp: now_iso(),
         });
         Swapped {
             manifest,
@@ -434,7 +434,7 @@ impl Registry {
                 Some(file) => format!("{file}: {error}"),
                 None => error.to_string(),
             }),
-            timestamp: String::new(),
+            timestamp: now_iso(),
         });
         error
     }
@@ -473,7 +473,7 @@ impl Registry {
                 version: Some(version),
                 source: loaded.source.kind(),
                 detail: None,
-                timestamp: String::new(),
+                timestamp: now_iso(),
             });
         }
         removed.len()
@@ -616,7 +616,7 @@ impl Registry {
                     .map(|l| serde_json::to_string(&l).unwrap_or_default())
                     .unwrap_or_else(|| "cleared".into()),
             ),
-            timestamp: String::new(),
+            timestamp: now_iso(),
         });
     }
 
@@ -671,8 +671,7 @@ impl Registry {
         )
     }
 
-    fn emit(&self, mut event: PluginEvent) {
-        event.timestamp = crate::store::iso_time::format(crate::store::now_ms());
+    fn emit(&self, event: PluginEvent) {
         let mut recent = self.shared.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() == RECENT_EVENTS {
             recent.pop_front();
@@ -696,6 +695,11 @@ impl Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Now, as events show it (RFC 3339).
+fn now_iso() -> String {
+    crate::store::iso_time::format(crate::store::now_ms())
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename: never a half-written plugin.
