@@ -21,10 +21,24 @@ use crate::plugins::{Missing, Plugin, Registry};
 use crate::pod_store::PodStore;
 use crate::queue::{Job, Queue};
 use crate::store::{
-    Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, SYNC_LEASE_OWNER, Store,
-    StoreError, now_ms,
+    Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, Role, SYNC_LEASE_OWNER,
+    Store, StoreError, now_ms,
 };
 use crate::vault::{Binding, Sealed, Vault, VaultError};
+use crate::workspace_config::{self, View};
+
+/// How many times an execution is resolved when its workspace's configuration keeps changing
+/// under it; the last time, it is recorded whatever the version (what it read is fresh).
+const RESOLVE_ATTEMPTS: usize = 3;
+
+/// How a resolved execution is recorded.
+#[derive(Clone, Copy)]
+enum Record {
+    /// RUNNING, leased to the caller for this long.
+    Running(std::time::Duration),
+    /// QUEUED, for a worker to take within this long.
+    Queued(std::time::Duration),
+}
 
 /// Where an executor sends jobs and events.
 pub struct Backends {
@@ -121,6 +135,9 @@ pub struct ExecutionResult {
 pub enum ExecError {
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The caller is a member of the workspace, with too weak a role.
+    #[error("this needs the {} role; you are {}", needed.as_str(), actual.as_str())]
+    Forbidden { needed: Role, actual: Role },
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
     #[error(transparent)]
@@ -198,6 +215,7 @@ struct Inner {
     /// How long a queued execution may wait for a worker before the sweeper queues it again.
     queue_grace: std::time::Duration,
     events: Hub,
+    config: workspace_config::Cache,
 }
 
 impl Executor {
@@ -227,6 +245,7 @@ impl Executor {
     ) -> Self {
         Executor {
             inner: Arc::new(Inner {
+                config: workspace_config::Cache::new(store.clone(), backends.pods.clone()),
                 store,
                 plugins,
                 egress,
@@ -239,20 +258,17 @@ impl Executor {
         }
     }
 
-    /// Validates the request and records the execution as RUNNING. Nothing is written if it
-    /// cannot run.
+    /// Checks that the caller may run pods in `ws`, validates the request and records the
+    /// execution as RUNNING. Nothing is written if it cannot run.
     pub async fn prepare(
         &self,
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
     ) -> Result<Prepared, ExecError> {
-        let (mut prepared, new) = self.resolve(ws, user_id, req).await?;
         let lease = self.inner.queue_grace;
-        prepared.execution_id = self
-            .inner
-            .store
-            .start_execution(&new, lease.as_millis() as i64)
+        let mut prepared = self
+            .resolve_and_record(ws, user_id, req, Record::Running(lease))
             .await?;
         prepared.sync_lease = Some(lease);
         self.publish(Event::new(
@@ -265,28 +281,26 @@ impl Executor {
         Ok(prepared)
     }
 
-    /// Validates the request and records it as QUEUED with its job; a worker runs it. Returns
-    /// the execution id.
+    /// Checks that the caller may run pods in `ws`, validates the request and records it as
+    /// QUEUED with its job; a worker runs it. Returns the execution id.
     pub async fn enqueue(
         &self,
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
     ) -> Result<String, ExecError> {
-        let (_, new) = self.resolve(ws, user_id, req).await?;
-        let grace = self.inner.queue_grace.as_millis() as i64;
-        let id = self
-            .inner
-            .store
-            .insert_queued_execution(&new, grace)
+        let grace = self.inner.queue_grace;
+        let prepared = self
+            .resolve_and_record(ws, user_id, req, Record::Queued(grace))
             .await?;
+        let id = prepared.execution_id;
         // Published before the job exists, so no worker's event can overtake it.
         self.publish(Event::new(
             "execution:queued",
             "QUEUED",
             &id,
-            &new.pod_id,
-            &new.flow_id,
+            &prepared.pod_id,
+            &prepared.flow_id,
         ));
         let job = Job {
             execution_id: id.clone(),
@@ -299,21 +313,80 @@ impl Executor {
         Ok(id)
     }
 
-    /// Checks everything an execution needs and resolves its prompts, writing nothing: the
-    /// execution to run (without an id yet) and the row that records it.
-    pub async fn resolve(
+    /// Resolves the execution from the workspace's cached configuration and records it, if
+    /// that configuration is still current; else reads it again and starts over.
+    async fn resolve_and_record(
         &self,
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
+        record: Record,
+    ) -> Result<Prepared, ExecError> {
+        let (config, store) = (&self.inner.config, &self.inner.store);
+        let fresh = || async { config.fresh(ws).await.map_err(not_found("workspace")) };
+        let (mut view, mut cached) = config.view(ws).await.map_err(not_found("workspace"))?;
+        let mut attempt = 1;
+        loop {
+            let resolved = match require_role(&view, user_id, Role::Member).await {
+                Ok(()) => self.resolve(&view, user_id, req).await,
+                Err(e) => Err(e),
+            };
+            let (mut prepared, mut new) = match resolved {
+                // A refusal read from the cache may be out of date: check before giving it.
+                Err(e) if cached && !matches!(e, ExecError::Store(_)) => {
+                    if config.is_current(&view).await? {
+                        return Err(e);
+                    }
+                    (view, cached) = (fresh().await?, false);
+                    continue;
+                }
+                other => other?,
+            };
+            new.config_version = view.version.filter(|_| attempt < RESOLVE_ATTEMPTS);
+            let recorded = match record {
+                Record::Running(lease) => {
+                    store.start_execution(&new, lease.as_millis() as i64).await
+                }
+                Record::Queued(grace) => {
+                    store
+                        .insert_queued_execution(&new, grace.as_millis() as i64)
+                        .await
+                }
+            };
+            match recorded {
+                Ok(id) => {
+                    prepared.execution_id = id;
+                    return Ok(prepared);
+                }
+                Err(StoreError::ConfigChanged) => {
+                    (view, cached) = (fresh().await?, false);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A view of the workspace's configuration read afresh as it is used, for a caller that
+    /// records nothing with it (a worker running an execution already recorded).
+    pub fn uncached_view(&self, ws: &str) -> View {
+        self.inner.config.detached(ws, None)
+    }
+
+    /// Checks everything an execution needs and resolves its prompts from `view`, writing
+    /// nothing: the execution to run (without an id yet) and the row that records it.
+    pub async fn resolve(
+        &self,
+        view: &View,
+        user_id: &str,
+        req: &ExecuteRequest,
     ) -> Result<(Prepared, NewExecution), ExecError> {
         let store = &self.inner.store;
-        let pod = self
-            .inner
-            .pods
-            .get(ws, &req.pod_id)
-            .await
-            .map_err(not_found("pod"))?;
+        let ws = view.workspace();
+        let pod = view
+            .pod(&req.pod_id)
+            .await?
+            .ok_or(ExecError::NotFound("pod"))?;
         let cfg = &pod.config;
 
         let provider = req
@@ -349,16 +422,13 @@ impl Executor {
         check_range("temperature", req.temperature.or(cfg.temperature), 0.0, 2.0)?;
         check_range("topP", req.top_p.or(cfg.top_p), 0.0, 1.0)?;
 
-        let stored = match store.key(ws, &provider).await {
-            Err(StoreError::NotFound) => {
-                return Err(invalid(
-                    "MISSING_PROVIDER_KEY",
-                    format!(
-                        "this workspace has no {provider} key: PUT /api/v1/workspaces/{ws}/provider-keys/{provider}"
-                    ),
-                ));
-            }
-            other => other?,
+        let Some(stored) = view.key(&provider).await? else {
+            return Err(invalid(
+                "MISSING_PROVIDER_KEY",
+                format!(
+                    "this workspace has no {provider} key: PUT /api/v1/workspaces/{ws}/provider-keys/{provider}"
+                ),
+            ));
         };
         let known = plugin.manifest().models.iter().any(|m| m.id == model)
             || stored.base_url.is_some()
@@ -397,7 +467,7 @@ impl Executor {
             })?;
 
         // Context: every ancestor's output, interpolated into the prompts and messages.
-        let edges = store.edges(ws, &pod.flow_id).await?;
+        let edges = view.edges(&pod.flow_id).await?;
         let context = context::resolve(store, ws, &pod.id, &edges).await?;
         let mut warnings = BTreeSet::new();
         let mut fill = |text: &str| context::interpolate(text, &context, &mut warnings);
@@ -461,6 +531,7 @@ impl Executor {
                 "execute": req,
             }),
             warnings: warnings.clone(),
+            config_version: None,
         };
         let prepared = Prepared {
             execution_id: String::new(),
@@ -796,6 +867,16 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> ExecError {
     move |e| match e {
         StoreError::NotFound => ExecError::NotFound(what),
         other => ExecError::Store(other),
+    }
+}
+
+/// `NotFound` for a non-member (the workspace is not theirs to know about), `Forbidden` for a
+/// member whose role is weaker than `needed`.
+async fn require_role(view: &View, user_id: &str, needed: Role) -> Result<(), ExecError> {
+    match view.role(user_id).await? {
+        None => Err(ExecError::NotFound("workspace")),
+        Some(actual) if actual < needed => Err(ExecError::Forbidden { needed, actual }),
+        Some(_) => Ok(()),
     }
 }
 

@@ -22,3 +22,4 @@ pub mod sse;
 pub mod store;
 pub mod vault;
 pub mod worker;
+pub mod workspace_config;

@@ -233,7 +233,11 @@ async fn run_attempt(
         serde_json::from_value(execution.request_metadata["execute"].clone()).ok();
     let prepared = match request {
         Some(request) => executor
-            .resolve(&job.workspace_id, &execution.user_id, &request)
+            .resolve(
+                &executor.uncached_view(&job.workspace_id),
+                &execution.user_id,
+                &request,
+            )
             .await
             .map(|(p, _)| p),
         None => Err(ExecError::Invalid {

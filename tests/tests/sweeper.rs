@@ -40,6 +40,7 @@ fn execution(ws: &str) -> NewExecution {
         key_id: None,
         request_metadata: serde_json::json!({}),
         warnings: vec![],
+        config_version: None,
     }
 }
 

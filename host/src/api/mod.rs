@@ -62,15 +62,11 @@ impl AppState {
             other => other?,
         };
         if role < min {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                format!(
-                    "this needs the {} role; you are {}",
-                    min.as_str(),
-                    role.as_str()
-                ),
-            ));
+            return Err(ExecError::Forbidden {
+                needed: min,
+                actual: role,
+            }
+            .into());
         }
         Ok(role)
     }
@@ -296,6 +292,9 @@ impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> Self {
         match e {
             ExecError::NotFound(what) => ApiError::not_found(what),
+            ExecError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())
+            }
             ExecError::Invalid { code, message } => ApiError::bad(code, message),
             ExecError::Store(e) => e.into(),
             ExecError::Vault { .. } => {

@@ -1,5 +1,7 @@
 //! Executions: one row per run of a pod — what was asked, what came back, what it cost.
 
+use std::sync::LazyLock;
+
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -71,6 +73,9 @@ pub struct NewExecution {
     /// The request as sent to the plugin (prompts after interpolation, parameters).
     pub request_metadata: serde_json::Value,
     pub warnings: Vec<String>,
+    /// Record it only while its workspace's configuration is at this version (what the
+    /// execution was resolved from); otherwise [`StoreError::ConfigChanged`]. `None`: always.
+    pub config_version: Option<i64>,
 }
 
 /// How an execution ended.
@@ -215,13 +220,24 @@ impl Store {
         leased_until: Option<i64>,
         lease_owner: Option<&str>,
     ) -> Result<String> {
+        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner";
+        const VALUES: &str =
+            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17";
+        static INSERT: LazyLock<String> =
+            LazyLock::new(|| format!("INSERT INTO executions ({INSERTED}) VALUES ({VALUES})"));
+        // The version check and the insert are one statement: nothing can change in between.
+        static INSERT_IF_CURRENT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $18"
+            )
+        });
         let (id, now) = (new_id(), now_ms());
         let running = status == ExecutionStatus::Running;
-        self.write(
-            sqlx::query(
-                "INSERT INTO executions (id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            )
+        let sql = match new.config_version {
+            Some(_) => INSERT_IF_CURRENT.as_str(),
+            None => INSERT.as_str(),
+        };
+        let mut statement = sqlx::query(sql)
             .bind(id.clone())
             .bind(new.workspace_id.clone())
             .bind(new.flow_id.clone())
@@ -238,9 +254,13 @@ impl Store {
             .bind(now)
             .bind(running.then_some(now))
             .bind(leased_until)
-            .bind(lease_owner.map(str::to_string)),
-        )
-        .await?;
+            .bind(lease_owner.map(str::to_string));
+        if let Some(version) = new.config_version {
+            statement = statement.bind(version);
+        }
+        if self.write(statement).await? == 0 {
+            return Err(StoreError::ConfigChanged);
+        }
         Ok(id)
     }
 

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0007_plugin_limits_and_pins.sql"),
         include_str!("../../migrations/0007_plugin_limits_and_pins.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/0008_config_version.sqlite.sql"),
+        include_str!("../../migrations/0008_config_version.postgres.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

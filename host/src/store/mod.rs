@@ -44,6 +44,10 @@ pub enum StoreError {
     /// A group-committed batch failed (the statements of a failed commit are not kept).
     #[error("commit failed: {0}")]
     Commit(String),
+    /// The workspace's configuration changed since the caller read it (or the workspace is
+    /// gone): nothing was written; read it again.
+    #[error("the workspace's configuration changed meanwhile")]
+    ConfigChanged,
     /// The pod store's DynamoDB failed.
     #[error("pod store: {0}")]
     PodBackend(String),

@@ -151,6 +151,15 @@ impl Store {
         Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
     }
 
+    /// The workspace's configuration version (see migration 0008); `None` if it does not exist.
+    pub async fn config_version(&self, workspace_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT config_version FROM workspaces WHERE id = $1")
+            .bind(workspace_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| get(&row, "config_version")).transpose()
+    }
+
     pub async fn workspaces_of(&self, user_id: &str) -> Result<Vec<Workspace>> {
         let rows = sqlx::query(
             "SELECT w.id, w.name, m.role FROM workspaces w JOIN memberships m ON m.workspace_id = w.id
