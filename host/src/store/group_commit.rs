@@ -10,12 +10,15 @@
 //! When nothing else is being written, a statement runs at once in its caller's task, as it would
 //! without batching. PostgreSQL has row locks and its own group commit; there, statements run
 //! straight on the pool.
+//!
+//! Writes go through one connection of their own, held by whoever's turn it is: no pool to
+//! acquire it from, and no ping when it goes back.
 
 use std::sync::Arc;
 
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, AnyPool};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use sqlx::{Any, AnyConnection};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
 use super::{Result, StoreError, WalActivity};
 
@@ -40,19 +43,19 @@ struct Pending {
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
-    pool: AnyPool,
-    turn: Arc<Mutex<()>>,
+    /// The writing connection; holding it is having the turn to write.
+    turn: Arc<Mutex<AnyConnection>>,
     wal: Arc<WalActivity>,
 }
 
 impl GroupCommit {
-    /// Starts the committer; it takes `turn` around each batch, so it and the other writers of
-    /// this process go one at a time.
-    pub fn start(pool: AnyPool, turn: Arc<Mutex<()>>, wal: Arc<WalActivity>) -> Self {
+    /// Starts the committer on `writer`; it takes the turn around each batch, so it and the
+    /// other writers of this process go one at a time.
+    pub fn start(writer: AnyConnection, wal: Arc<WalActivity>) -> Self {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Pending>();
+        let turn = Arc::new(Mutex::new(writer));
         let this = GroupCommit {
             queue,
-            pool: pool.clone(),
             turn: turn.clone(),
             wal: wal.clone(),
         };
@@ -65,19 +68,23 @@ impl GroupCommit {
                         Err(_) => break,
                     }
                 }
-                let _turn = turn.lock().await;
+                let mut conn = turn.lock().await;
                 wal.wrote(batch.len() as u64);
-                commit(&pool, batch).await;
+                commit(&mut conn, batch).await;
             }
         });
         this
     }
 
+    /// Waits for the turn to write, for a writer that runs its own statements (on the pool).
+    pub async fn turn(&self) -> MutexGuard<'_, AnyConnection> {
+        self.turn.lock().await
+    }
+
     pub async fn run(&self, statement: Statement, returning: bool) -> Result<Written> {
         // Nobody writing: no batch to join, and no hop through the committer either.
-        if let Ok(_turn) = self.turn.try_lock() {
+        if let Ok(mut conn) = self.turn.try_lock() {
             self.wal.wrote(1);
-            let mut conn = self.pool.acquire().await?;
             return Ok(execute(&mut conn, statement, returning).await?);
         }
         let (done, answer) = oneshot::channel();
@@ -97,7 +104,7 @@ impl GroupCommit {
 }
 
 async fn execute(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut AnyConnection,
     statement: Statement,
     returning: bool,
 ) -> std::result::Result<Written, sqlx::Error> {
@@ -116,22 +123,18 @@ async fn execute(
     }
 }
 
-async fn commit(pool: &AnyPool, batch: Vec<Pending>) {
+async fn commit(conn: &mut AnyConnection, batch: Vec<Pending>) {
     let fail_all = |batch: Vec<Pending>, e: &dyn std::fmt::Display| {
         for p in batch {
             let _ = p.done.send(Err(e.to_string()));
         }
-    };
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => return fail_all(batch, &e),
     };
     if batch.len() == 1 {
         // Alone: no transaction to wrap it in.
         let Some(p) = batch.into_iter().next() else {
             return;
         };
-        let result = execute(&mut conn, p.statement, p.returning).await;
+        let result = execute(conn, p.statement, p.returning).await;
         let _ = p.done.send(result.map_err(|e| e.to_string()));
         return;
     }
@@ -140,7 +143,7 @@ async fn commit(pool: &AnyPool, batch: Vec<Pending>) {
     }
     let mut results = Vec::with_capacity(batch.len());
     for p in batch {
-        let result = execute(&mut conn, p.statement, p.returning).await;
+        let result = execute(conn, p.statement, p.returning).await;
         results.push((p.done, result.map_err(|e| e.to_string())));
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {

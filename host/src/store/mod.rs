@@ -60,14 +60,13 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite allows one writer at a time and makes a second one sleep in its busy handler
-    /// (1 ms and up). Queueing this process's writers here instead keeps write latency flat.
-    writer: Arc<tokio::sync::Mutex<()>>,
     /// SQLite writes since the last checkpoint, and when the last one happened (ms).
     wal: Arc<WalActivity>,
     /// Prices change rarely and are read twice per execution.
     prices: Arc<std::sync::RwLock<Option<CachedPrices>>>,
-    /// SQLite: the hot writes, group-committed.
+    /// SQLite: the hot writes, group-committed. SQLite allows one writer at a time and makes a
+    /// second one sleep in its busy handler (1 ms and up); this process's writers take turns
+    /// here instead, which keeps write latency flat.
     commits: Option<group_commit::GroupCommit>,
 }
 
@@ -131,40 +130,37 @@ impl Store {
             Backend::Postgres => 16,
         });
         let options = if backend == Backend::Sqlite {
-            options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    // Checkpoints fsync; run them in the background, not inside a request's commit.
-                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                    // After a checkpoint, shrink the WAL file back to at most 64 MiB.
-                    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
-                    Ok(())
-                })
-            })
+            // A SQLite connection is a file handle on this machine; it cannot go stale, so
+            // pinging it before each use would only add a hop to its worker thread.
+            options
+                .test_before_acquire(false)
+                .after_connect(|conn, _| Box::pin(sqlite_settings(conn)))
         } else {
             options
         };
         let pool = options.connect(&url).await?;
-        let (writer, wal): (Arc<tokio::sync::Mutex<()>>, Arc<WalActivity>) = Default::default();
-        let commits = (backend == Backend::Sqlite)
-            .then(|| group_commit::GroupCommit::start(pool.clone(), writer.clone(), wal.clone()));
+        migrate::run(&pool, backend).await?;
+        let wal = Arc::<WalActivity>::default();
+        let commits = match backend {
+            Backend::Sqlite => {
+                let mut writer = sqlx::AnyConnection::connect(&url).await?;
+                sqlite_settings(&mut writer).await?;
+                Some(group_commit::GroupCommit::start(writer, wal.clone()))
+            }
+            Backend::Postgres => None,
+        };
         let store = Store {
             pool,
             backend,
-            writer,
             wal,
             prices: Arc::default(),
             commits,
         };
-        migrate::run(&store.pool, backend).await?;
         if backend == Backend::Sqlite {
             // Its own connection: a checkpoint's fsync must not hold one of the pool's few
             // connections while requests wait for it.
             let mut conn = sqlx::AnyConnection::connect(&url).await?;
-            conn.execute("PRAGMA busy_timeout = 10000").await?;
+            sqlite_settings(&mut conn).await?;
             store.spawn_checkpointer(conn);
         }
         Ok(store)
@@ -208,14 +204,10 @@ impl Store {
     }
 
     /// Held while writing on SQLite; a no-op on PostgreSQL, which has row locks.
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => {
-                self.wal.wrote(1);
-                Some(self.writer.lock().await)
-            }
-            Backend::Postgres => None,
-        }
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, sqlx::AnyConnection>> {
+        let commits = self.commits.as_ref()?;
+        self.wal.wrote(1);
+        Some(commits.turn().await)
     }
 
     /// Runs a write: group-committed on SQLite, straight on PostgreSQL. Returns rows changed.
@@ -238,6 +230,19 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// How every SQLite connection of the store is set up.
+async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> std::result::Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    // Checkpoints fsync; run them in the background, not inside a request's commit.
+    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+    // After a checkpoint, shrink the WAL file back to at most 64 MiB.
+    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.
