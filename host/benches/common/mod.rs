@@ -28,18 +28,7 @@ pub struct Bench {
 
 impl Bench {
     pub async fn start(name: &str, extra_env: &[(&str, &str)]) -> Bench {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let provider = format!("http://{}", listener.local_addr().expect("addr"));
-        // A model ending in `-60ms` answers after 60 ms, like a fast real provider.
-        let app = axum::Router::new().fallback(|body: bytes::Bytes| async move {
-            if body.windows(5).any(|w| w == b"-60ms") {
-                tokio::time::sleep(Duration::from_millis(60)).await;
-            }
-            ([("content-type", "application/json")], COMPLETION)
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let provider = start_provider();
 
         let data = std::env::temp_dir().join(format!("pods-bench-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
@@ -173,6 +162,36 @@ impl Bench {
             body: body.to_string(),
         })
     }
+}
+
+/// The instant provider, on a thread of its own: like any real provider it is a server apart
+/// from its clients, so a call to it, direct or through a proxy, crosses threads (served on the
+/// load generator's own thread, a direct call would never leave it). Returns its base URL.
+fn start_provider() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let provider = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::Builder::new()
+        .name("provider".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("provider runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                // A model ending in `-60ms` answers after 60 ms, like a fast real provider.
+                let app = axum::Router::new().fallback(|body: bytes::Bytes| async move {
+                    if body.windows(5).any(|w| w == b"-60ms") {
+                        tokio::time::sleep(Duration::from_millis(60)).await;
+                    }
+                    ([("content-type", "application/json")], COMPLETION)
+                });
+                axum::serve(listener, app).await
+            })
+        })
+        .expect("provider thread");
+    provider
 }
 
 impl Drop for Bench {
