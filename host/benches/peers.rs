@@ -435,6 +435,7 @@ fn report(
         "One run on one machine (`bench/run.sh`); the load generator, the provider server and the system under test share its cores. Each latency step runs {seconds} s, open loop.\n"
     );
     r.push_str(&targets(latencies, throughput, ours, bullmq));
+    r.push_str("Where a target is missed, [where-the-time-goes.md](where-the-time-goes.md) profiles what limits it.\n\n");
     r.push_str("## Added latency of a sync call (over calling the provider directly)\n\n");
     r.push_str("| system | provider | rate | added p50 | added p90 | added p99 | errors |\n|---|---|---:|---:|---:|---:|---:|\n");
     for l in latencies {
