@@ -1,7 +1,8 @@
 //! Pods: runs LLM pods wired into flows. Providers are sandboxed WebAssembly plugins.
 //!
-//! Data flows one way: [`api`] → [`execution`] → ([`context`], [`plugins`] via [`egress`],
-//! [`cost`], [`vault`]) → ([`store`], [`queue`], [`events`]). [`config`] opens them all from flags and environment.
+//! Data flows one way: [`api`] → [`execution`] → ([`workspace_config`], [`context`], [`plugins`]
+//! via [`egress`], [`cost`], [`vault`]) → ([`store`], [`queue`], [`events`]). [`config`] opens them
+//! all from flags and environment.
 
 pub mod api;
 pub mod auth;
