@@ -370,7 +370,7 @@ impl Executor {
     /// A view of the workspace's configuration read afresh as it is used, for a caller that
     /// records nothing with it (a worker running an execution already recorded).
     pub fn uncached_view(&self, ws: &str) -> View {
-        self.inner.config.detached(ws, None)
+        self.inner.config.detached(ws)
     }
 
     /// Checks everything an execution needs and resolves its prompts from `view`, writing

@@ -56,7 +56,7 @@ impl Cache {
             .config_version(ws)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let view = Arc::new(self.detached(ws, Some(version)));
+        let view = Arc::new(self.new_view(ws, Some(version)));
         let mut views = lock(&self.views);
         if views.len() >= MAX_ENTRIES {
             views.clear();
@@ -72,7 +72,11 @@ impl Cache {
 
     /// A view of its own, not shared with later callers and with no version: for a caller
     /// that cannot check the version when it writes (it reads what it needs once).
-    pub fn detached(&self, ws: &str, version: Option<i64>) -> View {
+    pub fn detached(&self, ws: &str) -> View {
+        self.new_view(ws, None)
+    }
+
+    fn new_view(&self, ws: &str, version: Option<i64>) -> View {
         View {
             ws: ws.to_string(),
             version,

@@ -149,7 +149,7 @@ pub async fn apply_stored(registry: &super::Registry, store: &crate::store::Stor
 }
 
 /// Keeps applying stored limits until the store closes, so a change made through one node's API
-/// reaches every node within [`REFRESH_EVERY`].
+/// reaches every node within `REFRESH_EVERY` (5 s).
 pub fn spawn_refresh(registry: super::Registry, store: crate::store::Store) {
     tokio::spawn(async move {
         while !store.is_closed() {
