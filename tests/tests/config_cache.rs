@@ -37,16 +37,11 @@ fn key(ws: &str, id: &str) -> StoredKey {
 fn execution(ws: &str, version: Option<i64>) -> NewExecution {
     NewExecution {
         workspace_id: ws.into(),
-        flow_id: "f".into(),
         pod_id: "p".into(),
-        user_id: "u".into(),
         provider: "openai".into(),
         model_id: "gpt-4o-mini".into(),
-        streamed: false,
-        key_id: None,
-        request_metadata: json!({}),
-        warnings: vec![],
         config_version: version,
+        ..NewExecution::default()
     }
 }
 

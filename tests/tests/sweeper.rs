@@ -31,16 +31,10 @@ async fn executor(name: &str) -> (Executor, String) {
 fn execution(ws: &str) -> NewExecution {
     NewExecution {
         workspace_id: ws.into(),
-        flow_id: "f".into(),
         pod_id: "p".into(),
-        user_id: "u".into(),
         provider: "openai".into(),
         model_id: "gpt-4o-mini".into(),
-        streamed: false,
-        key_id: None,
-        request_metadata: serde_json::json!({}),
-        warnings: vec![],
-        config_version: None,
+        ..NewExecution::default()
     }
 }
 

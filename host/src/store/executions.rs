@@ -59,7 +59,7 @@ pub struct Cost {
 }
 
 /// An execution about to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewExecution {
     pub workspace_id: String,
     pub flow_id: String,
