@@ -13,8 +13,7 @@
 //! Pods kept in DynamoDB are not covered by the version and are read every time.
 
 use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::pod_store::PodStore;
 use crate::store::{Edge, Pod, Result, Role, Store, StoreError, StoredKey};
@@ -98,10 +97,10 @@ pub struct View {
     pub version: Option<i64>,
     store: Store,
     pods: PodStore,
-    roles: Memo<String, Option<Role>>,
-    pod_configs: Memo<String, Option<Pod>>,
-    keys: Memo<String, Option<StoredKey>>,
-    edges: Memo<String, Arc<Vec<Edge>>>,
+    roles: Memo<Option<Role>>,
+    pod_configs: Memo<Option<Pod>>,
+    keys: Memo<Option<StoredKey>>,
+    edges: Memo<Arc<Vec<Edge>>>,
 }
 
 impl View {
@@ -161,15 +160,15 @@ fn found<T>(read: Result<T>) -> Result<Option<T>> {
 }
 
 /// Values read once, by key.
-struct Memo<K, V>(Mutex<HashMap<K, V>>);
+struct Memo<V>(Mutex<HashMap<String, V>>);
 
-impl<K, V> Default for Memo<K, V> {
+impl<V> Default for Memo<V> {
     fn default() -> Self {
         Memo(Mutex::new(HashMap::new()))
     }
 }
 
-impl<V: Clone> Memo<String, V> {
+impl<V: Clone> Memo<V> {
     fn get(&self, key: &str) -> Option<V> {
         lock(&self.0).get(key).cloned()
     }
@@ -188,6 +187,6 @@ impl<V: Clone> Memo<String, V> {
 
 /// A poisoned lock only means another thread panicked while holding it; the map is still a
 /// valid cache.
-fn lock<K: Eq + Hash, V>(m: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
