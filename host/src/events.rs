@@ -4,7 +4,7 @@
 //! Each flow has a bounded broadcast channel. A client that falls more than `BUFFER` events behind
 //! is dropped (its socket closed with a reason) rather than allowed to hold the server back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -67,7 +67,7 @@ impl Event {
 #[derive(Clone)]
 pub struct Hub {
     flows: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
-    cancels: broadcast::Sender<String>,
+    cancels: Arc<CancelBoard>,
     relay: Option<tokio::sync::mpsc::Sender<Outgoing>>,
 }
 
@@ -75,9 +75,41 @@ impl Default for Hub {
     fn default() -> Self {
         Hub {
             flows: Default::default(),
-            cancels: broadcast::channel(BUFFER).0,
+            cancels: Arc::new(CancelBoard {
+                requests: broadcast::channel(BUFFER).0,
+                recent: Mutex::new(VecDeque::new()),
+            }),
             relay: None,
         }
+    }
+}
+
+/// Cancel requests as they arrive, and the latest of them remembered: a request can reach a node
+/// between a worker's claim and the moment its call starts watching, and must not be missed.
+struct CancelBoard {
+    requests: broadcast::Sender<String>,
+    recent: Mutex<VecDeque<String>>,
+}
+
+/// Cancel requests remembered for calls that start watching late. Cancels are rare, so the list
+/// is short and a scan is cheap.
+const RECENT_CANCELS: usize = 4 * BUFFER;
+
+impl CancelBoard {
+    fn post(&self, execution_id: String) {
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == RECENT_CANCELS {
+                recent.pop_front();
+            }
+            recent.push_back(execution_id.clone());
+        }
+        let _ = self.requests.send(execution_id);
+    }
+
+    fn seen(&self, execution_id: &str) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().any(|id| id == execution_id)
     }
 }
 
@@ -148,15 +180,31 @@ impl Hub {
                     tracing::warn!(execution = %execution_id, "the event relay is backed up; a cancel was not relayed");
                 }
             }
-            None => {
-                let _ = self.cancels.send(execution_id.to_string());
-            }
+            None => self.cancels.post(execution_id.to_string()),
         }
     }
 
-    /// Cancel requests from every node.
-    pub fn cancel_requests(&self) -> broadcast::Receiver<String> {
-        self.cancels.subscribe()
+    /// Resolves when a cancel of the execution is requested on any node — including one that
+    /// arrived before this was called (a worker claims an execution, then starts its call).
+    pub fn cancelled(&self, execution_id: &str) -> impl Future<Output = ()> + Send + 'static {
+        // Subscribed before the look at the board: a request lands in one or the other.
+        let mut requests = self.cancels.requests.subscribe();
+        let (board, id) = (self.cancels.clone(), execution_id.to_string());
+        async move {
+            if board.seen(&id) {
+                return;
+            }
+            loop {
+                match requests.recv().await {
+                    Ok(cancelled) if cancelled == id => return,
+                    Ok(_) => {}
+                    // Fell behind: what was missed is on the board.
+                    Err(broadcast::error::RecvError::Lagged(_)) if board.seen(&id) => return,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        }
     }
 
     /// A hub whose events and cancels travel through Redis pub/sub (channels `{prefix}:events` and
@@ -208,7 +256,7 @@ impl Hub {
                             continue;
                         };
                         if msg.get_channel_name() == cancels {
-                            let _ = hub.cancels.send(payload);
+                            hub.cancels.post(payload);
                         } else if let Some((flow_id, text)) = payload.split_once('\n') {
                             hub.deliver(flow_id, text.into());
                         }
@@ -240,7 +288,7 @@ impl Hub {
 /// The relay's hold on a hub: it stops when the hub is gone.
 struct WeakHub {
     flows: std::sync::Weak<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
-    cancels: broadcast::Sender<String>,
+    cancels: Arc<CancelBoard>,
 }
 
 impl WeakHub {
@@ -304,5 +352,37 @@ mod tests {
             slow.recv().await,
             Err(broadcast::error::RecvError::Lagged(10))
         ));
+    }
+
+    /// Whether `watch` resolves within a short while (it should at once, or never).
+    async fn resolves(watch: impl Future<Output = ()>) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(100), watch)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_cancel_is_seen_by_a_call_watching_before_or_after_it_arrived() {
+        let hub = Hub::default();
+        let early = hub.cancelled("e1");
+        hub.request_cancel("e1");
+        // A worker that claimed e1 but starts watching only now still sees the cancel.
+        let late = hub.cancelled("e1");
+        assert!(resolves(early).await, "watching before the cancel");
+        assert!(resolves(late).await, "watching after the cancel");
+        assert!(!resolves(hub.cancelled("e2")).await, "another execution");
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_falls_behind_finds_its_cancel_on_the_board() {
+        let hub = Hub::default();
+        // Already waiting on the channel (so past its first look at the board)...
+        let watch = tokio::spawn(hub.cancelled("e0"));
+        tokio::task::yield_now().await;
+        // ...when e0's request is pushed out of the channel by the ones after it.
+        for i in 0..BUFFER + 10 {
+            hub.request_cancel(&format!("e{i}"));
+        }
+        assert!(resolves(async { watch.await.expect("watch") }).await);
     }
 }

@@ -635,18 +635,7 @@ impl Executor {
         } = prepared;
         let prepared_ids = (pod_id, flow_id);
         let store = &self.inner.store;
-        let mut cancels = self.inner.events.cancel_requests();
-        let cancelled = async {
-            loop {
-                match cancels.recv().await {
-                    Ok(id) if id == execution_id => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        std::future::pending::<()>().await
-                    }
-                    _ => {}
-                }
-            }
-        };
+        let cancelled = self.inner.events.cancelled(&execution_id);
         let (events, pod_id, flow_id) = (self.inner.events.clone(), prepared_ids.0, prepared_ids.1);
         let delta_event = |d: &StreamDelta| {
             on_delta(d);
