@@ -11,15 +11,16 @@
 //! without batching. PostgreSQL has row locks and its own group commit; there, statements run
 //! straight on the pool.
 //!
-//! Writes go through one connection of their own, held by whoever's turn it is: no pool to
-//! acquire it from, and no ping when it goes back.
+//! Writes go through one connection of their own ([`Writer`], on the calling thread), held by
+//! whoever's turn it is.
 
 use std::sync::Arc;
 
+use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, AnyConnection};
-use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard, mpsc, oneshot};
 
+use super::sqlite_writer::{Prepared, Writer};
 use super::{Result, StoreError, WalActivity};
 
 /// A statement with owned arguments, so it can wait in the batch.
@@ -35,8 +36,7 @@ pub struct Written {
 }
 
 struct Pending {
-    statement: Statement,
-    returning: bool,
+    statement: Prepared,
     done: oneshot::Sender<std::result::Result<Written, String>>,
 }
 
@@ -44,14 +44,14 @@ struct Pending {
 pub struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
     /// The writing connection; holding it is having the turn to write.
-    turn: Arc<Mutex<AnyConnection>>,
+    turn: Arc<Mutex<Writer>>,
     wal: Arc<WalActivity>,
 }
 
 impl GroupCommit {
     /// Starts the committer on `writer`; it takes the turn around each batch, so it and the
     /// other writers of this process go one at a time.
-    pub fn start(writer: AnyConnection, wal: Arc<WalActivity>) -> Self {
+    pub fn start(writer: Writer, wal: Arc<WalActivity>) -> Self {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Pending>();
         let turn = Arc::new(Mutex::new(writer));
         let this = GroupCommit {
@@ -68,97 +68,78 @@ impl GroupCommit {
                         Err(_) => break,
                     }
                 }
-                let mut conn = turn.lock().await;
+                let writer = turn.clone().lock_owned().await;
                 wal.wrote(batch.len() as u64);
-                commit(&mut conn, batch).await;
+                commit(writer, batch).await;
             }
         });
         this
     }
 
     /// Waits for the turn to write, for a writer that runs its own statements (on the pool).
-    pub async fn turn(&self) -> MutexGuard<'_, AnyConnection> {
+    pub async fn turn(&self) -> MutexGuard<'_, Writer> {
         self.turn.lock().await
     }
 
     pub async fn run(&self, statement: Statement, returning: bool) -> Result<Written> {
+        let statement = Prepared::new(statement, returning).map_err(StoreError::Commit)?;
         // Nobody writing: no batch to join, and no hop through the committer either.
-        if let Ok(mut conn) = self.turn.try_lock() {
-            self.wal.wrote(1);
-            return Ok(execute(&mut conn, statement, returning).await?);
-        }
-        let (done, answer) = oneshot::channel();
-        self.queue
-            .send(Pending {
-                statement,
-                returning,
-                done,
-            })
-            .map_err(|_| StoreError::Commit("the store is closed".into()))?;
-        match answer.await {
-            Ok(Ok(written)) => Ok(written),
-            Ok(Err(e)) => Err(StoreError::Commit(e)),
-            Err(_) => Err(StoreError::Commit("the committer stopped".into())),
-        }
-    }
-}
-
-async fn execute(
-    conn: &mut AnyConnection,
-    statement: Statement,
-    returning: bool,
-) -> std::result::Result<Written, sqlx::Error> {
-    if returning {
-        let rows = statement.fetch_all(&mut *conn).await?;
-        Ok(Written {
-            affected: rows.len() as u64,
-            rows,
-        })
-    } else {
-        let done = statement.execute(&mut *conn).await?;
-        Ok(Written {
-            affected: done.rows_affected(),
-            rows: vec![],
-        })
-    }
-}
-
-async fn commit(conn: &mut AnyConnection, batch: Vec<Pending>) {
-    let fail_all = |batch: Vec<Pending>, e: &dyn std::fmt::Display| {
-        for p in batch {
-            let _ = p.done.send(Err(e.to_string()));
-        }
-    };
-    if batch.len() == 1 {
-        // Alone: no transaction to wrap it in.
-        let Some(p) = batch.into_iter().next() else {
-            return;
+        let result = match self.turn.clone().try_lock_owned() {
+            Ok(writer) => {
+                self.wal.wrote(1);
+                let mut results = run(writer, vec![statement]).await;
+                results.pop()
+            }
+            Err(_) => {
+                let (done, answer) = oneshot::channel();
+                self.queue
+                    .send(Pending { statement, done })
+                    .map_err(|_| StoreError::Commit("the store is closed".into()))?;
+                answer.await.ok()
+            }
         };
-        let result = execute(conn, p.statement, p.returning).await;
-        let _ = p.done.send(result.map_err(|e| e.to_string()));
-        return;
-    }
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        return fail_all(batch, &e);
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    for p in batch {
-        let result = execute(conn, p.statement, p.returning).await;
-        results.push((p.done, result.map_err(|e| e.to_string())));
-    }
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
-        Ok(_) => {
-            for (done, result) in results {
-                let _ = done.send(result);
-            }
+        match result {
+            Some(written) => written.map_err(StoreError::Commit),
+            None => Err(StoreError::Commit("the committer stopped".into())),
         }
-        Err(e) => {
-            // Nothing of the batch is kept.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            for (done, _) in results {
-                let _ = done.send(Err(e.to_string()));
-            }
+    }
+}
+
+/// Batches of up to this many statements run on the runtime thread that has the turn (a few
+/// hundred microseconds at most); larger ones on the blocking pool.
+const INLINE: usize = 4;
+
+/// Runs the statements with the writer, as [`Writer::run`] does, on this thread if they are few
+/// and nobody else holds SQLite's lock, else on the blocking pool.
+async fn run(
+    mut writer: OwnedMutexGuard<Writer>,
+    statements: Vec<Prepared>,
+) -> Vec<std::result::Result<Written, String>> {
+    if statements.len() <= INLINE
+        && let Some(results) = writer.run(&statements, false)
+    {
+        return results;
+    }
+    let count = statements.len();
+    let results = tokio::task::spawn_blocking(move || writer.run(&statements, true)).await;
+    match results {
+        Ok(Some(results)) => results,
+        other => {
+            let why = match other {
+                Err(e) => format!("the committer failed: {e}"),
+                _ => "the writer gave no results".to_string(),
+            };
+            (0..count).map(|_| Err(why.clone())).collect()
         }
+    }
+}
+
+/// Runs a batch, then tells each caller how its statement went.
+async fn commit(writer: OwnedMutexGuard<Writer>, batch: Vec<Pending>) {
+    let (statements, dones): (Vec<Prepared>, Vec<_>) =
+        batch.into_iter().map(|p| (p.statement, p.done)).unzip();
+    for (done, result) in dones.into_iter().zip(run(writer, statements).await) {
+        let _ = done.send(result);
     }
 }
 

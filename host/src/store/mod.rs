@@ -15,6 +15,7 @@ mod migrate;
 mod plugins;
 mod pricing;
 mod queue;
+mod sqlite_writer;
 mod workspaces;
 
 use std::str::FromStr;
@@ -41,6 +42,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The SQLite writer could not open the database.
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
     /// A group-committed batch failed (the statements of a failed commit are not kept).
     #[error("commit failed: {0}")]
     Commit(String),
@@ -143,8 +147,7 @@ impl Store {
         let wal = Arc::<WalActivity>::default();
         let commits = match backend {
             Backend::Sqlite => {
-                let mut writer = sqlx::AnyConnection::connect(&url).await?;
-                sqlite_settings(&mut writer).await?;
+                let writer = sqlite_writer::Writer::open(&url).map_err(StoreError::Sqlite)?;
                 Some(group_commit::GroupCommit::start(writer, wal.clone()))
             }
             Backend::Postgres => None,
@@ -204,7 +207,7 @@ impl Store {
     }
 
     /// Held while writing on SQLite; a no-op on PostgreSQL, which has row locks.
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, sqlx::AnyConnection>> {
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, sqlite_writer::Writer>> {
         let commits = self.commits.as_ref()?;
         self.wal.wrote(1);
         Some(commits.turn().await)
