@@ -228,7 +228,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("w.db");
-        let mut w = Writer::open(&format!("sqlite://{}?mode=rwc", path.display())).expect("open");
+        let w = Writer::open(&format!("sqlite://{}?mode=rwc", path.display())).expect("open");
         w.conn
             .execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT, note TEXT)")
             .expect("table");
