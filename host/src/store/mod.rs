@@ -235,16 +235,25 @@ impl Store {
     }
 }
 
-/// How every SQLite connection of the store is set up.
-async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> std::result::Result<(), sqlx::Error> {
-    conn.execute("PRAGMA journal_mode = WAL").await?;
-    conn.execute("PRAGMA synchronous = NORMAL").await?;
-    conn.execute("PRAGMA foreign_keys = ON").await?;
-    conn.execute("PRAGMA busy_timeout = 10000").await?;
+/// How every SQLite connection of the store is set up (the pool's, the checkpointer's and the
+/// writer's); a connection waits up to `sqlite_writer::BUSY_TIMEOUT` for another's write lock.
+const SQLITE_PRAGMAS: [&str; 5] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
     // Checkpoints fsync; run them in the background, not inside a request's commit.
-    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+    "PRAGMA wal_autocheckpoint = 0",
     // After a checkpoint, shrink the WAL file back to at most 64 MiB.
-    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
+    "PRAGMA journal_size_limit = 67108864",
+];
+
+async fn sqlite_settings(conn: &mut sqlx::AnyConnection) -> std::result::Result<(), sqlx::Error> {
+    for pragma in SQLITE_PRAGMAS {
+        conn.execute(pragma).await?;
+    }
+    let busy = sqlite_writer::BUSY_TIMEOUT.as_millis();
+    conn.execute(format!("PRAGMA busy_timeout = {busy}").as_str())
+        .await?;
     Ok(())
 }
 

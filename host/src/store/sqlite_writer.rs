@@ -25,8 +25,8 @@ use sqlx_core::any::{
 
 use super::group_commit::{Statement, Written};
 
-/// How long a write waits for SQLite's lock on the blocking pool (the pool's connections use
-/// the same figure).
+/// How long a write waits for SQLite's lock on the blocking pool (the pool's connections wait
+/// as long).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A statement taken apart: its SQL and its arguments, ready for rusqlite.
@@ -58,20 +58,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens the database file of a `sqlite:` URL with the store's settings (see
-    /// `sqlite_settings`); the store has created the file and its tables by then.
+    /// Opens the database file of a `sqlite:` URL with the store's settings
+    /// (`SQLITE_PRAGMAS`); the store has created the file and its tables by then.
     pub fn open(url: &str) -> Result<Self, rusqlite::Error> {
         let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .map(|o| o.get_filename().to_path_buf())
             .map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?;
         let conn = rusqlite::Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA wal_autocheckpoint = 0;
-             PRAGMA journal_size_limit = 67108864;",
-        )?;
+        for pragma in super::SQLITE_PRAGMAS {
+            conn.execute_batch(pragma)?;
+        }
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Writer { conn })
     }
