@@ -8,10 +8,12 @@
 //! connection: the same SQL and arguments the store builds for sqlx, and the rows handed back
 //! as sqlx's `AnyRow`, so the rest of the store does not know which connection wrote.
 //!
-//! The writer never sleeps in SQLite's busy handler on the caller's thread: when another
+//! The writer never sleeps in SQLite's busy handler on a runtime thread: when another
 //! connection holds the write lock (a pool connection writing outside the turn, another
-//! process), a write answers [`Outcome::Busy`] and the caller runs it again on the blocking
-//! pool, where waiting is allowed.
+//! process), nothing is written and the statements go to the blocking pool, where waiting is
+//! allowed. The price of running in the caller: a disk that stalls a write stalls that runtime
+//! thread too (commits do not fsync — `synchronous = NORMAL` in WAL mode — and checkpoints run on
+//! a connection of their own, so in practice a write is tens of microseconds).
 
 use std::str::FromStr as _;
 use std::sync::Arc;
