@@ -4,7 +4,7 @@
 //! Each flow has a bounded broadcast channel. A client that falls more than `BUFFER` events behind
 //! is dropped (its socket closed with a reason) rather than allowed to hold the server back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -77,7 +77,7 @@ impl Default for Hub {
             flows: Default::default(),
             cancels: Arc::new(CancelBoard {
                 requests: broadcast::channel(BUFFER).0,
-                recent: Mutex::new(VecDeque::new()),
+                recent: Mutex::default(),
             }),
             relay: None,
         }
@@ -88,28 +88,38 @@ impl Default for Hub {
 /// between a worker's claim and the moment its call starts watching, and must not be missed.
 struct CancelBoard {
     requests: broadcast::Sender<String>,
-    recent: Mutex<VecDeque<String>>,
+    recent: Mutex<Recent>,
 }
 
-/// Cancel requests remembered for calls that start watching late. Cancels are rare, so the list
-/// is short and a scan is cheap.
+/// The latest cancel requests: a set to look them up, and their order to forget the oldest.
+#[derive(Default)]
+struct Recent {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// Cancel requests remembered for calls that start watching late.
 const RECENT_CANCELS: usize = 4 * BUFFER;
 
 impl CancelBoard {
     fn post(&self, execution_id: String) {
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.len() == RECENT_CANCELS {
-                recent.pop_front();
+            if recent.ids.insert(execution_id.clone()) {
+                recent.order.push_back(execution_id.clone());
             }
-            recent.push_back(execution_id.clone());
+            if recent.order.len() > RECENT_CANCELS
+                && let Some(oldest) = recent.order.pop_front()
+            {
+                recent.ids.remove(&oldest);
+            }
         }
         let _ = self.requests.send(execution_id);
     }
 
     fn seen(&self, execution_id: &str) -> bool {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.iter().any(|id| id == execution_id)
+        recent.ids.contains(execution_id)
     }
 }
 
@@ -384,5 +394,22 @@ mod tests {
             hub.request_cancel(&format!("e{i}"));
         }
         assert!(resolves(async { watch.await.expect("watch") }).await);
+    }
+
+    #[tokio::test]
+    async fn the_board_forgets_the_oldest_cancels_first() {
+        let hub = Hub::default();
+        hub.request_cancel("first");
+        hub.request_cancel("first"); // twice: remembered once
+        for i in 0..RECENT_CANCELS - 1 {
+            hub.request_cancel(&format!("e{i}"));
+        }
+        assert!(
+            hub.cancels.seen("first"),
+            "still among the latest {RECENT_CANCELS}"
+        );
+        hub.request_cancel("one-more");
+        assert!(!hub.cancels.seen("first"), "the oldest is forgotten");
+        assert!(hub.cancels.seen("e0") && hub.cancels.seen("one-more"));
     }
 }
