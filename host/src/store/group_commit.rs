@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use sqlx::Any;
 use sqlx::any::{AnyArguments, AnyRow};
-use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, oneshot};
 
 use super::sqlite_writer::{Prepared, Writer};
 use super::{Result, StoreError, WalActivity};
@@ -50,7 +50,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the committer on `writer`; it takes the turn around each batch, so it and the
-    /// other writers of this process go one at a time.
+    /// statements run at once by their callers go one at a time.
     pub fn start(writer: Writer, wal: Arc<WalActivity>) -> Self {
         let (queue, mut waiting) = mpsc::unbounded_channel::<Pending>();
         let turn = Arc::new(Mutex::new(writer));
@@ -74,11 +74,6 @@ impl GroupCommit {
             }
         });
         this
-    }
-
-    /// Waits for the turn to write, for a writer that runs its own statements (on the pool).
-    pub async fn turn(&self) -> MutexGuard<'_, Writer> {
-        self.turn.lock().await
     }
 
     pub async fn run(&self, statement: Statement, returning: bool) -> Result<Written> {

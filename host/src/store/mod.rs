@@ -206,13 +206,6 @@ impl Store {
         });
     }
 
-    /// Held while writing on SQLite; a no-op on PostgreSQL, which has row locks.
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, sqlite_writer::Writer>> {
-        let commits = self.commits.as_ref()?;
-        self.wal.wrote(1);
-        Some(commits.turn().await)
-    }
-
     /// Runs a write: group-committed on SQLite, straight on PostgreSQL. Returns rows changed.
     async fn write(&self, statement: group_commit::Statement) -> Result<u64> {
         match &self.commits {

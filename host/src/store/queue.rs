@@ -138,18 +138,16 @@ impl Store {
         due_ms: i64,
         grace_ms: i64,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE executions SET status = 'QUEUED', error_code = $1, error_message = $2, lease_owner = NULL, leased_until = $3
              WHERE id = $4 AND status = 'RUNNING'",
         )
-        .bind(code)
-        .bind(message)
+        .bind(code.to_string())
+        .bind(message.to_string())
         .bind(due_ms + grace_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(id.to_string());
+        let done = self.write(statement).await?;
+        Ok(done > 0)
     }
 
     /// Up to `limit` queued or running executions whose lease ran out, oldest first.
@@ -181,17 +179,15 @@ impl Store {
     /// Puts a stale execution back to QUEUED (its worker is gone) with a new deadline, if nobody
     /// touched it since it was found stale (so of several sweepers, one re-queues it).
     pub async fn requeue_stale(&self, stale: &Stale, until_ms: i64) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE executions SET status = 'QUEUED', lease_owner = NULL, leased_until = $1
              WHERE id = $2 AND leased_until = $3 AND status IN ('QUEUED', 'RUNNING')",
         )
         .bind(until_ms)
-        .bind(&stale.id)
-        .bind(stale.leased_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(stale.id.clone())
+        .bind(stale.leased_until);
+        let done = self.write(statement).await?;
+        Ok(done > 0)
     }
 
     /// Ends a stale execution that used all its attempts as an ERROR, if nobody touched it since
@@ -202,19 +198,17 @@ impl Store {
         code: &str,
         message: &str,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE executions SET status = 'ERROR', error_code = $1, error_message = $2, finished_at = $3, lease_owner = NULL
              WHERE id = $4 AND leased_until = $5 AND status IN ('QUEUED', 'RUNNING')",
         )
-        .bind(code)
-        .bind(message)
+        .bind(code.to_string())
+        .bind(message.to_string())
         .bind(now_ms())
-        .bind(&stale.id)
-        .bind(stale.leased_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        .bind(stale.id.clone())
+        .bind(stale.leased_until);
+        let done = self.write(statement).await?;
+        Ok(done > 0)
     }
 
     /// Executions per status, all workspaces (for metrics).
@@ -235,18 +229,15 @@ impl Store {
         if !matches!(current, ExecutionStatus::Queued | ExecutionStatus::Running) {
             return Ok(Cancelled::AlreadyFinished(current));
         }
-        let turn = self.write_turn().await;
-        let done = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE executions SET status = 'CANCELLED', finished_at = $1, error_code = 'CANCELLED', error_message = 'cancelled by a user', lease_owner = NULL
              WHERE workspace_id = $2 AND id = $3 AND status IN ('QUEUED', 'RUNNING')",
         )
         .bind(now_ms())
-        .bind(ws)
-        .bind(execution_id)
-        .execute(&self.pool)
-        .await?;
-        drop(turn);
-        if done.rows_affected() == 0 {
+        .bind(ws.to_string())
+        .bind(execution_id.to_string());
+        let done = self.write(statement).await?;
+        if done == 0 {
             // It finished between the read and the update.
             return Ok(Cancelled::AlreadyFinished(
                 self.execution(ws, execution_id).await?.status,
@@ -357,11 +348,10 @@ impl Store {
 
     /// Removes an execution's job, leased or not.
     pub async fn drop_job(&self, execution_id: &str) -> Result<()> {
-        let _turn = self.write_turn().await;
-        sqlx::query("DELETE FROM jobs WHERE execution_id = $1")
-            .bind(execution_id)
-            .execute(&self.pool)
-            .await?;
+        self.write(
+            sqlx::query("DELETE FROM jobs WHERE execution_id = $1").bind(execution_id.to_string()),
+        )
+        .await?;
         Ok(())
     }
 
