@@ -11,7 +11,8 @@ use crate::auth::Tokens;
 use crate::aws::AwsSettings;
 use crate::egress::{Egress, EgressConfig};
 use crate::events::Hub;
-use crate::execution::{Backends, Executor};
+use crate::execution::{Executor, Services};
+use crate::ledger::Ledger;
 use crate::plugins::{Limits, LoadLimits, Registry, Runtime, RuntimeConfig};
 use crate::pod_store::{DynamoPods, PodStore};
 use crate::queue::{Backend as QueueBackend, QueueSettings};
@@ -263,8 +264,8 @@ impl Settings {
         Ok(Tokens::new(secret.trim().as_bytes()))
     }
 
-    /// Everything an API node needs, opened and loaded.
-    pub async fn executor(&self) -> Result<Executor> {
+    /// Everything a node needs, opened and loaded.
+    pub async fn node(&self) -> Result<Node> {
         let store = self.store().await?;
         let vault = self.vault()?;
         let runtime = std::sync::Arc::new(Runtime::new(self.runtime_config())?);
@@ -304,12 +305,51 @@ impl Settings {
                     .context("open the DynamoDB pod table")?,
             },
         };
-        let backends = Backends {
+        let events = self.events().await?;
+        let ledger = Ledger::new(store.clone(), events.clone());
+        let executor = Executor::new(Services {
+            store: store.clone(),
+            plugins: registry.clone(),
+            egress,
+            vault: vault.clone(),
+            pods: pods.clone(),
+            queue: queue.clone(),
+            ledger: ledger.clone(),
+            lease: self.lease(),
+        });
+        Ok(Node {
+            store,
             pods,
+            plugins: registry,
+            vault,
             queue,
-            events: self.events().await?,
-            queue_grace: self.lease(),
-        };
-        Ok(Executor::with(store, registry, egress, vault, backends))
+            events,
+            ledger,
+            executor,
+        })
+    }
+}
+
+/// A node's services, opened: what the API and the workers are given.
+#[derive(Clone)]
+pub struct Node {
+    pub store: Store,
+    pub pods: PodStore,
+    pub plugins: Registry,
+    pub vault: Vault,
+    pub queue: std::sync::Arc<dyn crate::queue::Queue>,
+    pub events: Hub,
+    pub ledger: Ledger,
+    pub executor: Executor,
+}
+
+impl Node {
+    /// What the workers and the sweeper need.
+    pub fn scheduling(&self) -> crate::worker::Scheduling {
+        crate::worker::Scheduling {
+            executor: self.executor.clone(),
+            ledger: self.ledger.clone(),
+            queue: self.queue.clone(),
+        }
     }
 }

@@ -7,8 +7,8 @@
 
 use rust_decimal::Decimal;
 
-use crate::plugins::types::Usage;
-use crate::store::{Cost, Price};
+use crate::domain::Usage;
+use crate::domain::{Cost, Price};
 
 /// The row that prices `model`: an exact match on the requested model, then on the model the
 /// provider reported, then the longest priced model that prefixes it at a `-` boundary

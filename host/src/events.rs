@@ -1,65 +1,28 @@
-//! Execution events, fanned out to the WebSocket clients watching a flow (in-process; a broker
-//! carries them between nodes when several run).
+//! The event hub: serialized events fanned out to the WebSocket clients watching a flow
+//! (in-process; Redis pub/sub carries them between nodes when several run), and cancel requests.
+//! The hub is transport only: what an event says is [`crate::ledger`]'s business.
 //!
 //! Each flow has a bounded broadcast channel. A client that falls more than `BUFFER` events behind
 //! is dropped (its socket closed with a reason) rather than allowed to hold the server back.
+//!
+//! **Order.** A node's events leave in the order it published them (one relay task, pipelined).
+//! Across nodes, order follows causality only if a node waits for its event to be delivered
+//! before it lets another node act: [`Hub::publish_confirmed`] returns once Redis has handed the
+//! event to every subscribed node, so a `queued` event confirmed before its job is added reaches
+//! every client before the `running` event of the worker that takes the job.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 /// Events one flow's subscribers may lag behind by before they are dropped.
 pub const BUFFER: usize = 1024;
 
-/// One event, as sent to clients (JSON, camelCase): `type` is `execution:queued`,
-/// `execution:running`, `execution:delta`, `execution:completed`, `execution:error` or
-/// `execution:cancelled`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub execution_id: String,
-    pub pod_id: String,
-    pub flow_id: String,
-    pub status: &'static str,
-    /// RFC 3339, when the event happened.
-    pub timestamp: String,
-    /// `execution:delta`: `{text, reasoning}`; `execution:completed`: the result;
-    /// `execution:error`: `{code, message}`.
-    #[serde(flatten)]
-    pub payload: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Event {
-    pub fn new(
-        kind: &'static str,
-        status: &'static str,
-        execution_id: &str,
-        pod_id: &str,
-        flow_id: &str,
-    ) -> Self {
-        Event {
-            kind,
-            execution_id: execution_id.to_string(),
-            pod_id: pod_id.to_string(),
-            flow_id: flow_id.to_string(),
-            status,
-            timestamp: crate::store::iso_time::format(crate::store::now_ms()),
-            payload: serde_json::Map::new(),
-        }
-    }
-
-    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
-        self.payload.insert(
-            key.to_string(),
-            serde_json::to_value(value).unwrap_or_default(),
-        );
-        self
-    }
-}
+/// How long a confirmed publish waits for the relay before it gives up waiting (the event still
+/// goes out; only its order with what follows is no longer promised).
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Per-flow channels of serialized events, and requests to cancel a running execution, which
 /// reach every node when a relay joins them (each node then delivers what the relay brings back,
@@ -123,17 +86,22 @@ impl CancelBoard {
     }
 }
 
-/// What a node sends through the relay.
+/// What a node sends through the relay; `confirm` is told once Redis has taken the event.
 #[derive(Debug)]
 enum Outgoing {
-    Event { flow_id: String, text: String },
+    Event {
+        flow_id: String,
+        text: String,
+        confirm: Option<oneshot::Sender<()>>,
+    },
     Cancel(String),
 }
 
 impl Hub {
-    /// Sends to the flow's subscribers on every node (none: the event is dropped).
-    pub fn publish(&self, event: &Event) {
-        if self.relay.is_none() && !self.watched(&event.flow_id) {
+    /// Sends to the flow's subscribers on every node (none: the event is dropped), without
+    /// waiting.
+    pub fn publish(&self, flow_id: &str, event: &impl Serialize) {
+        if self.relay.is_none() && !self.watched(flow_id) {
             // Nobody here watches the flow: spare the serializing.
             return;
         }
@@ -143,14 +111,41 @@ impl Hub {
         match &self.relay {
             Some(relay) => {
                 let out = Outgoing::Event {
-                    flow_id: event.flow_id.clone(),
+                    flow_id: flow_id.to_string(),
                     text,
+                    confirm: None,
                 };
                 if relay.try_send(out).is_err() {
-                    tracing::warn!(flow = %event.flow_id, "the event relay is backed up; an event was dropped");
+                    tracing::warn!(flow = %flow_id, "the event relay is backed up; an event was dropped");
                 }
             }
-            None => self.deliver(&event.flow_id, text.into()),
+            None => self.deliver(flow_id, text.into()),
+        }
+    }
+
+    /// Sends as [`Hub::publish`] does, and returns once every node has it: in-process at once;
+    /// through Redis once its PUBLISH returned (Redis has then queued it to every subscribed node,
+    /// ahead of anything published later by anyone). Gives up waiting after a few seconds.
+    pub async fn publish_confirmed(&self, flow_id: &str, event: &impl Serialize) {
+        let Some(relay) = &self.relay else {
+            return self.publish(flow_id, event);
+        };
+        let Ok(text) = serde_json::to_string(event) else {
+            return;
+        };
+        let (confirm, confirmed) = oneshot::channel();
+        let out = Outgoing::Event {
+            flow_id: flow_id.to_string(),
+            text,
+            confirm: Some(confirm),
+        };
+        let sent = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            relay.send(out).await.ok()?;
+            confirmed.await.ok()
+        })
+        .await;
+        if !matches!(sent, Ok(Some(()))) {
+            tracing::warn!(flow = %flow_id, "the event relay did not confirm an event in time; going on");
         }
     }
 
@@ -236,19 +231,32 @@ impl Hub {
         tokio::spawn({
             let (events, cancels) = (events.clone(), cancels.clone());
             async move {
-                use redis::AsyncCommands as _;
-                // One publisher in order: a node's events keep their order on every node.
-                while let Some(out) = rx.recv().await {
-                    let sent: redis::RedisResult<i64> = match out {
-                        Outgoing::Event { flow_id, text } => {
-                            publisher
-                                .publish(&events, format!("{flow_id}\n{text}"))
-                                .await
+                // One publisher, in order: a node's events keep their order on every node. What
+                // has piled up while a round trip ran goes out as one pipeline.
+                let mut batch = Vec::new();
+                while rx.recv_many(&mut batch, RELAY_BATCH).await > 0 {
+                    let mut pipe = redis::pipe();
+                    let mut confirms = Vec::new();
+                    for out in batch.drain(..) {
+                        match out {
+                            Outgoing::Event {
+                                flow_id,
+                                text,
+                                confirm,
+                            } => {
+                                pipe.publish(&events, format!("{flow_id}\n{text}")).ignore();
+                                confirms.extend(confirm);
+                            }
+                            Outgoing::Cancel(id) => {
+                                pipe.publish(&cancels, id).ignore();
+                            }
                         }
-                        Outgoing::Cancel(id) => publisher.publish(&cancels, id).await,
-                    };
-                    if let Err(e) = sent {
+                    }
+                    if let Err(e) = pipe.query_async::<()>(&mut publisher).await {
                         tracing::warn!(error = %e, "publishing to Redis failed");
+                    }
+                    for confirm in confirms {
+                        let _ = confirm.send(());
                     }
                 }
             }
@@ -313,35 +321,30 @@ impl WeakHub {
 
 /// Events a node may have waiting for the relay before it drops new ones.
 const RELAY_BUFFER: usize = 65_536;
+/// Most events sent to Redis in one pipeline.
+const RELAY_BATCH: usize = 256;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     #[tokio::test]
     async fn subscribers_of_a_flow_get_its_events_in_order_and_only_its_events() {
         let hub = Hub::default();
         let mut a = hub.subscribe("flow-a");
         let mut b = hub.subscribe("flow-b");
-        hub.publish(&Event::new(
-            "execution:queued",
-            "QUEUED",
-            "e1",
-            "p1",
-            "flow-a",
-        ));
-        hub.publish(
-            &Event::new("execution:running", "RUNNING", "e1", "p1", "flow-a").with("attempt", 1),
-        );
+        hub.publish("flow-a", &json!({"n": 1}));
+        hub.publish_confirmed("flow-a", &json!({"n": 2})).await;
         let first: serde_json::Value =
             serde_json::from_str(&a.recv().await.expect("event")).expect("json");
         let second: serde_json::Value =
             serde_json::from_str(&a.recv().await.expect("event")).expect("json");
         assert_eq!(
-            (first["type"].as_str(), second["type"].as_str()),
-            (Some("execution:queued"), Some("execution:running"))
+            (first["n"].as_i64(), second["n"].as_i64()),
+            (Some(1), Some(2))
         );
-        assert_eq!(second["attempt"], 1);
         assert!(b.try_recv().is_err(), "flow-b saw nothing");
     }
 
@@ -350,13 +353,7 @@ mod tests {
         let hub = Hub::default();
         let mut slow = hub.subscribe("f");
         for i in 0..BUFFER + 10 {
-            hub.publish(&Event::new(
-                "execution:delta",
-                "RUNNING",
-                &format!("e{i}"),
-                "p",
-                "f",
-            ));
+            hub.publish("f", &json!({"n": i}));
         }
         assert!(matches!(
             slow.recv().await,

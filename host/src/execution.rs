@@ -1,29 +1,30 @@
-//! The execution pipeline: validate → load the pod → resolve context and interpolate → open the
-//! workspace's provider key → record the execution → call the provider through its plugin →
-//! price the usage → save the result and the key's usage, once.
+//! The execution pipeline: resolve a request (the pod, its provider plugin and model, the
+//! workspace's key, the upstream context) into an immutable [`Resolved`] execution, record it
+//! through the [`Ledger`], call the provider through its plugin, price the usage and settle it.
 //!
-//! [`Executor::prepare`] does everything up to recording the execution, so a request that cannot
-//! run (unknown provider, missing key, …) leaves no row behind; [`Executor::run`] does the rest.
+//! A request that cannot run (unknown provider, missing key, …) is refused before anything is
+//! recorded. Every status change goes through the ledger; this module decides *which* one.
+//!
+//! - synchronous: [`Executor::start`] records it RUNNING, [`Executor::run`] calls and settles;
+//! - queued: [`Executor::enqueue`] records it QUEUED and adds its job; a worker claims it through
+//!   the ledger and hands it to [`Executor::run_claimed`], which resolves the stored
+//!   [`QueuedRequest`] afresh and runs it, or puts it back for a retry.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::context;
 use crate::cost;
+use crate::domain::{
+    ChatRequest, Completion, ExecuteRequest, ExecutionResult, ExecutionStatus, Message,
+    MessageRole, QueuedRequest, Role, StreamDelta, now_ms,
+};
 use crate::egress::{Answer, CallError, Egress, Target};
-use crate::events::{Event, Hub};
-use crate::plugins::types::{
-    ChatRequest, Completion, FinishReason, Message, ResponseFormat, StreamDelta, Usage,
-};
+use crate::ledger::{Failure, Ids, Ledger, Running};
 use crate::plugins::{Missing, Plugin, Registry};
-use crate::pod_store::PodStore;
 use crate::queue::{Job, Queue};
-use crate::store::{
-    Cancelled, Cost, ExecutionStatus, FinishedExecution, NewExecution, Role, SYNC_LEASE_OWNER,
-    Store, StoreError, now_ms,
-};
+use crate::store::{Cancelled, Execution, FinishedExecution, NewExecution, Store, StoreError};
 use crate::vault::{Binding, Sealed, Vault, VaultError};
 use crate::workspace_config::{self, View};
 
@@ -34,101 +35,24 @@ const RESOLVE_ATTEMPTS: usize = 3;
 /// How a resolved execution is recorded.
 #[derive(Clone, Copy)]
 enum Record {
-    /// RUNNING, leased to the caller for this long.
-    Running(std::time::Duration),
-    /// QUEUED, for a worker to take within this long.
-    Queued(std::time::Duration),
+    /// RUNNING, leased to this node.
+    Running,
+    /// QUEUED, for a worker.
+    Queued,
 }
 
-/// Where an executor sends jobs and events.
-pub struct Backends {
-    pub pods: PodStore,
+/// What an executor works with.
+pub struct Services {
+    pub store: Store,
+    pub plugins: Registry,
+    pub egress: Egress,
+    pub vault: Vault,
+    pub pods: crate::pod_store::PodStore,
     pub queue: Arc<dyn Queue>,
-    pub events: Hub,
-    /// How long a queued execution may wait for a worker before the sweeper queues it again.
-    pub queue_grace: std::time::Duration,
-}
-
-/// `POST /workspaces/{ws}/executions`: which pod to run, and per-execution overrides of its config.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExecuteRequest {
-    pub pod_id: String,
-    /// The conversation; default: the pod's user prompt as one user message.
-    pub messages: Option<Vec<MessageInput>>,
-    /// Provider id (`openai`, `anthropic`, `gemini`; case-insensitive); default: the pod's.
-    #[schema(pattern = "^[a-zA-Z0-9][a-zA-Z0-9-]*$")]
-    pub provider: Option<String>,
-    #[schema(pattern = "\\S")]
-    pub model: Option<String>,
-    pub system_prompt: Option<String>,
-    #[schema(minimum = 0.0, maximum = 2.0)]
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
-    #[schema(minimum = 0.0, maximum = 1.0)]
-    pub top_p: Option<f64>,
-    #[schema(value_type = Option<ResponseFormat>)]
-    pub response_format: Option<ResponseFormat>,
-    pub thinking_budget: Option<u32>,
-    /// Queue the execution and return at once (202).
-    #[serde(rename = "async", default)]
-    pub run_async: bool,
-    /// Answer with a `text/event-stream` of start / token / done / error events; with `async`,
-    /// stream the provider call and send its tokens to the flow's WebSocket as `execution:delta`.
-    #[serde(default)]
-    pub stream: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageInput {
-    /// `system`, `user` or `assistant`.
-    #[schema(value_type = String, pattern = "^(system|user|assistant)$")]
-    pub role: crate::plugins::types::Role,
-    pub content: String,
-}
-
-/// Token counts as the API shows them; `null` = not reported by the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageView {
-    pub prompt_tokens: Option<u64>,
-    pub completion_tokens: Option<u64>,
-    pub total_tokens: Option<u64>,
-    pub reasoning_tokens: Option<u64>,
-    pub cached_tokens: Option<u64>,
-    pub cache_write_tokens: Option<u64>,
-}
-
-impl From<Usage> for UsageView {
-    fn from(u: Usage) -> Self {
-        UsageView {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.total_tokens(),
-            reasoning_tokens: u.reasoning_tokens,
-            cached_tokens: u.cached_tokens,
-            cache_write_tokens: u.cache_write_tokens,
-        }
-    }
-}
-
-/// A finished execution's result.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionResult {
-    pub execution_id: String,
-    pub status: ExecutionStatus,
-    pub content: String,
-    pub reasoning: Option<String>,
-    pub usage: UsageView,
-    /// `null` when the model has no price (see `warnings`).
-    pub cost: Option<Cost>,
-    #[schema(value_type = Option<String>)]
-    pub finish_reason: Option<FinishReason>,
-    /// The model that answered, as the provider named it.
-    pub model: Option<String>,
-    pub warnings: Vec<String>,
+    pub ledger: Ledger,
+    /// A synchronous execution's lease, and how long a queued one may wait for a worker before
+    /// the sweeper queues it again.
+    pub lease: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,11 +77,13 @@ pub enum ExecError {
     /// The execution was cancelled while it ran; nothing of its result was saved.
     #[error("execution {execution_id} was cancelled")]
     Cancelled { execution_id: String },
-    /// A queued attempt failed in a way a retry may fix; the execution is QUEUED again.
+    /// A queued attempt failed in a way a retry may fix; the execution is QUEUED again, due
+    /// after `delay`.
     #[error("{error} (will retry)")]
     Retry {
         execution_id: String,
         error: CallError,
+        delay: Duration,
     },
 }
 
@@ -180,9 +106,9 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
     }
 }
 
-/// An execution recorded as RUNNING, ready to call its provider.
-pub struct Prepared {
-    pub execution_id: String,
+/// An execution resolved from its request and the workspace's configuration: everything the
+/// provider call needs, read once and not changed after.
+pub struct Resolved {
     pub pod_id: String,
     pub flow_id: String,
     workspace_id: String,
@@ -192,93 +118,67 @@ pub struct Prepared {
     target: Target,
     extractor: Option<String>,
     warnings: Vec<String>,
-    /// Set by the queue's worker when attempts remain: a retryable failure re-queues instead of
-    /// ending the execution.
-    pub retry_allowed: bool,
-    /// A synchronous execution's lease, renewed while it runs (a queued one's worker renews its
-    /// own).
-    sync_lease: Option<std::time::Duration>,
+}
+
+/// A synchronous execution recorded as RUNNING, ready to call its provider.
+pub struct Started {
+    pub running: Running,
+    pub resolved: Resolved,
+}
+
+impl Started {
+    pub fn ids(&self) -> &Ids {
+        self.running.ids()
+    }
+}
+
+/// What a queued attempt may do when it fails in a way a retry may fix.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// The backoff before the next attempt (the provider's `retry-after` wins if longer).
+    pub backoff: Duration,
+    /// How long the retried execution may wait for a worker once due.
+    pub grace: Duration,
+}
+
+/// How a claimed attempt ended, for the worker to settle its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The execution reached a final status (or was cancelled): ack the job.
+    Done,
+    /// It is QUEUED again: put the job back, due after this long.
+    RetryAfter(Duration),
 }
 
 #[derive(Clone)]
 pub struct Executor {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Store,
-    plugins: Registry,
-    egress: Egress,
-    vault: Vault,
-    pods: PodStore,
-    queue: Arc<dyn Queue>,
-    /// How long a queued execution may wait for a worker before the sweeper queues it again.
-    queue_grace: std::time::Duration,
-    events: Hub,
+    inner: Arc<Services>,
     config: workspace_config::Cache,
 }
 
 impl Executor {
-    /// An executor on the embedded queue, with events for this process only.
-    pub fn new(store: Store, plugins: Registry, egress: Egress, vault: Vault) -> Self {
-        let queue = Arc::new(crate::queue::Embedded::new(store.clone()));
-        Executor::with(
-            store.clone(),
-            plugins,
-            egress,
-            vault,
-            Backends {
-                pods: PodStore::Sql(store),
-                queue,
-                events: Hub::default(),
-                queue_grace: std::time::Duration::from_secs(30),
-            },
-        )
-    }
-
-    pub fn with(
-        store: Store,
-        plugins: Registry,
-        egress: Egress,
-        vault: Vault,
-        backends: Backends,
-    ) -> Self {
+    pub fn new(services: Services) -> Self {
         Executor {
-            inner: Arc::new(Inner {
-                config: workspace_config::Cache::new(store.clone(), backends.pods.clone()),
-                store,
-                plugins,
-                egress,
-                vault,
-                pods: backends.pods,
-                queue: backends.queue,
-                queue_grace: backends.queue_grace,
-                events: backends.events,
-            }),
+            config: workspace_config::Cache::new(services.store.clone(), services.pods.clone()),
+            inner: Arc::new(services),
         }
     }
 
     /// Checks that the caller may run pods in `ws`, validates the request and records the
     /// execution as RUNNING. Nothing is written if it cannot run.
-    pub async fn prepare(
+    pub async fn start(
         &self,
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
-    ) -> Result<Prepared, ExecError> {
-        let lease = self.inner.queue_grace;
-        let mut prepared = self
-            .resolve_and_record(ws, user_id, req, Record::Running(lease))
+    ) -> Result<Started, ExecError> {
+        let (resolved, recorded) = self
+            .resolve_and_record(ws, user_id, req, Record::Running)
             .await?;
-        prepared.sync_lease = Some(lease);
-        self.publish(Event::new(
-            "execution:running",
-            "RUNNING",
-            &prepared.execution_id,
-            &prepared.pod_id,
-            &prepared.flow_id,
-        ));
-        Ok(prepared)
+        match recorded {
+            Recorded::Running(running) => Ok(Started { running, resolved }),
+            Recorded::Queued(_) => unreachable!("recorded as asked"),
+        }
     }
 
     /// Checks that the caller may run pods in `ws`, validates the request and records it as
@@ -289,28 +189,22 @@ impl Executor {
         user_id: &str,
         req: &ExecuteRequest,
     ) -> Result<String, ExecError> {
-        let grace = self.inner.queue_grace;
-        let prepared = self
-            .resolve_and_record(ws, user_id, req, Record::Queued(grace))
+        let (_, recorded) = self
+            .resolve_and_record(ws, user_id, req, Record::Queued)
             .await?;
-        let id = prepared.execution_id;
-        // Published before the job exists, so no worker's event can overtake it.
-        self.publish(Event::new(
-            "execution:queued",
-            "QUEUED",
-            &id,
-            &prepared.pod_id,
-            &prepared.flow_id,
-        ));
+        let Recorded::Queued(ids) = recorded else {
+            unreachable!("recorded as asked")
+        };
+        // Every node has the `queued` event by now: no worker's `running` can overtake it.
         let job = Job {
-            execution_id: id.clone(),
+            execution_id: ids.execution_id.clone(),
             workspace_id: ws.to_string(),
         };
-        if let Err(e) = self.inner.queue.add(&job, std::time::Duration::ZERO).await {
+        if let Err(e) = self.inner.queue.add(&job, Duration::ZERO).await {
             // The execution is recorded; the sweeper queues it once the queue is back.
-            tracing::warn!(execution = %id, error = %e, "adding a job failed; the sweeper will retry");
+            tracing::warn!(execution = %ids.execution_id, error = %e, "adding a job failed; the sweeper will retry");
         }
-        Ok(id)
+        Ok(ids.execution_id)
     }
 
     /// Resolves the execution from the workspace's cached configuration and records it, if
@@ -321,8 +215,8 @@ impl Executor {
         user_id: &str,
         req: &ExecuteRequest,
         record: Record,
-    ) -> Result<Prepared, ExecError> {
-        let (config, store) = (&self.inner.config, &self.inner.store);
+    ) -> Result<(Resolved, Recorded), ExecError> {
+        let (config, ledger) = (&self.config, &self.inner.ledger);
         let fresh = || async { config.fresh(ws).await.map_err(not_found("workspace")) };
         let (mut view, mut cached) = config.view(ws).await.map_err(not_found("workspace"))?;
         let mut attempt = 1;
@@ -331,7 +225,7 @@ impl Executor {
                 Ok(()) => self.resolve(&view, user_id, req).await,
                 Err(e) => Err(e),
             };
-            let (mut prepared, mut new) = match resolved {
+            let (resolved, mut new) = match resolved {
                 // A refusal read from the cache may be out of date: check before giving it.
                 Err(e) if cached && !matches!(e, ExecError::Store(_)) => {
                     if config.is_current(&view).await? {
@@ -343,21 +237,22 @@ impl Executor {
                 other => other?,
             };
             new.config_version = view.version.filter(|_| attempt < RESOLVE_ATTEMPTS);
+            let lease = self.inner.lease;
             let recorded = match record {
-                Record::Running(lease) => {
-                    store.start_execution(&new, lease.as_millis() as i64).await
-                }
-                Record::Queued(grace) => {
-                    store
-                        .insert_queued_execution(&new, grace.as_millis() as i64)
+                Record::Running => ledger
+                    .record_running(&new, lease)
+                    .await
+                    .map(Recorded::Running),
+                Record::Queued => {
+                    new.queued = Some(QueuedRequest(req.clone()));
+                    ledger
+                        .record_queued(&new, lease)
                         .await
+                        .map(Recorded::Queued)
                 }
             };
             match recorded {
-                Ok(id) => {
-                    prepared.execution_id = id;
-                    return Ok(prepared);
-                }
+                Ok(recorded) => return Ok((resolved, recorded)),
                 Err(StoreError::ConfigChanged) => {
                     (view, cached) = (fresh().await?, false);
                     attempt += 1;
@@ -367,20 +262,14 @@ impl Executor {
         }
     }
 
-    /// A view of the workspace's configuration read afresh as it is used, for a caller that
-    /// records nothing with it (a worker running an execution already recorded).
-    pub fn uncached_view(&self, ws: &str) -> View {
-        self.inner.config.detached(ws)
-    }
-
     /// Checks everything an execution needs and resolves its prompts from `view`, writing
-    /// nothing: the execution to run (without an id yet) and the row that records it.
+    /// nothing: the execution to run and the row that records it.
     pub async fn resolve(
         &self,
         view: &View,
         user_id: &str,
         req: &ExecuteRequest,
-    ) -> Result<(Prepared, NewExecution), ExecError> {
+    ) -> Result<(Resolved, NewExecution), ExecError> {
         let store = &self.inner.store;
         let ws = view.workspace();
         let pod = view
@@ -486,7 +375,7 @@ impl Executor {
                 .collect(),
             _ => match cfg.user_prompt.as_deref() {
                 Some(prompt) if !prompt.trim().is_empty() => vec![Message {
-                    role: crate::plugins::types::Role::User,
+                    role: MessageRole::User,
                     content: fill(prompt),
                 }],
                 _ => {
@@ -527,14 +416,12 @@ impl Executor {
                 "pluginVersion": plugin.manifest().version,
                 "baseUrl": stored.base_url,
                 "request": request,
-                // What was asked, so a queued execution can be resolved again when it runs.
-                "execute": req,
             }),
             warnings: warnings.clone(),
+            queued: None,
             config_version: None,
         };
-        let prepared = Prepared {
-            execution_id: String::new(),
+        let resolved = Resolved {
             pod_id: pod.id,
             flow_id: pod.flow_id,
             workspace_id: ws.to_string(),
@@ -547,80 +434,98 @@ impl Executor {
             },
             extractor: cfg.output_extractor.clone(),
             warnings,
-            retry_allowed: false,
-            sync_lease: None,
         };
-        Ok((prepared, new))
+        Ok((resolved, new))
     }
 
-    /// Cancels a queued or running execution. A running one's provider call is aborted if it
-    /// runs in this process; wherever it runs, its result is no longer saved.
+    /// Cancels a queued or running execution. A running one's provider call is aborted on
+    /// whichever node runs it; wherever it runs, its result is no longer saved.
     pub async fn cancel(&self, ws: &str, execution_id: &str) -> Result<Cancelled, ExecError> {
         let outcome = self
             .inner
-            .store
-            .cancel_execution(ws, execution_id)
+            .ledger
+            .cancel(ws, execution_id)
             .await
             .map_err(not_found("execution"))?;
-        if let Cancelled::Now {
-            pod_id, flow_id, ..
-        } = &outcome
+        if matches!(outcome, Cancelled::Now { .. })
+            && let Err(e) = self.inner.queue.cancel(execution_id).await
         {
-            if let Err(e) = self.inner.queue.cancel(execution_id).await {
-                tracing::warn!(execution = %execution_id, error = %e, "dropping a cancelled job failed; its worker will skip it");
-            }
-            // Whichever node runs it aborts the provider call.
-            self.inner.events.request_cancel(execution_id);
-            self.publish(Event::new(
-                "execution:cancelled",
-                "CANCELLED",
-                execution_id,
-                pod_id,
-                flow_id,
-            ));
+            tracing::warn!(execution = %execution_id, error = %e, "dropping a cancelled job failed; its worker will skip it");
         }
         Ok(outcome)
     }
 
-    /// Calls the provider and saves the outcome. `on_delta` sees streamed increments.
-    pub async fn run(
+    /// Runs one attempt of a queued execution its worker has claimed: resolves its stored
+    /// request afresh and runs it — or ends it, if it used up its attempts or no longer
+    /// resolves (its pod or key was deleted meanwhile). `Err` only when the store failed: the
+    /// row keeps its lease and the job comes back.
+    pub async fn run_claimed(
         &self,
-        prepared: Prepared,
-        mut on_delta: impl FnMut(&StreamDelta),
-    ) -> Result<ExecutionResult, ExecError> {
-        let (pod_id, flow_id) = (prepared.pod_id.clone(), prepared.flow_id.clone());
-        let event = |kind, status, id: &str| Event::new(kind, status, id, &pod_id, &flow_id);
-        let result = self.run_inner(prepared, &mut on_delta).await;
-        match &result {
-            Ok(r) => self.publish(
-                event("execution:completed", r.status.as_str(), &r.execution_id).with("result", r),
-            ),
-            Err(ExecError::Failed {
-                execution_id,
-                error,
-            }) => self.publish(event("execution:error", "ERROR", execution_id).with(
-                "error",
-                serde_json::json!({"code": error.code(), "message": error.to_string()}),
-            )),
-            Err(ExecError::Retry {
-                execution_id,
-                error,
-            }) => self.publish(event("execution:queued", "QUEUED", execution_id).with(
-                "error",
-                serde_json::json!({"code": error.code(), "message": error.to_string()}),
-            )),
-            _ => {}
+        running: Running,
+        execution: &Execution,
+        max_attempts: i64,
+        retry: Retry,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let attempt = execution.attempts;
+        if attempt > max_attempts {
+            // Its workers kept dying mid-run: stop trying.
+            let failure = Failure::new(
+                "ATTEMPTS_EXHAUSTED",
+                format!("no attempt of {max_attempts} finished"),
+            );
+            running.fail(&failure, vec![], None).await?;
+            return Ok(AttemptOutcome::Done);
         }
-        result
+        let resolved = match &execution.queued_request {
+            Some(QueuedRequest(request)) => self
+                .resolve(
+                    &self.config.detached(&execution.workspace_id),
+                    &execution.user_id,
+                    request,
+                )
+                .await
+                .map(|(resolved, _)| resolved),
+            None => Err(invalid(
+                "INVALID_FIELD",
+                "the queued request could not be read back",
+            )),
+        };
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(ExecError::Store(e)) => return Err(e),
+            Err(e) => {
+                // What made it valid at enqueue time changed (pod or key deleted, …): fail it.
+                let failure = match &e {
+                    ExecError::Invalid { code, message } => Failure::new(*code, message.clone()),
+                    other => Failure::new("INVALID_REQUEST", other.to_string()),
+                };
+                running.fail(&failure, vec![], None).await?;
+                return Ok(AttemptOutcome::Done);
+            }
+        };
+        let retry = (attempt < max_attempts).then_some(retry);
+        match self.run(running, resolved, retry, |_| {}).await {
+            Err(ExecError::Retry { error, delay, .. }) => {
+                tracing::info!(execution = %execution.id, attempt, ?delay, error = %error, "retrying");
+                Ok(AttemptOutcome::RetryAfter(delay))
+            }
+            Err(ExecError::Store(e)) => Err(e),
+            // Completed, failed for good, or cancelled: the execution row says which.
+            _ => Ok(AttemptOutcome::Done),
+        }
     }
 
-    async fn run_inner(
+    /// Calls the provider and settles the execution through the ledger. `on_delta` sees
+    /// streamed increments (which also go to the flow's clients). With `retry`, a failure a
+    /// retry may fix puts the execution back in the queue instead of ending it.
+    pub async fn run(
         &self,
-        prepared: Prepared,
+        running: Running,
+        resolved: Resolved,
+        retry: Option<Retry>,
         mut on_delta: impl FnMut(&StreamDelta),
     ) -> Result<ExecutionResult, ExecError> {
-        let Prepared {
-            execution_id,
+        let Resolved {
             workspace_id,
             provider,
             plugin,
@@ -628,80 +533,40 @@ impl Executor {
             target,
             extractor,
             mut warnings,
-            retry_allowed,
-            pod_id,
-            flow_id,
-            sync_lease,
-        } = prepared;
-        let prepared_ids = (pod_id, flow_id);
+            ..
+        } = resolved;
         let store = &self.inner.store;
-        let cancelled = self.inner.events.cancelled(&execution_id);
-        let (events, pod_id, flow_id) = (self.inner.events.clone(), prepared_ids.0, prepared_ids.1);
-        let delta_event = |d: &StreamDelta| {
+        let execution_id = running.ids().execution_id.clone();
+        let cancelled = running.cancelled();
+        let delta = |d: &StreamDelta| {
             on_delta(d);
-            if !d.text.is_empty() || !d.reasoning.is_empty() {
-                events.publish(
-                    &Event::new(
-                        "execution:delta",
-                        "RUNNING",
-                        &execution_id,
-                        &pod_id,
-                        &flow_id,
-                    )
-                    .with("text", &d.text)
-                    .with("reasoning", &d.reasoning),
-                );
-            }
-        };
-        // A long synchronous call keeps its lease (a third of it at a time); short ones never
-        // write for it.
-        let renew = async {
-            let Some(lease) = sync_lease else {
-                return std::future::pending::<()>().await;
-            };
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                let renewed = store
-                    .extend_execution(&execution_id, SYNC_LEASE_OWNER, lease.as_millis() as i64)
-                    .await;
-                if let Err(e) = renewed {
-                    tracing::warn!(execution = %execution_id, error = %e, "renewing a synchronous execution's lease failed");
-                }
-            }
+            running.delta(d);
         };
         let outcome = tokio::select! {
-            answer = self.inner.egress.call(&plugin, &request, &target, delta_event) => Some(answer),
+            answer = self.inner.egress.call(&plugin, &request, &target, delta) => Some(answer),
             _ = cancelled => None,
-            _ = renew => None,
         };
         let Some(outcome) = outcome else {
             // Cancelled: the row is already CANCELLED and nothing else is written.
             return Err(ExecError::Cancelled { execution_id });
         };
+        let plugin_version = Some(plugin.manifest().version.clone());
         let answer = match outcome {
             Ok(answer) => answer,
-            Err(error) if retry_allowed && error.retryable() => {
-                // The worker puts it back in the queue.
-                return Err(ExecError::Retry {
-                    execution_id,
-                    error,
-                });
-            }
             Err(error) => {
-                let failed = FinishedExecution {
-                    status: ExecutionStatus::Error,
-                    model_name: None,
-                    usage: Usage::default(),
-                    cost: None,
-                    pricing_id: None,
-                    content: None,
-                    response_metadata: None,
-                    warnings,
-                    error_code: Some(error.code().to_string()),
-                    error_message: Some(error.to_string()),
-                    plugin_version: Some(plugin.manifest().version.clone()),
-                };
-                store.finish_execution(&execution_id, &failed).await?;
+                let failure = Failure::new(error.code(), error.to_string());
+                if let Some(retry) = retry.filter(|_| error.retryable()) {
+                    let delay = retry.backoff.max(error.retry_after().unwrap_or_default());
+                    running
+                        .requeue(&failure, now_ms() + millis(delay), retry.grace)
+                        .await?;
+                    return Err(ExecError::Retry {
+                        execution_id,
+                        error,
+                        delay,
+                    });
+                }
+                running.fail(&failure, warnings, plugin_version).await?;
                 return Err(ExecError::Failed {
                     execution_id,
                     error,
@@ -747,26 +612,28 @@ impl Executor {
             warnings: warnings.clone(),
             error_code: None,
             error_message: None,
-            plugin_version: Some(plugin.manifest().version.clone()),
+            plugin_version,
         };
-        let saved = store.finish_execution(&execution_id, &done).await?;
-        let status = if saved {
-            ExecutionStatus::Completed
-        } else {
-            // Cancelled (or finished elsewhere) while the provider was answering.
-            store.execution(&workspace_id, &execution_id).await?.status
-        };
-        Ok(ExecutionResult {
+        let result = ExecutionResult {
             execution_id,
-            status,
-            content,
-            reasoning: completion.reasoning,
+            status: ExecutionStatus::Completed,
+            content: content.clone(),
+            reasoning: completion.reasoning.clone(),
             usage: completion.usage.into(),
             cost,
             finish_reason: completion.finish_reason,
-            model: completion.model,
+            model: completion.model.clone(),
             warnings,
-        })
+        };
+        if running.complete(&done, &result).await? {
+            return Ok(result);
+        }
+        // Cancelled (or finished elsewhere) while the provider was answering.
+        let status = store
+            .execution(&workspace_id, &result.execution_id)
+            .await?
+            .status;
+        Ok(ExecutionResult { status, ..result })
     }
 
     /// The pod's output: with an output extractor setting and the raw answer at hand, what the
@@ -815,41 +682,16 @@ impl Executor {
             }
         }
     }
+}
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
-    }
+/// The outcome of recording.
+enum Recorded {
+    Running(Running),
+    Queued(Ids),
+}
 
-    /// The execution events of this process, for WebSocket subscribers.
-    pub fn events(&self) -> &Hub {
-        &self.inner.events
-    }
-
-    /// Publishes an execution event to the flow's subscribers.
-    pub fn publish(&self, event: Event) {
-        self.inner.events.publish(&event);
-    }
-
-    /// Where pod configs live.
-    pub fn pods(&self) -> &PodStore {
-        &self.inner.pods
-    }
-
-    pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.inner.queue
-    }
-
-    pub fn queue_grace(&self) -> std::time::Duration {
-        self.inner.queue_grace
-    }
-
-    pub fn plugins(&self) -> &Registry {
-        &self.inner.plugins
-    }
-
-    pub fn vault(&self) -> &Vault {
-        &self.inner.vault
-    }
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn not_found(what: &'static str) -> impl Fn(StoreError) -> ExecError {

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use pods::api::{self, AppState};
 use pods::config::Settings;
 use pods::conformance;
+use pods::domain::Role;
 use pods::plugins::{Plugin, Registry, Runtime};
-use pods::store::Role;
 use pods::vault::{Binding, Sealed, Vault};
 
 #[derive(Parser)]
@@ -170,22 +170,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { listen, role } => {
             let started = Instant::now();
-            let executor = settings.executor().await?;
+            let node = settings.node().await?;
             let tokens = settings.tokens()?;
             tracing::info!(
                 elapsed = ?started.elapsed(),
-                database = ?executor.store().backend(),
-                plugins = ?executor.plugins().manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+                database = ?node.store.backend(),
+                plugins = ?node.plugins.manifests().iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
                 "ready"
             );
             pods::plugins::watch::spawn(
-                executor.plugins().clone(),
+                node.plugins.clone(),
                 settings.plugin_dir.clone(),
                 std::time::Duration::from_millis(250),
             );
             let workers = (role != NodeRole::Api)
-                .then(|| pods::worker::spawn(executor.clone(), settings.worker_config()));
-            let state = AppState { executor, tokens };
+                .then(|| pods::worker::spawn(node.scheduling(), settings.worker_config()));
+            let state = AppState::new(node, tokens);
             let app = match role {
                 NodeRole::Worker => api::operator_router(state),
                 _ => api::router(state, settings.max_body_bytes),

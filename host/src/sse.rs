@@ -5,7 +5,12 @@
 //! with `\n`; `:` starts a comment; one space after the colon is dropped. An event cut off by the
 //! end of the stream is discarded, as the spec says — the plugin then sees no end marker.
 
-use crate::plugins::types::SseEvent;
+/// One server-sent event as framed here.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
 
 #[derive(Debug, Default)]
 pub struct SseDecoder {

@@ -15,8 +15,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::domain::Role;
 use crate::pod_store::PodStore;
-use crate::store::{Edge, Pod, Result, Role, Store, StoreError, StoredKey};
+use crate::store::{Edge, Pod, Result, Store, StoreError, StoredKey};
 
 /// Most workspaces kept, and most entries of one kind in a view; past that, it starts over.
 const MAX_ENTRIES: usize = 4096;

@@ -63,7 +63,7 @@ async fn openai_uses_max_completion_tokens_on_api_openai_com_and_max_tokens_else
     let request = pods::plugins::types::ChatRequest {
         model: "o4-mini".into(),
         messages: vec![pods::plugins::types::Message {
-            role: pods::plugins::types::Role::User,
+            role: pods::plugins::types::MessageRole::User,
             content: "hi".into(),
         }],
         max_tokens: Some(100),

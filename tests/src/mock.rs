@@ -46,6 +46,8 @@ pub const JSON_SUMMARY: &str = "Qubits hold 0 and 1 at once.";
 /// How much text a `…large` model answers.
 pub const LARGE_ANSWER_BYTES: usize = 256 * 1024;
 pub const ANTHROPIC_ANSWER: &str = "- Qubits\n- Superposition\n- Entanglement";
+/// Deltas in the stream of a model whose name ends in `long`.
+pub const LONG_STREAM_CHUNKS: usize = 300;
 pub const GEMINI_CHUNKS: [&str; 3] = ["1. Read", " the paper.", "\n2. Book a lab."];
 
 impl MockProvider {
@@ -227,6 +229,21 @@ fn openai(request: &Value, stream: bool) -> Response {
             "choices": if choices { json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]) } else { json!([]) }, "usage": usage});
         format!("data: {c}\n\n")
     };
+    if model.ends_with("long") {
+        // A long stream: LONG_STREAM_CHUNKS deltas of one word each.
+        let mut text = chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            Value::Null,
+            true,
+        );
+        for _ in 0..LONG_STREAM_CHUNKS {
+            text += &chunk(json!({"content": "word "}), Value::Null, Value::Null, true);
+        }
+        text += &chunk(json!({}), json!("stop"), Value::Null, true);
+        text += &chunk(Value::Null, Value::Null, usage, false);
+        return sse_response(text + "data: [DONE]\n\n");
+    }
     let (first, second) = OPENAI_ANSWER.split_at(20);
     sse_response(
         chunk(

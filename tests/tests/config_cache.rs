@@ -3,8 +3,9 @@
 //! version (cascades too) and nothing else does; an insert stamped with an old version writes
 //! nothing; and a node whose cache is warm sees another node's changes on its very next call.
 
+use pods::domain::Role;
 use pods::pod_store::PodStore;
-use pods::store::{NewExecution, PodConfig, Role, Store, StoreError, StoredKey};
+use pods::store::{NewExecution, PodConfig, Store, StoreError, StoredKey};
 use pods_e2e::mock::{MockProvider, OPENAI_ANSWER};
 use pods_e2e::{Backend, Server, fresh_postgres_database, scratch};
 use serde_json::json;

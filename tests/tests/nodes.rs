@@ -164,3 +164,156 @@ async fn two_nodes_share_events_cancels_and_lost_jobs() {
     );
     drop(node_b);
 }
+
+/// Reads every event from `socket` until each of `ids` has had a `last` event; returns the
+/// types each execution's events came in.
+async fn kinds_until_all(
+    socket: &mut pods_e2e::ws::Socket,
+    ids: &std::collections::HashSet<String>,
+    last: &str,
+) -> std::collections::HashMap<String, Vec<String>> {
+    use futures_util::StreamExt;
+    let mut kinds: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut finished = 0;
+    while finished < ids.len() {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("an event within 60 s")
+            .expect("socket open")
+            .expect("message");
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&text).expect("JSON event");
+        let (Some(id), Some(kind)) = (event["executionId"].as_str(), event["type"].as_str()) else {
+            continue;
+        };
+        if !ids.contains(id) {
+            continue;
+        }
+        finished += usize::from(kind == last);
+        kinds
+            .entry(id.to_string())
+            .or_default()
+            .push(kind.to_string());
+    }
+    kinds
+}
+
+/// Three nodes on PostgreSQL and Redis (queue and events): an API-only node, a worker node and
+/// an all-role node. The all-role node is kept busy streaming synchronous executions (its event
+/// relay always has a backlog) while 200 queued executions, enqueued through both API nodes,
+/// run on the worker node and the all-role node. A WebSocket client on each API-serving node
+/// sees `queued → running → completed`, in that order, for every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_delivers_each_executions_events_in_order_while_one_streams() {
+    const QUEUED: usize = 200;
+    let mock = MockProvider::start().await;
+    let queue = queue_env(QueueKind::Redis, "order");
+    let env = with_queue(
+        &queue,
+        &[
+            ("PODS_WORKERS", "0"),
+            ("PODS_ROLE", "api"),
+            ("EVENTS_BACKEND", "redis"),
+        ],
+    );
+    let api = Server::start("order", Backend::Postgres, &env).await;
+    let worker = api
+        .another(&[("PODS_WORKERS", "8"), ("PODS_ROLE", "worker")])
+        .await;
+    let all = api
+        .another(&[("PODS_WORKERS", "4"), ("PODS_ROLE", "all")])
+        .await;
+    let (client, ws, _) = api.user_with_workspace("order@pods.test", false);
+    let (flow, pod) = client
+        .openai_pod(&ws, "sk-order", &format!("{}/v1", mock.url), "gpt-4o-mini")
+        .await;
+    // The streaming load runs in another flow, so the watched flow's clients see only the
+    // queued executions' events (the relay carries both).
+    let (_, long) = client
+        .openai_pod(
+            &ws,
+            "sk-order",
+            &format!("{}/v1", mock.url),
+            "gpt-4o-mini-long",
+        )
+        .await;
+    let on_all = client.with_base(&all.url);
+
+    let token = api.token("order@pods.test");
+    let path = format!("/api/v1/workspaces/{ws}/flows/{flow}/ws?token={token}");
+    let mut sockets = vec![
+        connect(&api, &path)
+            .await
+            .expect("a client of the API node"),
+        connect(&all, &path)
+            .await
+            .expect("a client of the all-role node"),
+    ];
+
+    // The all-role node streams, over and over, until the queued executions are done.
+    let streaming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let streams: Vec<_> = (0..4)
+        .map(|_| {
+            let (on_all, ws, long, streaming) =
+                (on_all.clone(), ws.clone(), long.clone(), streaming.clone());
+            tokio::spawn(async move {
+                let mut streamed = 0;
+                while streaming.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = on_all
+                        .post(
+                            &format!("/api/v1/workspaces/{ws}/executions"),
+                            json!({"podId": long, "stream": true}),
+                        )
+                        .await;
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    streamed += 1;
+                }
+                streamed
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..QUEUED {
+        let through = if i % 2 == 0 { &client } else { &on_all };
+        ids.insert(
+            through
+                .enqueue(&ws, json!({"podId": pod, "async": true}))
+                .await,
+        );
+    }
+    let mut seen = vec![];
+    for socket in &mut sockets {
+        seen.push(kinds_until_all(socket, &ids, "execution:completed").await);
+    }
+    streaming.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut streamed = 0;
+    for stream in streams {
+        streamed += stream.await.expect("the streaming load");
+    }
+    assert!(streamed > 0, "the all-role node streamed meanwhile");
+
+    for (node, kinds) in ["api", "all"].iter().zip(&seen) {
+        let out_of_order: Vec<_> = kinds
+            .iter()
+            .filter(|(_, k)| {
+                *k != &[
+                    "execution:queued",
+                    "execution:running",
+                    "execution:completed",
+                ]
+            })
+            .collect();
+        assert!(
+            out_of_order.is_empty(),
+            "{} of {QUEUED} executions out of order on the {node} node (while {streamed} streams ran), e.g. {:?}",
+            out_of_order.len(),
+            out_of_order.first()
+        );
+        assert_eq!(kinds.len(), QUEUED);
+    }
+    drop((worker, all));
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pods::egress::{ApiKey, CallError, Egress, EgressConfig, Target};
-use pods::plugins::types::{ChatRequest, Message, Role};
+use pods::plugins::types::{ChatRequest, Message, MessageRole};
 use pods::plugins::{Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig};
 use pods_e2e::hostile_wasm;
 
@@ -36,7 +36,7 @@ fn request(model: &str) -> ChatRequest {
     ChatRequest {
         model: model.into(),
         messages: vec![Message {
-            role: Role::User,
+            role: MessageRole::User,
             content: "hi".into(),
         }],
         ..ChatRequest::default()

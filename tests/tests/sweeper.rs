@@ -1,15 +1,16 @@
 //! The sweeper: an execution whose job was lost is queued again, once; one that used all its
 //! attempts is ended as ATTEMPTS_EXHAUSTED.
 
-use pods::egress::{Egress, EgressConfig};
-use pods::execution::Executor;
-use pods::plugins::Registry;
-use pods::store::{Claim, ExecutionStatus, NewExecution, Store};
-use pods::vault::Vault;
+use pods::domain::ExecutionStatus;
+use pods::events::Hub;
+use pods::ledger::Ledger;
+use pods::queue::{Embedded, Queue};
+use pods::store::{Claim, NewExecution, Store};
 use pods::worker::{WorkerConfig, sweep_once};
 use pods_e2e::scratch;
 
-async fn executor(name: &str) -> (Executor, String) {
+/// A store with a workspace, its ledger and its embedded queue.
+async fn setup(name: &str) -> (Store, Ledger, Embedded, String) {
     let path = scratch(name).join("pods.db");
     let store = Store::connect(&format!("sqlite://{}", path.display()))
         .await
@@ -23,9 +24,8 @@ async fn executor(name: &str) -> (Executor, String) {
         .await
         .expect("workspace")
         .id;
-    let vault = Vault::new(&[("k1".to_string(), Vault::generate_key())]).expect("vault");
-    let egress = Egress::new(EgressConfig::default()).expect("egress");
-    (Executor::new(store, Registry::default(), egress, vault), ws)
+    let ledger = Ledger::new(store.clone(), Hub::default());
+    (store.clone(), ledger, Embedded::new(store), ws)
 }
 
 fn execution(ws: &str) -> NewExecution {
@@ -40,8 +40,7 @@ fn execution(ws: &str) -> NewExecution {
 
 #[tokio::test]
 async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
-    let (executor, ws) = executor("sweeper").await;
-    let store = executor.store();
+    let (store, ledger, queue, ws) = setup("sweeper").await;
     let config = WorkerConfig::default();
 
     // Recorded, but its job never reached the queue, and its deadline has passed.
@@ -49,11 +48,14 @@ async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
         .insert_queued_execution(&execution(&ws), -1)
         .await
         .expect("insert");
-    assert_eq!(sweep_once(&executor, &config).await.expect("sweep"), 1);
-    let metrics = executor.queue().metrics().await.expect("metrics");
+    assert_eq!(
+        sweep_once(&ledger, &queue, &config).await.expect("sweep"),
+        1
+    );
+    let metrics = queue.metrics().await.expect("metrics");
     assert_eq!(metrics.waiting, 1, "the job is back: {metrics:?}");
     assert_eq!(
-        sweep_once(&executor, &config).await.expect("sweep"),
+        sweep_once(&ledger, &queue, &config).await.expect("sweep"),
         0,
         "queued once, with a new deadline"
     );
@@ -76,7 +78,12 @@ async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
         max_attempts: 1,
         ..WorkerConfig::default()
     };
-    assert_eq!(sweep_once(&executor, &one_attempt).await.expect("sweep"), 1);
+    assert_eq!(
+        sweep_once(&ledger, &queue, &one_attempt)
+            .await
+            .expect("sweep"),
+        1
+    );
     let ended = store.execution(&ws, &exhausted).await.expect("row");
     assert_eq!(ended.status, ExecutionStatus::Error);
     assert_eq!(ended.error_code.as_deref(), Some("ATTEMPTS_EXHAUSTED"));
@@ -87,8 +94,7 @@ async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
 /// renewed is left alone.
 #[tokio::test]
 async fn an_interrupted_synchronous_execution_is_ended_not_rerun() {
-    let (executor, ws) = executor("sweeper_sync").await;
-    let store = executor.store();
+    let (store, ledger, queue, ws) = setup("sweeper_sync").await;
     let config = WorkerConfig::default();
     let orphan = store
         .start_execution(&execution(&ws), -1)
@@ -98,14 +104,14 @@ async fn an_interrupted_synchronous_execution_is_ended_not_rerun() {
         .start_execution(&execution(&ws), 60_000)
         .await
         .expect("insert");
-    assert_eq!(sweep_once(&executor, &config).await.expect("sweep"), 1);
+    assert_eq!(
+        sweep_once(&ledger, &queue, &config).await.expect("sweep"),
+        1
+    );
     let ended = store.execution(&ws, &orphan).await.expect("row");
     assert_eq!(ended.status, ExecutionStatus::Error);
     assert_eq!(ended.error_code.as_deref(), Some("INTERRUPTED"));
-    assert_eq!(
-        executor.queue().metrics().await.expect("metrics").waiting,
-        0
-    );
+    assert_eq!(queue.metrics().await.expect("metrics").waiting, 0);
     assert_eq!(
         store.execution(&ws, &alive).await.expect("row").status,
         ExecutionStatus::Running

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, AppState, Body, Caller};
-use crate::execution::{ExecuteRequest, ExecutionResult, UsageView};
-use crate::store::{Cancelled, Cost, Execution, ExecutionStatus, Role, StoreError, iso_time};
+use crate::domain::{
+    Cost, ExecuteRequest, ExecutionResult, ExecutionStatus, Role, UsageView, iso_time,
+};
+use crate::store::{Cancelled, Execution, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -49,22 +51,26 @@ pub async fn execute(
         )
             .into_response());
     }
-    let prepared = state.executor.prepare(&ws, &caller.user_id, &req).await?;
+    let started = state.executor.start(&ws, &caller.user_id, &req).await?;
     if !req.stream {
-        let result = state.executor.run(prepared, |_| {}).await?;
+        let result = state
+            .executor
+            .run(started.running, started.resolved, None, |_| {})
+            .await?;
         return Ok(Json(result).into_response());
     }
 
     // Streaming: the execution runs in its own task so that a client who goes away does not
     // stop it from being saved (and billed) once.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let start = json!({"executionId": prepared.execution_id, "podId": prepared.pod_id, "status": "RUNNING"});
+    let ids = started.ids();
+    let start = json!({"executionId": ids.execution_id, "podId": ids.pod_id, "status": "RUNNING"});
     let _ = tx.send(sse("start", &start));
     let executor = state.executor.clone();
     tokio::spawn(async move {
         let deltas = tx.clone();
         let outcome = executor
-            .run(prepared, move |d| {
+            .run(started.running, started.resolved, None, move |d| {
                 if !d.text.is_empty() || !d.reasoning.is_empty() {
                     let _ = deltas.send(sse(
                         "token",
@@ -209,7 +215,7 @@ pub async fn get_execution(
                     execution_id: e.id.clone(),
                     workspace_id: ws.clone(),
                 };
-                state.executor.queue().status(&job).await?
+                state.queue.status(&job).await?
             } else {
                 None
             };

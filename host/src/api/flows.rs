@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Body, Caller};
 use crate::context;
+use crate::domain::{ResponseFormat, Role};
 use crate::plugins::Missing;
-use crate::plugins::types::ResponseFormat;
-use crate::store::{Edge, Flow, Pod, PodConfig, Role, StoreError};
+use crate::store::{Edge, Flow, Pod, PodConfig, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -288,8 +288,7 @@ fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
         return Err(ApiError::bad("INVALID_FIELD", "model must not be empty"));
     }
     match state
-        .executor
-        .plugins()
+        .plugins
         .provider(&c.provider, c.plugin_version.as_deref())
     {
         Ok(_) => {}
@@ -302,7 +301,7 @@ fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
     }
     if let Some(setting) = &c.output_extractor
         && let (Some(id), _) = crate::execution::split_extractor(setting)
-        && state.executor.plugins().extractor(id).is_none()
+        && state.plugins.extractor(id).is_none()
     {
         return Err(ApiError::bad(
             "UNKNOWN_EXTRACTOR",

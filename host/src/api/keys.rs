@@ -7,7 +7,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Body, Caller};
-use crate::store::{KeySummary, Role, StoreError, StoredKey};
+use crate::domain::Role;
+use crate::store::{KeySummary, StoreError, StoredKey};
 use crate::vault::Binding;
 
 pub fn routes() -> Router<AppState> {
@@ -52,7 +53,7 @@ pub async fn put_key(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Admin).await?;
     let provider = provider.to_ascii_lowercase();
-    if state.executor.plugins().provider(&provider, None).is_err() {
+    if state.plugins.provider(&provider, None).is_err() {
         return Err(ApiError::bad(
             "UNKNOWN_PROVIDER",
             format!("no provider plugin {provider:?} is loaded"),
@@ -78,7 +79,7 @@ pub async fn put_key(
     }
     let store = state.store();
     let key_id = store.key_id(&ws, &provider).await?;
-    let sealed = state.executor.vault().seal(
+    let sealed = state.vault.seal(
         &Binding {
             workspace_id: &ws,
             provider: &provider,

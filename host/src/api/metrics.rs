@@ -39,7 +39,7 @@ pub async fn queue_metrics(
     caller: Caller,
 ) -> Result<Json<QueueMetrics>, ApiError> {
     state.require_admin(&caller).await?;
-    let jobs = state.executor.queue().metrics().await?;
+    let jobs = state.queue.metrics().await?;
     let executions = state
         .store()
         .execution_counts()
@@ -48,7 +48,7 @@ pub async fn queue_metrics(
         .map(|(status, n)| (status, n.into()))
         .collect();
     Ok(Json(QueueMetrics {
-        backend: state.executor.queue().backend(),
+        backend: state.queue.backend(),
         jobs,
         executions,
     }))
@@ -61,7 +61,7 @@ pub async fn prometheus(
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     state.require_admin(&caller).await?;
-    let jobs = state.executor.queue().metrics().await?;
+    let jobs = state.queue.metrics().await?;
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -24,23 +24,49 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::auth::Tokens;
+use crate::config::Node;
+use crate::domain::Role;
+use crate::events::Hub;
 use crate::execution::{ExecError, Executor};
-use crate::store::{Role, Store, StoreError};
+use crate::plugins::Registry;
+use crate::pod_store::PodStore;
+use crate::queue::Queue;
+use crate::store::{Store, StoreError};
+use crate::vault::Vault;
 
-/// What every handler can reach.
+/// What every handler can reach: the node's services.
 #[derive(Clone)]
 pub struct AppState {
+    pub store: Store,
+    pub pods: PodStore,
+    pub plugins: Registry,
+    pub vault: Vault,
+    pub queue: std::sync::Arc<dyn Queue>,
+    pub events: Hub,
     pub executor: Executor,
     pub tokens: Tokens,
 }
 
 impl AppState {
-    fn store(&self) -> &Store {
-        self.executor.store()
+    pub fn new(node: Node, tokens: Tokens) -> Self {
+        AppState {
+            store: node.store,
+            pods: node.pods,
+            plugins: node.plugins,
+            vault: node.vault,
+            queue: node.queue,
+            events: node.events,
+            executor: node.executor,
+            tokens,
+        }
     }
 
-    fn pods(&self) -> &crate::pod_store::PodStore {
-        self.executor.pods()
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn pods(&self) -> &PodStore {
+        &self.pods
     }
 
     /// Only system admins pass.
@@ -82,13 +108,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pricing::routes())
         .merge(ws::routes())
         .merge(metrics::api_routes())
-        .merge(plugins::routes(state.executor.plugins().limits().max_bytes));
+        .merge(plugins::routes(state.plugins.limits().max_bytes));
     Router::new()
         .route("/health", get(health))
         .nest("/api/v1", api)
         .merge(metrics::routes())
         .merge(openapi::routes(
-            (state.executor.plugins().default_limits().memory_cap >> 20) as u32,
+            (state.plugins.default_limits().memory_cap >> 20) as u32,
         ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
@@ -323,6 +349,7 @@ impl From<ExecError> for ApiError {
             | ExecError::Retry {
                 execution_id,
                 error,
+                ..
             } => {
                 let status = match error {
                     crate::egress::CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,

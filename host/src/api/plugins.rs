@@ -42,7 +42,7 @@ pub async fn list_plugins(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Json<serde_json::Value> {
-    let plugins: Vec<PluginInfo> = state.executor.plugins().list();
+    let plugins: Vec<PluginInfo> = state.plugins.list();
     Json(json!({ "plugins": plugins }))
 }
 
@@ -79,12 +79,12 @@ pub async fn upload_plugin(
             "PLUGIN_TOO_LARGE",
             format!(
                 "the plugin is larger than the limit of {} bytes (PODS_PLUGIN_MAX_BYTES)",
-                state.executor.plugins().limits().max_bytes
+                state.plugins.limits().max_bytes
             ),
         ),
         status => ApiError::new(status, "INVALID_BODY", e.body_text()),
     })?;
-    let loaded = state.executor.plugins().upload(body.to_vec()).await;
+    let loaded = state.plugins.upload(body.to_vec()).await;
     Ok((StatusCode::CREATED, swapped(loaded.map_err(load_error)?)))
 }
 
@@ -97,7 +97,7 @@ pub async fn reload_plugin(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.require_admin(&caller).await?;
-    let reloaded = state.executor.plugins().reload(&id).await;
+    let reloaded = state.plugins.reload(&id).await;
     Ok(swapped(reloaded.map_err(load_error)?))
 }
 
@@ -117,7 +117,7 @@ pub async fn delete_plugin(
     Query(q): Query<VersionQuery>,
 ) -> Result<StatusCode, ApiError> {
     state.require_admin(&caller).await?;
-    if state.executor.plugins().remove(&id, q.version.as_deref()) > 0 {
+    if state.plugins.remove(&id, q.version.as_deref()) > 0 {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("plugin"))
@@ -132,9 +132,7 @@ pub async fn get_limits(
     Path(id): Path<String>,
 ) -> Result<Json<PluginLimits>, ApiError> {
     state.require_admin(&caller).await?;
-    Ok(Json(
-        state.executor.plugins().limits_of(&id).unwrap_or_default(),
-    ))
+    Ok(Json(state.plugins.limits_of(&id).unwrap_or_default()))
 }
 
 #[utoipa::path(put, path = "/api/v1/plugins/{id}/limits", tag = "system", security(("bearer" = [])),
@@ -148,7 +146,7 @@ pub async fn put_limits(
     Body(limits): Body<PluginLimits>,
 ) -> Result<Json<PluginLimits>, ApiError> {
     state.require_admin(&caller).await?;
-    let registry = state.executor.plugins();
+    let registry = &state.plugins;
     let max_mb = (registry.default_limits().memory_cap >> 20) as u32;
     limits
         .validate(max_mb)
@@ -170,7 +168,7 @@ pub async fn delete_limits(
     if !state.store().delete_plugin_limits(&id).await? {
         return Err(ApiError::not_found("plugin limits"));
     }
-    state.executor.plugins().set_limits(&id, None);
+    state.plugins.set_limits(&id, None);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -183,7 +181,7 @@ pub async fn plugin_events(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     state.require_admin(&caller).await?;
-    let (recent, rx) = state.executor.plugins().subscribe();
+    let (recent, rx) = state.plugins.subscribe();
     let event = |e: &crate::plugins::PluginEvent| {
         Ok::<_, Infallible>(
             Event::default()

@@ -6,7 +6,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::{ApiError, AppState, Body, Caller};
-use crate::store::{NewPrice, Price};
+use crate::domain::Price;
+use crate::store::NewPrice;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/pricing", get(list).post(add))

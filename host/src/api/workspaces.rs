@@ -7,7 +7,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Body, Caller};
-use crate::store::{Role, StoreError, Workspace};
+use crate::domain::Role;
+use crate::store::{StoreError, Workspace};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, AppState, Caller};
-use crate::store::{Role, StoreError};
+use crate::domain::Role;
+use crate::store::StoreError;
 
 /// A client that cannot take a message within this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,7 +56,7 @@ pub async fn subscribe(
         other => other?,
     };
     // Subscribe before the upgrade completes, so no event falls in between.
-    let events = state.executor.events().subscribe(&flow_id);
+    let events = state.events.subscribe(&flow_id);
     Ok(upgrade.on_upgrade(move |socket| pump(socket, events)))
 }
 

@@ -252,7 +252,7 @@ impl Registry {
         let (id, key) = (manifest.id.clone(), VersionKey::of(&manifest.version));
         let loaded = Loaded {
             plugin,
-            loaded_at: crate::store::now_ms(),
+            loaded_at: crate::domain::now_ms(),
             source,
         };
         let mut plugins = self.write();
@@ -651,7 +651,7 @@ impl Registry {
                     manifest: loaded.plugin.manifest().clone(),
                     state: if i == 0 { "active" } else { "loaded" },
                     source: loaded.source.kind(),
-                    loaded_at: crate::store::iso_time::format(loaded.loaded_at),
+                    loaded_at: crate::domain::iso_time::format(loaded.loaded_at),
                     calls,
                     errors,
                     limits: limits.clone(),
@@ -699,7 +699,7 @@ impl Registry {
 
 /// Now, as events show it (RFC 3339).
 fn now_iso() -> String {
-    crate::store::iso_time::format(crate::store::now_ms())
+    crate::domain::iso_time::format(crate::domain::now_ms())
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename: never a half-written plugin.

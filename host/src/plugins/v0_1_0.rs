@@ -51,9 +51,9 @@ pub fn request(r: &host::ChatRequest, base_url: &str) -> wit::ChatRequest {
             .iter()
             .map(|m| wit::Message {
                 role: match m.role {
-                    host::Role::System => wit::Role::System,
-                    host::Role::User => wit::Role::User,
-                    host::Role::Assistant => wit::Role::Assistant,
+                    host::MessageRole::System => wit::Role::System,
+                    host::MessageRole::User => wit::Role::User,
+                    host::MessageRole::Assistant => wit::Role::Assistant,
                 },
                 content: m.content.clone(),
             })

@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
-use crate::store::{Pod, PodConfig, Result, StoreError, now_ms, version_conflict};
+use crate::domain::now_ms;
+use crate::store::{Pod, PodConfig, Result, StoreError, version_conflict};
 
 type Item = HashMap<String, AttributeValue>;
 

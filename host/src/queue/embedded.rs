@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::{Delivery, Job, JobState, Queue, QueueCounts, Result, millis};
-use crate::store::{Store, now_ms};
+use crate::domain::now_ms;
+use crate::store::Store;
 
 /// How often a waiting consumer looks for jobs another process added.
 const POLL: Duration = Duration::from_millis(100);

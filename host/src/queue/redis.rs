@@ -16,7 +16,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
 
 use super::{Delivery, Job, JobState, Queue, QueueCounts, QueueError, Result, millis};
-use crate::store::now_ms;
+use crate::domain::now_ms;
 
 const GROUP: &str = "workers";
 
@@ -71,7 +71,7 @@ impl RedisQueue {
             reader: tokio::sync::Mutex::new(None),
             stream: format!("{prefix}:jobs"),
             delayed: format!("{prefix}:delayed"),
-            consumer: format!("{}-{}", std::process::id(), crate::store::new_id()),
+            consumer: format!("{}-{}", std::process::id(), crate::domain::new_id()),
             promote: redis::Script::new(PROMOTE),
             promoted: Default::default(),
             reclaimed: Default::default(),

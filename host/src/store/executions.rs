@@ -3,60 +3,11 @@
 use std::sync::LazyLock;
 
 use rust_decimal::Decimal;
-use serde::Serialize;
 use sqlx::any::AnyRow;
 
 use super::queue::SYNC_LEASE_OWNER;
 use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
-use crate::plugins::types::Usage;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ExecutionStatus {
-    Queued,
-    Running,
-    Completed,
-    Error,
-    Cancelled,
-}
-
-impl ExecutionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutionStatus::Queued => "QUEUED",
-            ExecutionStatus::Running => "RUNNING",
-            ExecutionStatus::Completed => "COMPLETED",
-            ExecutionStatus::Error => "ERROR",
-            ExecutionStatus::Cancelled => "CANCELLED",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Queued,
-            Self::Running,
-            Self::Completed,
-            Self::Error,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-    }
-}
-
-/// Money for one execution, exact, in USD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Cost {
-    #[schema(value_type = String)]
-    pub input_cost: Decimal,
-    #[schema(value_type = String)]
-    pub output_cost: Decimal,
-    #[schema(value_type = String)]
-    pub reasoning_cost: Decimal,
-    #[schema(value_type = String)]
-    pub total_cost: Decimal,
-}
+use crate::domain::{Cost, ExecutionStatus, QueuedRequest, Usage};
 
 /// An execution about to run.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +24,8 @@ pub struct NewExecution {
     /// The request as sent to the plugin (prompts after interpolation, parameters).
     pub request_metadata: serde_json::Value,
     pub warnings: Vec<String>,
+    /// A queued execution's request, resolved again when a worker takes it.
+    pub queued: Option<QueuedRequest>,
     /// Record it only while its workspace's configuration is at this version (what the
     /// execution was resolved from); otherwise [`StoreError::ConfigChanged`]. `None`: always.
     pub config_version: Option<i64>,
@@ -93,6 +46,25 @@ pub struct FinishedExecution {
     pub error_message: Option<String>,
     /// The version of the provider plugin that ran it.
     pub plugin_version: Option<String>,
+}
+
+impl FinishedExecution {
+    /// An ERROR with its code and message, and nothing else.
+    pub fn failed(code: String, message: String) -> Self {
+        FinishedExecution {
+            status: ExecutionStatus::Error,
+            model_name: None,
+            usage: Usage::default(),
+            cost: None,
+            pricing_id: None,
+            content: None,
+            response_metadata: None,
+            warnings: vec![],
+            error_code: Some(code),
+            error_message: Some(message),
+            plugin_version: None,
+        }
+    }
 }
 
 /// A stored execution.
@@ -123,9 +95,11 @@ pub struct Execution {
     pub finished_at: Option<i64>,
     /// The version of the provider plugin that ran it (once it ended).
     pub plugin_version: Option<String>,
+    /// A queued execution's request, as it was asked.
+    pub queued_request: Option<QueuedRequest>,
 }
 
-pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version";
+pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request";
 
 fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
     Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
@@ -190,6 +164,12 @@ pub(super) fn row_to_execution(row: &AnyRow) -> Result<Execution> {
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
         plugin_version: get(row, "plugin_version")?,
+        queued_request: get::<Option<String>>(row, "queued_request")?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("queued_request: {e}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -220,15 +200,15 @@ impl Store {
         leased_until: Option<i64>,
         lease_owner: Option<&str>,
     ) -> Result<String> {
-        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner";
+        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request";
         const VALUES: &str =
-            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17";
+            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18";
         static INSERT: LazyLock<String> =
             LazyLock::new(|| format!("INSERT INTO executions ({INSERTED}) VALUES ({VALUES})"));
         // The version check and the insert are one statement: nothing can change in between.
         static INSERT_IF_CURRENT: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $18"
+                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $19"
             )
         });
         let (id, now) = (new_id(), now_ms());
@@ -254,7 +234,12 @@ impl Store {
             .bind(now)
             .bind(running.then_some(now))
             .bind(leased_until)
-            .bind(lease_owner.map(str::to_string));
+            .bind(lease_owner.map(str::to_string))
+            .bind(
+                new.queued
+                    .as_ref()
+                    .and_then(|q| serde_json::to_string(q).ok()),
+            );
         if let Some(version) = new.config_version {
             statement = statement.bind(version);
         }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use super::{Result, Store, StoreError, conflict, get, new_id, now_ms, touched};
-use crate::plugins::types::ResponseFormat;
+use crate::domain::ResponseFormat;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -12,10 +12,10 @@ pub struct Flow {
     pub id: String,
     pub name: String,
     pub description: String,
-    #[serde(with = "super::iso_time")]
+    #[serde(with = "crate::domain::iso_time")]
     #[schema(value_type = String)]
     pub created_at: i64,
-    #[serde(with = "super::iso_time")]
+    #[serde(with = "crate::domain::iso_time")]
     #[schema(value_type = String)]
     pub updated_at: i64,
 }
@@ -55,10 +55,10 @@ pub struct Pod {
     pub config: PodConfig,
     /// Bumped by every update; send it back as `expectedVersion` to refuse lost updates.
     pub version: i64,
-    #[serde(with = "super::iso_time")]
+    #[serde(with = "crate::domain::iso_time")]
     #[schema(value_type = String)]
     pub created_at: i64,
-    #[serde(with = "super::iso_time")]
+    #[serde(with = "crate::domain::iso_time")]
     #[schema(value_type = String)]
     pub updated_at: i64,
 }
@@ -72,7 +72,7 @@ pub struct Edge {
     pub target_pod_id: String,
     /// When set, the target reads this execution's output instead of the source's latest.
     pub pinned_execution_id: Option<String>,
-    #[serde(with = "super::iso_time")]
+    #[serde(with = "crate::domain::iso_time")]
     #[schema(value_type = String)]
     pub created_at: i64,
 }

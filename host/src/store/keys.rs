@@ -27,7 +27,7 @@ pub struct KeySummary {
     /// The last four characters, e.g. `…a1b2`.
     pub hint: String,
     pub base_url: Option<String>,
-    #[serde(with = "super::iso_time")]
+    #[serde(with = "crate::domain::iso_time")]
     #[schema(value_type = String)]
     pub updated_at: i64,
     pub requests: i64,

@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0008_config_version.sqlite.sql"),
         include_str!("../../migrations/0008_config_version.postgres.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/0009_queued_request.sqlite.sql"),
+        include_str!("../../migrations/0009_queued_request.postgres.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

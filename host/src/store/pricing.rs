@@ -1,33 +1,12 @@
 //! Prices per provider and model, per million tokens, with the period each applies to.
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::any::AnyRow;
 
-use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
+use crate::domain::Price;
 
-/// One pricing row. A missing cached/cache-write/reasoning price falls back as `cost` explains.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Price {
-    pub id: String,
-    pub provider: String,
-    pub model: String,
-    #[schema(value_type = String)]
-    pub input_per_mtok: Decimal,
-    #[schema(value_type = Option<String>)]
-    pub cached_input_per_mtok: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
-    pub cache_write_per_mtok: Option<Decimal>,
-    #[schema(value_type = String)]
-    pub output_per_mtok: Decimal,
-    #[schema(value_type = Option<String>)]
-    pub reasoning_per_mtok: Option<Decimal>,
-    /// Unix milliseconds from which the row applies.
-    pub effective_from: i64,
-    /// Unix milliseconds until which it applies (exclusive); `null` = open-ended.
-    pub effective_until: Option<i64>,
-}
+use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
 
 /// A price to add (admins only).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

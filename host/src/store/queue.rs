@@ -8,9 +8,8 @@
 use std::sync::LazyLock;
 
 use super::executions::{COLUMNS, row_to_execution};
-use super::{
-    Backend, Execution, ExecutionStatus, NewExecution, Result, Store, get, new_id, now_ms,
-};
+use super::{Backend, Execution, NewExecution, Result, Store, get, new_id, now_ms};
+use crate::domain::ExecutionStatus;
 
 /// A job taken from the embedded queue.
 #[derive(Debug, Clone)]
