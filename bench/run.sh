@@ -13,13 +13,13 @@ command -v litellm >/dev/null || { echo "installing litellm[proxy]"; python3 -m 
 (cd bench/bullmq && npm ci --no-audit --no-fund --silent)
 
 # Absolute: cargo runs a bench from its package's folder.
-PODS_BENCH_REPORT="$PWD/$out" cargo bench -p pods --bench peers
+PODS_BENCH_REPORT="$PWD/$out" cargo bench -p pods --bench suite -- peers
 {
   echo
   echo "## Pods' own benchmarks (same run)"
   for b in plugins hotload websocket queue; do
     echo
-    cargo bench -q -p pods --bench "$b" 2>/dev/null | grep -E '^(#|\||$)' | sed 's/^# /### /'
+    cargo bench -q -p pods --bench suite -- "$b" 2>/dev/null | grep -E '^(#|\||$)' | sed 's/^# /### /'
   done
   echo
   echo "_Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(date -u +%Y-%m-%d)._"

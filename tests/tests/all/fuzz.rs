@@ -4,10 +4,10 @@
 //! `parse-response` and stream parser. A short run by default; a long one by hand:
 //!
 //! ```sh
-//! PROPTEST_CASES=100000 cargo test --release -p pods --test fuzz
+//! PROPTEST_CASES=100000 cargo test --release -p pods-e2e --test all -- fuzz::
 //! ```
 //!
-//! A failure is shrunk to a minimal input and saved under `host/tests/fuzz.proptest-regressions`,
+//! A failure is shrunk to a minimal input and saved under `tests/tests/all/fuzz.proptest-regressions`,
 //! which is committed: every finding stays a regression test.
 
 use std::collections::{BTreeSet, HashMap};

@@ -1,21 +1,19 @@
 //! Each queue backend: enqueue latency (`async: true` → 202) under open-loop load, and end-to-end
 //! throughput (executions/s with an instant provider, 10 workers, SQLite store).
 //!
-//! `cargo bench -p pods --bench queue` measures embedded, Redis (127.0.0.1:6379) and SQS
+//! `cargo bench -p pods --bench suite -- queue` measures embedded, Redis (127.0.0.1:6379) and SQS
 //! (`moto_server` on 127.0.0.1:5055, started if it is not running); `-- --backend redis` picks
 //! one. Under `cargo test`, a short run of the embedded queue. Targets: enqueue p99 under 5 ms;
 //! 2,000 executions/s through the embedded and Redis backends.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Bench, load, ms, pct};
+use crate::common::{Bench, load, ms, pct};
 use serde_json::{Value, json};
 
-fn main() {
+pub fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    common::runtime().block_on(run(full));
+    crate::common::runtime().block_on(run(full));
 }
 
 async fn run(full: bool) {
@@ -46,7 +44,7 @@ async fn run_backend(backend: &str, full: bool) {
             ("PODS_REDIS_PREFIX", prefix.as_str()),
         ]),
         "sqs" => {
-            common::moto();
+            crate::common::moto();
             env.extend([
                 ("AWS_ENDPOINT_URL", "http://127.0.0.1:5055"),
                 ("SQS_QUEUE_NAME", prefix.as_str()),
@@ -59,8 +57,8 @@ async fn run_backend(backend: &str, full: bool) {
     let (rate, seconds) = match (full, backend) {
         (false, _) => (100, 1),
         // moto (one Python process) serves a few hundred SQS calls a second in all.
-        (true, "sqs") => (50, common::seconds(5)),
-        (true, _) => (500, common::seconds(5)),
+        (true, "sqs") => (50, crate::common::seconds(5)),
+        (true, _) => (500, crate::common::seconds(5)),
     };
 
     println!("\n# {backend} queue (SQLite store, instant provider, {workers} workers)\n");

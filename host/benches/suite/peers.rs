@@ -11,8 +11,6 @@
 //!
 //! Under `cargo test` it makes a short run of Pods' side only (no peers needed).
 
-mod common;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,12 +18,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Bench, RequestSpec, load, pct};
+use crate::common::{Bench, RequestSpec, load, pct};
 use serde_json::json;
 
-fn main() {
+pub fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    common::runtime().block_on(run(full));
+    crate::common::runtime().block_on(run(full));
 }
 
 /// One latency measurement: added over direct at p50/p90/p99 (ms), errors, achieved rate.
@@ -38,7 +36,7 @@ struct Latency {
 }
 
 async fn run(full: bool) {
-    let seconds = common::seconds(if full { 5 } else { 1 });
+    let seconds = crate::common::seconds(if full { 5 } else { 1 });
     let rates: &[u32] = if full { &[100, 1000, 2000] } else { &[100] };
     let bench = Bench::start("peers", &[]).await;
     let http = reqwest::Client::builder()

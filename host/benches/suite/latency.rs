@@ -1,20 +1,18 @@
 //! Added latency of a sync execution: the time through `pods serve` minus the time straight to
 //! the same local provider server, under the same open-loop load, at p50 and p99.
 //!
-//! `cargo bench -p pods --bench latency` runs 100 and 1,000 requests/s for 5 seconds each
+//! `cargo bench -p pods --bench suite -- latency` runs 100 and 1,000 requests/s for 5 seconds each
 //! (`PODS_BENCH_SECONDS` to change) on SQLite. Under `cargo test` it makes a short run at
 //! 100 requests/s. Target: p99 added latency under 2 ms at 1,000 requests/s.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Bench, RequestSpec, load, ms, pct};
+use crate::common::{Bench, RequestSpec, load, ms, pct};
 use serde_json::json;
 
-fn main() {
+pub fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    common::runtime().block_on(run(full));
+    crate::common::runtime().block_on(run(full));
 }
 
 async fn run(full: bool) {
@@ -27,7 +25,7 @@ async fn run(full: bool) {
             json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})
                 .to_string(),
     });
-    let seconds = common::seconds(5);
+    let seconds = crate::common::seconds(5);
     let plan = if full {
         vec![(100, seconds), (1000, seconds)]
     } else {

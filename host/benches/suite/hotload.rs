@@ -1,20 +1,18 @@
 //! Hot-loading: the time from a `.wasm` file landing in the watched plugin folder (`PLUGIN_DIR`)
 //! to the plugin serving — listed by `GET /api/v1/plugins` and answering an execution.
 //!
-//! `cargo bench -p pods --bench hotload` drops the built-in OpenAI plugin (170 KB) into the folder
+//! `cargo bench -p pods --bench suite -- hotload` drops the built-in OpenAI plugin (170 KB) into the folder
 //! ten times, removing it in between; under `cargo test` it makes two rounds.
 //! Target: under 1 s.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Bench, ms};
+use crate::common::{Bench, ms};
 use serde_json::{Value, json};
 
-fn main() {
+pub fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    common::runtime().block_on(run(if full { 10 } else { 2 }));
+    crate::common::runtime().block_on(run(if full { 10 } else { 2 }));
 }
 
 /// The source of the loaded `openai` plugin, if it is loaded.

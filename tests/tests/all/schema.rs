@@ -4,7 +4,7 @@
 //! input refused, valid input accepted. Bounded and deterministic here; for a longer, random run:
 //!
 //! ```sh
-//! PODS_SCHEMATHESIS_EXAMPLES=500 PODS_SCHEMATHESIS_RANDOM=1 cargo test -p pods-e2e --test schema -- --nocapture
+//! PODS_SCHEMATHESIS_EXAMPLES=500 PODS_SCHEMATHESIS_RANDOM=1 cargo test -p pods-e2e --test all -- schema:: --nocapture
 //! ```
 //!
 //! `tests/schema/schemathesis.toml` lists the one rule the document cannot state (a price's end

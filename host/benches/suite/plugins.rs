@@ -1,7 +1,7 @@
 //! Plugin overhead: compile-once time, and the per-execution cost of instantiate + build-request +
 //! parse-response (and of a streamed answer) for each built-in plugin, warm.
 //!
-//! Run with `cargo bench -p pods --bench plugins`. Under `cargo test` (no `--bench` argument) it
+//! Run with `cargo bench -p pods --bench suite -- plugins`. Under `cargo test` (no `--bench` argument) it
 //! makes a short run, so the test command keeps it working.
 //! Target: under 50 µs of plugin work per execution on a 2-core machine.
 
@@ -14,7 +14,7 @@ use pods::sse::SseDecoder;
 
 const BASE_URL: &str = "http://127.0.0.1:9";
 
-fn main() {
+pub fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

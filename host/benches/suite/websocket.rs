@@ -2,23 +2,21 @@
 //! each client's arrival time of the `execution:queued` event is compared with the moment the
 //! request that publishes it was sent.
 //!
-//! `cargo bench -p pods --bench websocket`: 1,000 clients and 20 executions, then 10,000 clients
+//! `cargo bench -p pods --bench suite -- websocket`: 1,000 clients and 20 executions, then 10,000 clients
 //! and 10 executions. Under `cargo test`:
 //! 50 clients, 3 executions. Target: p99 under 50 ms with 1,000 clients.
-
-mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Bench, ms, pct};
+use crate::common::{Bench, ms, pct};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-fn main() {
+pub fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    common::runtime().block_on(run(full));
+    crate::common::runtime().block_on(run(full));
 }
 
 type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;

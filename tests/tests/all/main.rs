@@ -1,0 +1,23 @@
+//! Every integration and end-to-end test but the chaos suite, in one binary (linked once, as
+//! wasmtime's `tests/all`): a module per topic. Run one topic with
+//! `cargo test -p pods-e2e --test all -- MODULE::`. The chaos suite (`--test chaos`) is a binary
+//! of its own: it restarts the machine's Redis and PostgreSQL, which no other test may see.
+
+mod builtin_plugins;
+mod cli;
+mod config_cache;
+mod fuzz;
+mod isolation;
+mod js_plugin;
+mod nodes;
+mod pipeline;
+mod plugin_author;
+mod plugin_uploads;
+mod pod_store;
+mod queue;
+mod queue_conformance;
+mod sandbox;
+mod schema;
+mod sweeper;
+mod vault;
+mod websocket;
