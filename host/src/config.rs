@@ -277,7 +277,8 @@ impl Settings {
             },
         )
         .await?
-        .keep_uploads_in(self.data_dir.join("plugins"));
+        .keep_uploads_in(self.data_dir.join("plugins"))
+        .vetted_by(crate::conformance::vetting());
         if let Some(path) = &self.plugin_limits {
             let file = crate::plugins::limits::read_file(path, self.plugin_memory_mb as u32)
                 .map_err(|why| anyhow::anyhow!("PODS_PLUGIN_LIMITS: {why}"))?;

@@ -31,9 +31,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::egress::{ApiKey, CallError, Egress, EgressConfig, Target};
-use crate::plugins::Plugin;
+use crate::egress::{CallError, Egress, EgressConfig, Target};
 use crate::plugins::types::{ChatRequest, KeyPlacement};
+use crate::plugins::{LoadError, Plugin, Vetting};
+use crate::vault::ApiKey;
 
 include!(concat!(env!("OUT_DIR"), "/vectors.rs"));
 
@@ -370,4 +371,32 @@ fn compare_fields(what: &str, expected: &Value, got: &Value) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// The registry's check of every load: a plugin whose id names a provider with built-in vectors
+/// (openai, anthropic, gemini) must pass all of them.
+pub fn vetting() -> Vetting {
+    Arc::new(|plugin: Plugin| {
+        Box::pin(async move {
+            let provider = plugin.manifest().id.clone();
+            let vectors = builtin(&provider).unwrap_or_default();
+            let failures: Vec<String> = run(&plugin, &vectors)
+                .await
+                .into_iter()
+                .filter_map(|o| o.result.err().map(|why| format!("{}: {why}", o.name)))
+                .collect();
+            if failures.is_empty() {
+                return Ok(());
+            }
+            Err(LoadError::Conformance {
+                provider,
+                failures: format!(
+                    "{} of {} failed — {}",
+                    failures.len(),
+                    vectors.len(),
+                    failures.join("; ")
+                ),
+            })
+        })
+    })
 }

@@ -18,42 +18,7 @@ use crate::plugins::types::{
 };
 use crate::plugins::{Instance, Plugin, PluginError};
 use crate::sse::SseDecoder;
-
-/// A provider API key. It is never printed: `Debug` shows only its last four characters.
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
-    }
-
-    /// `…a1b2`: enough for a person to tell keys apart, never enough to use one.
-    pub fn hint(&self) -> String {
-        let tail: String = self
-            .0
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        format!("…{tail}")
-    }
-
-    /// The key itself: only for attaching it to a provider request, or re-sealing it under a
-    /// new master key. Never log or return it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ApiKey({})", self.hint())
-    }
-}
+use crate::vault::ApiKey;
 
 /// Where one call goes and with which key.
 #[derive(Debug, Clone)]

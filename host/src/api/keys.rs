@@ -95,7 +95,7 @@ pub async fn put_key(
             ciphertext: sealed.ciphertext,
             nonce: sealed.nonce,
             master_key_id: sealed.master_key_id,
-            hint: crate::egress::ApiKey::new(secret).hint(),
+            hint: crate::vault::ApiKey::new(secret).hint(),
             base_url: body.base_url.map(|u| u.trim_end_matches('/').to_string()),
             updated_at: 0,
         })

@@ -12,7 +12,7 @@ pub mod watch;
 pub use limits::PluginLimits;
 pub use manifest::{API_VERSION, validate as validate_manifest};
 pub use registry::{
-    LoadError, LoadLimits, Missing, PluginEvent, PluginInfo, Registry, Source, Swapped,
+    LoadError, LoadLimits, Missing, PluginEvent, PluginInfo, Registry, Source, Swapped, Vetting,
 };
 pub use runtime::{
     Instance, Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig, SUPPORTED_APIS, Stats,

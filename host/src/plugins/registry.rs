@@ -85,7 +85,17 @@ pub struct Registry {
     limits: LoadLimits,
     /// Where uploads are kept so they load again after a restart; `None`: not kept.
     keep_dir: Option<PathBuf>,
+    /// What every load must pass after the runtime's own checks.
+    vet: Option<Vetting>,
 }
+
+/// A check every load must pass after the runtime's own, such as a provider's conformance
+/// vectors ([`crate::conformance::vetting`]); `Err` refuses the load, saying why.
+pub type Vetting = Arc<
+    dyn Fn(Plugin) -> std::pin::Pin<Box<dyn Future<Output = Result<(), LoadError>> + Send>>
+        + Send
+        + Sync,
+>;
 
 struct Shared {
     plugins: RwLock<BTreeMap<String, Versions>>,
@@ -110,6 +120,7 @@ impl Default for Registry {
             runtime: None,
             limits: LoadLimits::default(),
             keep_dir: None,
+            vet: None,
         }
     }
 }
@@ -220,6 +231,12 @@ pub enum Missing {
 
 impl Registry {
     /// A registry holding the built-in plugins, compiling new ones with `runtime` within `limits`.
+    /// Every later load must also pass `vet`.
+    pub fn vetted_by(mut self, vet: Vetting) -> Self {
+        self.vet = Some(vet);
+        self
+    }
+
     pub async fn with_builtins(
         runtime: Arc<Runtime>,
         limits: LoadLimits,
@@ -342,7 +359,7 @@ impl Registry {
     }
 
     /// The size cap, the compile (off the async threads, under the time cap), the runtime's
-    /// checks and, for a provider with built-in vectors, conformance.
+    /// checks, then the registry's vetting (conformance, for a provider with built-in vectors).
     async fn check(&self, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
         let limits = self.limits;
         if wasm.len() > limits.max_bytes {
@@ -365,23 +382,8 @@ impl Registry {
             Ok(Ok(result)) => result?,
         };
         let plugin = runtime.finish(compiled).await?;
-        let provider = plugin.manifest().id.clone();
-        let vectors = crate::conformance::builtin(&provider).unwrap_or_default();
-        let failures: Vec<String> = crate::conformance::run(&plugin, &vectors)
-            .await
-            .into_iter()
-            .filter_map(|o| o.result.err().map(|why| format!("{}: {why}", o.name)))
-            .collect();
-        if !failures.is_empty() {
-            return Err(LoadError::Conformance {
-                provider,
-                failures: format!(
-                    "{} of {} failed — {}",
-                    failures.len(),
-                    vectors.len(),
-                    failures.join("; ")
-                ),
-            });
+        if let Some(vet) = &self.vet {
+            vet(plugin.clone()).await?;
         }
         Ok(plugin)
     }

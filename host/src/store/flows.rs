@@ -34,7 +34,7 @@ pub struct PodConfig {
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
     pub top_p: Option<f64>,
-    #[schema(value_type = Option<crate::plugins::types::ResponseFormat>)]
+    #[schema(value_type = Option<crate::domain::ResponseFormat>)]
     pub response_format: Option<ResponseFormat>,
     pub thinking_budget: Option<u32>,
     /// Output extractor: a JSON pointer into the provider's raw response (`/…`, the provider

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pods::egress::{ApiKey, CallError, Egress, EgressConfig, Target};
+use pods::egress::{CallError, Egress, EgressConfig, Target};
 use pods::plugins::types::{ChatRequest, Message, MessageRole};
 use pods::plugins::{Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig};
+use pods::vault::ApiKey;
 use pods_e2e::hostile_wasm;
 
 const DEADLINE: Duration = Duration::from_millis(250);
