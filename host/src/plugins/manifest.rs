@@ -2,9 +2,6 @@
 
 use super::types::{KeyPlacement, Manifest};
 
-/// The WIT API major.minor this host speaks (for 0.x versions the minor is the breaking part).
-pub const API_VERSION: &str = "0.1";
-
 /// `Ok` when the manifest is usable; otherwise every problem found, joined by `; `.
 pub fn validate(m: &Manifest) -> Result<(), String> {
     let mut problems = Vec::new();
@@ -20,14 +17,11 @@ pub fn validate(m: &Manifest) -> Result<(), String> {
     if !is_semver(&m.version) {
         problems.push(format!("version {:?} is not semver (x.y.z)", m.version));
     }
-    let api_ok = m
-        .api_version
-        .strip_prefix(API_VERSION)
-        .is_some_and(|rest| rest.starts_with('.') && is_semver(&m.api_version));
-    if !api_ok {
+    if !super::bindings::runs(&m.api_version) {
         problems.push(format!(
-            "built against pods:provider@{}, but this host speaks {API_VERSION}.x",
-            m.api_version
+            "built against pods:provider@{}, but this host speaks {}",
+            m.api_version,
+            super::bindings::supported()
         ));
     }
     for host in &m.allowed_hosts {

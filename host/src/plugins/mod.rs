@@ -1,22 +1,22 @@
-//! Provider plugins: the sandboxed runtime, the WIT bindings per API version, manifest checks and
-//! the built-in plugins compiled into the binary.
+//! Provider plugins: the sandboxed runtime, the bindings layer (one module per WIT version, and
+//! the only code that knows one), manifest checks, the registry, and the built-in plugins
+//! compiled into the binary.
 
+mod bindings;
 pub mod limits;
 mod manifest;
 mod registry;
 mod runtime;
 pub mod types;
-mod v0_1_0;
 pub mod watch;
 
+pub use bindings::{SUPPORTED, supported as supported_apis};
 pub use limits::PluginLimits;
-pub use manifest::{API_VERSION, validate as validate_manifest};
+pub use manifest::validate as validate_manifest;
 pub use registry::{
     LoadError, LoadLimits, Missing, PluginEvent, PluginInfo, Registry, Source, Swapped, Vetting,
 };
-pub use runtime::{
-    Instance, Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig, SUPPORTED_APIS, Stats,
-};
+pub use runtime::{Instance, Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig, Stats};
 
 /// The built-in plugins as (id, WebAssembly component) pairs, built by `host/build.rs`: three
 /// providers and the `json-field` output extractor.

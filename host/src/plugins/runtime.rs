@@ -23,12 +23,12 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::{Bindings, Pre};
 use super::manifest::validate;
 use super::types::{
     ChatRequest, Completion, HttpRequest, HttpResponse, Manifest, ProviderError, SseEvent,
     StreamDelta,
 };
-use super::v0_1_0;
 
 /// How often the epoch advances; deadlines are measured in these ticks.
 const TICK: Duration = Duration::from_millis(5);
@@ -222,27 +222,11 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        check_api_version(&exports)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid("linking", e))?;
-        let has = |name: &str| exports.iter().any(|e| e == name);
-        let pre = if has(v0_1_0::PROVIDER_EXPORT) {
-            Pre::Provider(v0_1_0::PluginPre::new(pre).map_err(|e| invalid("world", e))?)
-        } else if has(v0_1_0::EXTRACTOR_EXPORT) {
-            Pre::Extractor(
-                v0_1_0::extractor_only::ExtractorPluginPre::new(pre)
-                    .map_err(|e| invalid("world", e))?,
-            )
-        } else {
-            return Err(PluginError::Invalid(format!(
-                "it exports [{}]; a 0.1 plugin exports {} or {}",
-                exports.join(", "),
-                v0_1_0::PROVIDER_EXPORT,
-                v0_1_0::EXTRACTOR_EXPORT
-            )));
-        };
+        let pre = Pre::new(pre, &exports)?;
         Ok(Compiled { pre })
     }
 
@@ -268,51 +252,7 @@ impl Runtime {
 
 /// A compiled and linked plugin whose manifest is not read yet.
 pub struct Compiled {
-    pre: Pre,
-}
-
-/// A linked component, ready to instantiate, by world.
-enum Pre {
-    Provider(v0_1_0::PluginPre<HostState>),
-    Extractor(v0_1_0::extractor_only::ExtractorPluginPre<HostState>),
-}
-
-/// An instance's exports, by world.
-enum Bindings {
-    Provider(v0_1_0::Plugin),
-    Extractor(v0_1_0::extractor_only::ExtractorPlugin),
-}
-
-/// The WIT API versions this host runs, newest last.
-pub const SUPPORTED_APIS: &[&str] = &["0.1.x"];
-
-/// Dispatch on the API version a component exports, before anything is instantiated. A later WIT
-/// version adds an arm here and a bindings module beside v0_1_0.
-fn check_api_version(exports: &[String]) -> Result<(), PluginError> {
-    match api_version(exports) {
-        Some((0, 1)) => Ok(()),
-        Some((major, minor)) => Err(PluginError::Invalid(format!(
-            "it is built against pods:provider@{major}.{minor}, which this host does not know; it runs plugins built against {}",
-            SUPPORTED_APIS.join(", ")
-        ))),
-        None => Err(PluginError::Invalid(format!(
-            "it exports [{}], but a plugin exports pods:provider/provider@<version> (the `plugin` world) or pods:provider/extractor@<version> (the `extractor-plugin` world); this host runs {}",
-            exports.join(", "),
-            SUPPORTED_APIS.join(", ")
-        ))),
-    }
-}
-
-/// The (major, minor) of the `pods:provider/provider@x.y.z` (or `…/extractor@x.y.z`) interface a
-/// component exports.
-fn api_version(exports: &[String]) -> Option<(u64, u64)> {
-    exports.iter().find_map(|e| {
-        let version = e
-            .strip_prefix("pods:provider/provider@")
-            .or_else(|| e.strip_prefix("pods:provider/extractor@"))?;
-        let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
-        Some((parts.next()??, parts.next()??))
-    })
+    pre: Pre<HostState>,
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> PluginError {
@@ -328,7 +268,7 @@ pub struct Plugin {
 }
 
 struct PluginInner {
-    pre: Pre,
+    pre: Pre<HostState>,
     limits: Limits,
     manifest: Manifest,
     stats: Stats,
@@ -395,7 +335,7 @@ impl Plugin {
     }
 }
 
-async fn new_instance(pre: &Pre, limits: Limits) -> Result<Instance, PluginError> {
+async fn new_instance(pre: &Pre<HostState>, limits: Limits) -> Result<Instance, PluginError> {
     let state = HostState {
         wasi: WasiCtx::builder()
             .wall_clock(FrozenClock)
@@ -407,29 +347,18 @@ async fn new_instance(pre: &Pre, limits: Limits) -> Result<Instance, PluginError
             hit: false,
         },
     };
-    let engine = match pre {
-        Pre::Provider(pre) => pre.engine(),
-        Pre::Extractor(pre) => pre.engine(),
-    };
-    let mut store = Store::new(engine, state);
+    let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(deadline_ticks(limits.deadline));
     // Instantiation runs no guest code of ours beyond data initialisers; a failure here is most
     // likely the pool of instance slots being full.
-    let bindings = match pre {
-        Pre::Provider(pre) => pre
-            .instantiate_async(&mut store)
+    let bindings =
+        pre.instantiate(&mut store)
             .await
-            .map(Bindings::Provider),
-        Pre::Extractor(pre) => pre
-            .instantiate_async(&mut store)
-            .await
-            .map(Bindings::Extractor),
-    }
-    .map_err(|e| match e.downcast_ref::<Trap>() {
-        Some(_) => classify(e, &store, limits),
-        None => PluginError::Instantiate(format!("{e:#}")),
-    })?;
+            .map_err(|e| match e.downcast_ref::<Trap>() {
+                Some(_) => classify(e, &store, limits),
+                None => PluginError::Instantiate(format!("{e:#}")),
+            })?;
     Ok(Instance {
         store,
         bindings,
@@ -458,20 +387,8 @@ pub struct Instance {
 impl Instance {
     pub async fn manifest(&mut self) -> Result<Manifest, PluginError> {
         self.ready()?;
-        match &self.bindings {
-            Bindings::Provider(b) => {
-                let r = timed(
-                    self.limits,
-                    b.pods_provider_provider().call_describe(&mut self.store),
-                )
-                .await;
-                self.settle(r).map(v0_1_0::manifest)
-            }
-            Bindings::Extractor(b) => {
-                let r = timed(self.limits, b.call_describe(&mut self.store)).await;
-                self.settle(r).map(v0_1_0::extractor_only::manifest)
-            }
-        }
+        let r = timed(self.limits, self.bindings.describe(&mut self.store)).await;
+        self.settle(r)
     }
 
     pub async fn build_request(
@@ -479,16 +396,12 @@ impl Instance {
         request: &ChatRequest,
         base_url: &str,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginError> {
-        self.ready()?;
-        let provider = provider_of(&self.bindings)?;
-        let request = v0_1_0::request(request, base_url);
-        let r = timed(
-            self.limits,
-            provider.call_build_request(&mut self.store, &request),
-        )
-        .await;
+        self.provider_ready()?;
+        let call = self
+            .bindings
+            .build_request(&mut self.store, request, base_url);
+        let r = timed(self.limits, call).await;
         self.settle(r)
-            .map(|r| r.map(v0_1_0::http_request).map_err(v0_1_0::provider_error))
     }
 
     pub async fn parse_response(
@@ -497,19 +410,12 @@ impl Instance {
         base_url: &str,
         response: &HttpResponse,
     ) -> Result<Result<Completion, ProviderError>, PluginError> {
-        self.ready()?;
-        let provider = provider_of(&self.bindings)?;
-        let (request, response) = (
-            v0_1_0::request(request, base_url),
-            v0_1_0::http_response(response),
-        );
-        let r = timed(
-            self.limits,
-            provider.call_parse_response(&mut self.store, &request, &response),
-        )
-        .await;
+        self.provider_ready()?;
+        let call = self
+            .bindings
+            .parse_response(&mut self.store, request, base_url, response);
+        let r = timed(self.limits, call).await;
         self.settle(r)
-            .map(|r| r.map(v0_1_0::completion).map_err(v0_1_0::provider_error))
     }
 
     /// Starts reading a streamed answer; feed it with [`Self::stream_push`].
@@ -518,16 +424,9 @@ impl Instance {
         request: &ChatRequest,
         base_url: &str,
     ) -> Result<(), PluginError> {
-        self.ready()?;
-        let provider = provider_of(&self.bindings)?;
-        let request = v0_1_0::request(request, base_url);
-        let r = timed(
-            self.limits,
-            provider
-                .stream_parser()
-                .call_constructor(&mut self.store, &request),
-        )
-        .await;
+        self.provider_ready()?;
+        let call = self.bindings.stream_new(&mut self.store, request, base_url);
+        let r = timed(self.limits, call).await;
         self.stream = Some(self.settle(r)?);
         Ok(())
     }
@@ -539,18 +438,10 @@ impl Instance {
         let parser = self
             .stream
             .ok_or(PluginError::Misuse("stream_push before stream_start"))?;
-        self.ready()?;
-        let provider = provider_of(&self.bindings)?;
-        let event = v0_1_0::sse_event(event);
-        let r = timed(
-            self.limits,
-            provider
-                .stream_parser()
-                .call_push(&mut self.store, parser, &event),
-        )
-        .await;
+        self.provider_ready()?;
+        let call = self.bindings.stream_push(&mut self.store, parser, event);
+        let r = timed(self.limits, call).await;
         self.settle(r)
-            .map(|r| r.map(v0_1_0::stream_delta).map_err(v0_1_0::provider_error))
     }
 
     pub async fn stream_finish(
@@ -560,19 +451,13 @@ impl Instance {
             .stream
             .take()
             .ok_or(PluginError::Misuse("stream_finish before stream_start"))?;
-        self.ready()?;
-        let provider = provider_of(&self.bindings)?;
-        let r = timed(
-            self.limits,
-            provider
-                .stream_parser()
-                .call_finish(&mut self.store, parser),
-        )
-        .await;
+        self.provider_ready()?;
+        let call = self.bindings.stream_finish(&mut self.store, parser);
+        let r = timed(self.limits, call).await;
         let r = self.settle(r)?;
         // The instance is dropped soon anyway; a failed drop only means it was already poisoned.
         let _ = parser.resource_drop_async(&mut self.store).await;
-        Ok(r.map(v0_1_0::completion).map_err(v0_1_0::provider_error))
+        Ok(r)
     }
 
     /// Runs the plugin's output extractor on a stored raw response.
@@ -582,24 +467,19 @@ impl Instance {
         args: Option<&str>,
     ) -> Result<Result<String, String>, PluginError> {
         self.ready()?;
-        let (raw, args) = (raw_response.to_string(), args.map(str::to_string));
-        // The same interface in two worlds: two generated types.
-        let store = &mut self.store;
-        let r = match &self.bindings {
-            Bindings::Provider(b) => {
-                let call = b
-                    .pods_provider_extractor()
-                    .call_extract(store, &raw, args.as_deref());
-                timed(self.limits, call).await
-            }
-            Bindings::Extractor(b) => {
-                let call = b
-                    .pods_provider_extractor()
-                    .call_extract(store, &raw, args.as_deref());
-                timed(self.limits, call).await
-            }
-        };
+        let call = self.bindings.extract(&mut self.store, raw_response, args);
+        let r = timed(self.limits, call).await;
         self.settle(r)
+    }
+
+    /// [`Self::ready`], for a call only a provider plugin has.
+    fn provider_ready(&mut self) -> Result<(), PluginError> {
+        if !self.bindings.is_provider() {
+            return Err(PluginError::Misuse(
+                "an extractor plugin has no provider interface",
+            ));
+        }
+        self.ready()
     }
 
     /// Refuses a poisoned instance; arms the deadline so every call gets all of it.
@@ -629,18 +509,6 @@ impl Instance {
             plugin.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
         r
-    }
-}
-
-/// The provider interface; an extractor-only plugin has none.
-fn provider_of(
-    bindings: &Bindings,
-) -> Result<&v0_1_0::exports::pods::provider::provider::Guest, PluginError> {
-    match bindings {
-        Bindings::Provider(b) => Ok(b.pods_provider_provider()),
-        Bindings::Extractor(_) => Err(PluginError::Misuse(
-            "an extractor plugin has no provider interface",
-        )),
     }
 }
 
@@ -759,42 +627,5 @@ impl EpochTicker {
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn exports(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn the_api_version_is_read_from_the_exports_and_unknown_ones_are_refused_by_name() {
-        assert!(check_api_version(&exports(&["pods:provider/provider@0.1.0"])).is_ok());
-        assert!(check_api_version(&exports(&["pods:provider/provider@0.1.7"])).is_ok());
-        assert!(
-            check_api_version(&exports(&["describe", "pods:provider/extractor@0.1.0"])).is_ok()
-        );
-        for newer in [
-            "pods:provider/provider@0.2.0",
-            "pods:provider/provider@1.0.0",
-        ] {
-            let why = check_api_version(&exports(&[newer]))
-                .expect_err("unknown version")
-                .to_string();
-            let version = newer.rsplit('@').next().unwrap_or_default();
-            let major_minor = version.rsplit_once('.').map_or(version, |(mm, _)| mm);
-            assert!(
-                why.contains(&format!("pods:provider@{major_minor}")),
-                "{why}"
-            );
-            assert!(why.contains("0.1.x"), "{why}");
-        }
-        let why = check_api_version(&exports(&["wasi:cli/run@0.2.0"]))
-            .expect_err("not a plugin")
-            .to_string();
-        assert!(why.contains("wasi:cli/run@0.2.0"), "{why}");
     }
 }

@@ -1,8 +1,8 @@
 //! Bindings for plugins built against `pods:provider@0.1.0` (the frozen `wit/v0.1.0` folder), and
-//! the conversions between its types and the host's own ([`super::types`]). A later WIT version
+//! the conversions between its types and the host's own ([`super::super::types`]). A later WIT version
 //! gets a sibling module; this one stays as it is so old plugins keep working.
 
-use super::types as host;
+use super::super::types as host;
 
 wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
