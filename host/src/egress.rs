@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use crate::domain::ErrorCode;
 use crate::plugins::types::{
     ChatRequest, Completion, HttpRequest, HttpResponse, KeyPlacement, Manifest, Method,
     ProviderError, StreamDelta,
@@ -71,15 +72,15 @@ pub enum CallError {
 
 impl CallError {
     /// The API error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             CallError::Plugin(e) => e.code(),
             CallError::Provider(e) => e.kind.code(),
-            CallError::HostNotAllowed { .. } | CallError::BadRequest(_) => "PLUGIN_ERROR",
-            CallError::HostNotPermitted { .. } => "HOST_NOT_PERMITTED",
-            CallError::Transport(_) => "PROVIDER_UNREACHABLE",
-            CallError::Timeout(_) => "PROVIDER_TIMEOUT",
-            CallError::TooLarge(_) => "PROVIDER_MALFORMED_RESPONSE",
+            CallError::HostNotAllowed { .. } | CallError::BadRequest(_) => ErrorCode::PluginError,
+            CallError::HostNotPermitted { .. } => ErrorCode::HostNotPermitted,
+            CallError::Transport(_) => ErrorCode::ProviderUnreachable,
+            CallError::Timeout(_) => ErrorCode::ProviderTimeout,
+            CallError::TooLarge(_) => ErrorCode::ProviderMalformedResponse,
         }
     }
 

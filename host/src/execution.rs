@@ -17,8 +17,8 @@ use std::time::Duration;
 use crate::context;
 use crate::cost;
 use crate::domain::{
-    ChatRequest, Completion, ExecuteRequest, ExecutionResult, ExecutionStatus, Message,
-    MessageRole, QueuedRequest, Role, StreamDelta, now_ms,
+    ChatRequest, Completion, Denied, ErrorCode, ExecuteRequest, ExecutionResult, ExecutionStatus,
+    Message, MessageRole, QueuedRequest, Role, StreamDelta, check_sampling, now_ms,
 };
 use crate::egress::{Answer, CallError, Egress, Target};
 use crate::ledger::{Failure, Ids, Ledger, Running};
@@ -60,10 +60,10 @@ pub enum ExecError {
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The caller is a member of the workspace, with too weak a role.
-    #[error("this needs the {} role; you are {}", needed.as_str(), actual.as_str())]
-    Forbidden { needed: Role, actual: Role },
+    #[error(transparent)]
+    Forbidden(Denied),
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the workspace's {provider} key cannot be decrypted: {error}")]
@@ -99,7 +99,7 @@ pub fn split_extractor(setting: &str) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ExecError {
+fn invalid(code: ErrorCode, message: impl Into<String>) -> ExecError {
     ExecError::Invalid {
         code,
         message: message.into(),
@@ -288,14 +288,13 @@ impl Executor {
             .plugin_version
             .as_deref()
             .filter(|_| provider == cfg.provider);
-        let plugin = self
-            .inner
-            .plugins
-            .provider(&provider, pinned)
-            .map_err(|e| match e {
-                Missing::Plugin(_) => invalid("UNKNOWN_PROVIDER", e.to_string()),
-                Missing::Version { .. } => invalid("UNKNOWN_PLUGIN_VERSION", e.to_string()),
-            })?;
+        let plugin = check_pod(
+            &self.inner.plugins,
+            &provider,
+            pinned,
+            req.temperature.or(cfg.temperature),
+            req.top_p.or(cfg.top_p),
+        )?;
         let model = req
             .model
             .as_deref()
@@ -304,16 +303,14 @@ impl Executor {
             .to_string();
         if model.is_empty() {
             return Err(invalid(
-                "MISSING_MODEL",
+                ErrorCode::MissingModel,
                 "neither the request nor the pod names a model",
             ));
         }
-        check_range("temperature", req.temperature.or(cfg.temperature), 0.0, 2.0)?;
-        check_range("topP", req.top_p.or(cfg.top_p), 0.0, 1.0)?;
 
         let Some(stored) = view.key(&provider).await? else {
             return Err(invalid(
-                "MISSING_PROVIDER_KEY",
+                ErrorCode::MissingProviderKey,
                 format!(
                     "this workspace has no {provider} key: PUT /api/v1/workspaces/{ws}/provider-keys/{provider}"
                 ),
@@ -329,7 +326,7 @@ impl Executor {
             .is_some();
         if !known {
             return Err(invalid(
-                "UNKNOWN_MODEL",
+                ErrorCode::UnknownModel,
                 format!(
                     "{provider} has no model {model:?} (configure a base URL on the key for other models)"
                 ),
@@ -380,7 +377,7 @@ impl Executor {
                 }],
                 _ => {
                     return Err(invalid(
-                        "MISSING_MESSAGES",
+                        ErrorCode::MissingMessages,
                         "send messages, or give the pod a user prompt",
                     ));
                 }
@@ -470,7 +467,7 @@ impl Executor {
         if attempt > max_attempts {
             // Its workers kept dying mid-run: stop trying.
             let failure = Failure::new(
-                "ATTEMPTS_EXHAUSTED",
+                ErrorCode::AttemptsExhausted,
                 format!("no attempt of {max_attempts} finished"),
             );
             running.fail(&failure, vec![], None).await?;
@@ -486,7 +483,7 @@ impl Executor {
                 .await
                 .map(|(resolved, _)| resolved),
             None => Err(invalid(
-                "INVALID_FIELD",
+                ErrorCode::InvalidField,
                 "the queued request could not be read back",
             )),
         };
@@ -497,7 +494,7 @@ impl Executor {
                 // What made it valid at enqueue time changed (pod or key deleted, …): fail it.
                 let failure = match &e {
                     ExecError::Invalid { code, message } => Failure::new(*code, message.clone()),
-                    other => Failure::new("INVALID_REQUEST", other.to_string()),
+                    other => Failure::new(ErrorCode::InvalidRequest, other.to_string()),
                 };
                 running.fail(&failure, vec![], None).await?;
                 return Ok(AttemptOutcome::Done);
@@ -704,19 +701,35 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> ExecError {
 /// `NotFound` for a non-member (the workspace is not theirs to know about), `Forbidden` for a
 /// member whose role is weaker than `needed`.
 async fn require_role(view: &View, user_id: &str, needed: Role) -> Result<(), ExecError> {
-    match view.role(user_id).await? {
-        None => Err(ExecError::NotFound("workspace")),
-        Some(actual) if actual < needed => Err(ExecError::Forbidden { needed, actual }),
-        Some(_) => Ok(()),
+    crate::domain::member::require(view.role(user_id).await?, needed)?;
+    Ok(())
+}
+
+impl From<Denied> for ExecError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::NotMember => ExecError::NotFound("workspace"),
+            too_weak => ExecError::Forbidden(too_weak),
+        }
     }
 }
 
-fn check_range(field: &str, value: Option<f64>, min: f64, max: f64) -> Result<(), ExecError> {
-    match value {
-        Some(v) if !(min..=max).contains(&v) => Err(invalid(
-            "INVALID_FIELD",
-            format!("{field} must be between {min} and {max}, got {v}"),
-        )),
-        _ => Ok(()),
-    }
+/// The one check of what a pod runs with, when it is saved and when it runs: its provider
+/// plugin (at the pinned version, if any) is loaded, and its sampling settings are in range.
+/// Returns the plugin.
+pub fn check_pod(
+    plugins: &Registry,
+    provider: &str,
+    plugin_version: Option<&str>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+) -> Result<Plugin, ExecError> {
+    let plugin = plugins
+        .provider(provider, plugin_version)
+        .map_err(|e| match e {
+            Missing::Plugin(_) => invalid(ErrorCode::UnknownProvider, e.to_string()),
+            Missing::Version { .. } => invalid(ErrorCode::UnknownPluginVersion, e.to_string()),
+        })?;
+    check_sampling(temperature, top_p).map_err(|why| invalid(ErrorCode::InvalidField, why))?;
+    Ok(plugin)
 }

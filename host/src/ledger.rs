@@ -35,16 +35,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::{ExecutionResult, ExecutionStatus, StreamDelta, iso_time, now_ms};
+use crate::domain::{ErrorCode, ExecutionResult, ExecutionStatus, StreamDelta, iso_time, now_ms};
 use crate::events::Hub;
 use crate::queue::{Delivery, Queue};
 use crate::store::{
     Cancelled, Claim as StoreClaim, Execution, FinishedExecution, NewExecution, Result,
     SYNC_LEASE_OWNER, Stale, Store,
 };
-
-/// The error code of an execution whose run panicked.
-pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
 
 /// Records executions and their status changes; cheap to clone.
 #[derive(Clone)]
@@ -64,14 +61,14 @@ pub struct Ids {
 /// Why an execution failed: `{code, message}` on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Failure {
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
@@ -235,7 +232,7 @@ impl Ledger {
     pub async fn abandon(&self, stale: &Stale, failure: &Failure) -> Result<bool> {
         let ended = self
             .store
-            .abandon_execution(stale, &failure.code, &failure.message)
+            .abandon_execution(stale, failure.code.as_str(), &failure.message)
             .await?;
         if ended {
             let ids = Ids {
@@ -268,7 +265,7 @@ impl Ledger {
 
     /// RUNNING → ERROR for an execution whose guard is gone (a panic).
     async fn fail_running(&self, ids: &Ids, failure: &Failure) -> Result<bool> {
-        let failed = FinishedExecution::failed(failure.code.clone(), failure.message.clone());
+        let failed = FinishedExecution::failed(failure.code, failure.message.clone());
         let ended = self
             .store
             .finish_execution(&ids.execution_id, &failed)
@@ -358,7 +355,7 @@ impl Running {
         let done = FinishedExecution {
             warnings,
             plugin_version,
-            ..FinishedExecution::failed(failure.code.clone(), failure.message.clone())
+            ..FinishedExecution::failed(failure.code, failure.message.clone())
         };
         let store = &self.ledger.store;
         let ended = store
@@ -385,7 +382,7 @@ impl Running {
         let requeued = store
             .requeue_execution(
                 &self.ids.execution_id,
-                &failure.code,
+                failure.code.as_str(),
                 &failure.message,
                 due_ms,
                 millis(grace),
@@ -414,9 +411,12 @@ impl Drop for Running {
             return;
         };
         let (ledger, ids) = (self.ledger.clone(), self.ids.clone());
-        tracing::error!(execution = %ids.execution_id, "an execution's run panicked; ending it as {INTERNAL_ERROR}");
+        tracing::error!(execution = %ids.execution_id, "an execution's run panicked; ending it as INTERNAL_ERROR");
         runtime.spawn(async move {
-            let failure = Failure::new(INTERNAL_ERROR, "the server failed while running this execution");
+            let failure = Failure::new(
+                ErrorCode::InternalError,
+                "the server failed while running this execution",
+            );
             if let Err(e) = ledger.fail_running(&ids, &failure).await {
                 tracing::warn!(execution = %ids.execution_id, error = %e, "ending a panicked execution failed; its lease will run out");
             }
@@ -595,7 +595,7 @@ mod tests {
             content: Some("done".into()),
             error_code: None,
             error_message: None,
-            ..FinishedExecution::failed(String::new(), String::new())
+            ..FinishedExecution::failed(ErrorCode::Internal, String::new())
         }
     }
 
@@ -804,7 +804,7 @@ mod tests {
         let mut f = fixture().await;
         let running = f.claimed(LEASE).await;
         let id = running.ids().execution_id.clone();
-        let failure = Failure::new("PROVIDER_AUTH", "bad key");
+        let failure = Failure::new(ErrorCode::ProviderAuth, "bad key");
         let ended = running
             .fail(&failure, vec!["w".into()], Some("0.1.0".into()))
             .await
@@ -832,7 +832,7 @@ mod tests {
         let id = running.ids().execution_id.clone();
         f.ledger.cancel(&f.ws, &id).await.expect("cancel");
         f.events();
-        let failure = Failure::new("PROVIDER_AUTH", "bad key");
+        let failure = Failure::new(ErrorCode::ProviderAuth, "bad key");
         assert!(!running.fail(&failure, vec![], None).await.expect("fail"));
         assert_eq!(f.status(&id).await, ExecutionStatus::Cancelled);
         assert!(f.events().is_empty());
@@ -843,7 +843,7 @@ mod tests {
         let mut f = fixture().await;
         let running = f.claimed(LEASE).await;
         let id = running.ids().execution_id.clone();
-        let failure = Failure::new("PROVIDER_RATE_LIMITED", "slow down");
+        let failure = Failure::new(ErrorCode::ProviderRateLimited, "slow down");
         assert!(
             running
                 .requeue(&failure, now_ms(), LEASE)
@@ -875,7 +875,7 @@ mod tests {
         let id = running.ids().execution_id.clone();
         f.ledger.cancel(&f.ws, &id).await.expect("cancel");
         f.events();
-        let failure = Failure::new("PROVIDER_RATE_LIMITED", "slow down");
+        let failure = Failure::new(ErrorCode::ProviderRateLimited, "slow down");
         assert!(
             !running
                 .requeue(&failure, now_ms(), LEASE)
@@ -925,7 +925,7 @@ mod tests {
         drop(running);
         tokio::time::sleep(Duration::from_millis(5)).await;
         let stale = f.ledger.stale(10).await.expect("stale");
-        let failure = Failure::new("ATTEMPTS_EXHAUSTED", "gave up");
+        let failure = Failure::new(ErrorCode::AttemptsExhausted, "gave up");
         assert!(
             f.ledger
                 .abandon(&stale[0], &failure)
@@ -1041,9 +1041,9 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(failed.error_code.as_deref(), Some(INTERNAL_ERROR));
+        assert_eq!(failed.error_code.as_deref(), Some("INTERNAL_ERROR"));
         let events = f.events();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].2["error"]["code"], INTERNAL_ERROR);
+        assert_eq!(events[0].2["error"]["code"], "INTERNAL_ERROR");
     }
 }

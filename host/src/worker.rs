@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::now_ms;
+use crate::domain::{ErrorCode, now_ms};
 use crate::execution::{AttemptOutcome, Executor, Retry};
 use crate::ledger::{Claim, Failure, Ledger};
 use crate::queue::{Delivery, Job, Queue};
@@ -223,12 +223,12 @@ pub async fn sweep_once(
         if stale.synchronous || stale.attempts >= config.max_attempts {
             let failure = if stale.synchronous {
                 Failure::new(
-                    "INTERRUPTED",
+                    ErrorCode::Interrupted,
                     "the node running this synchronous execution stopped before it ended",
                 )
             } else {
                 Failure::new(
-                    "ATTEMPTS_EXHAUSTED",
+                    ErrorCode::AttemptsExhausted,
                     format!(
                         "gave up after {} attempts: no worker finished it",
                         stale.attempts

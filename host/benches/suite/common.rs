@@ -49,7 +49,10 @@ impl Bench {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        let pods = env!("CARGO_BIN_EXE_pods");
+        // `PODS_BENCH_BIN` runs another build (an A/B against an earlier commit, same hour).
+        let pods = std::env::var("PODS_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pods").to_string());
+        let pods = pods.as_str();
         let created = Command::new(pods)
             .args([
                 "admin",

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, AppState, Body, Caller};
+use crate::domain::ErrorCode;
 use crate::domain::{
     Cost, ExecuteRequest, ExecutionResult, ExecutionStatus, Role, UsageView, iso_time,
 };
@@ -241,8 +242,7 @@ pub async fn cancel_execution(
     match state.executor.cancel(&ws, &id).await? {
         Cancelled::Now { .. } => Ok(StatusCode::NO_CONTENT),
         Cancelled::AlreadyFinished(status) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ALREADY_FINISHED",
+            ErrorCode::AlreadyFinished,
             format!("the execution has already finished: {}", status.as_str()),
         )),
     }
@@ -265,11 +265,11 @@ pub async fn pod_history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<ExecutionView>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    let Query(query) = query.map_err(|e| ApiError::bad("INVALID_FIELD", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
     let limit = query.limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad(
-            "INVALID_FIELD",
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
             "limit must be between 1 and 100",
         ));
     }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Body, Caller};
 use crate::context;
+use crate::domain::ErrorCode;
 use crate::domain::{ResponseFormat, Role};
-use crate::plugins::Missing;
 use crate::store::{Edge, Flow, Pod, PodConfig, StoreError};
 
 pub fn routes() -> Router<AppState> {
@@ -82,7 +82,10 @@ pub async fn create_flow(
 ) -> Result<(StatusCode, Json<Flow>), ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     if body.name.trim().is_empty() {
-        return Err(ApiError::bad("INVALID_FIELD", "name must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "name must not be empty",
+        ));
     }
     Ok((
         StatusCode::CREATED,
@@ -127,7 +130,10 @@ pub async fn update_flow(
         .map_err(missing("flow"))?;
     let name = body.name.unwrap_or(flow.name);
     if name.trim().is_empty() {
-        return Err(ApiError::bad("INVALID_FIELD", "name must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "name must not be empty",
+        ));
     }
     let description = body.description.unwrap_or(flow.description);
     Ok(Json(
@@ -176,13 +182,8 @@ pub async fn execution_order(
         .map_err(missing("flow"))?;
     let pods = state.pods().list(&ws, &flow_id).await?;
     let edges = state.store().edges(&ws, &flow_id).await?;
-    let order = context::execution_order(&pods, &edges).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "EDGE_CYCLE",
-            "the flow's edges form a cycle",
-        )
-    })?;
+    let order = context::execution_order(&pods, &edges)
+        .ok_or_else(|| ApiError::new(ErrorCode::EdgeCycle, "the flow's edges form a cycle"))?;
     Ok(Json(ExecutionOrder { order }))
 }
 
@@ -280,46 +281,37 @@ impl PodInput {
     }
 }
 
+/// A pod's settings, checked as every execution of it will be ([`crate::execution::check_pod`]),
+/// plus what only a saved pod has: a name, a model, a loaded output extractor.
 fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
     if c.name.trim().is_empty() {
-        return Err(ApiError::bad("INVALID_FIELD", "name must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "name must not be empty",
+        ));
     }
     if c.model.trim().is_empty() {
-        return Err(ApiError::bad("INVALID_FIELD", "model must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "model must not be empty",
+        ));
     }
-    match state
-        .plugins
-        .provider(&c.provider, c.plugin_version.as_deref())
-    {
-        Ok(_) => {}
-        Err(e @ Missing::Plugin(_)) => {
-            return Err(ApiError::bad("UNKNOWN_PROVIDER", e.to_string()));
-        }
-        Err(e @ Missing::Version { .. }) => {
-            return Err(ApiError::bad("UNKNOWN_PLUGIN_VERSION", e.to_string()));
-        }
-    }
+    crate::execution::check_pod(
+        &state.plugins,
+        &c.provider,
+        c.plugin_version.as_deref(),
+        c.temperature,
+        c.top_p,
+    )?;
     if let Some(setting) = &c.output_extractor
         && let (Some(id), _) = crate::execution::split_extractor(setting)
         && state.plugins.extractor(id).is_none()
     {
-        return Err(ApiError::bad(
-            "UNKNOWN_EXTRACTOR",
+        return Err(ApiError::new(
+            ErrorCode::UnknownExtractor,
             format!(
                 "outputExtractor {setting:?} names no loaded extractor plugin {id:?}; use ID[:ARGS] for an extractor plugin (e.g. json-field:/summary) or a JSON pointer (/…) for the provider's own"
             ),
-        ));
-    }
-    if c.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        return Err(ApiError::bad(
-            "INVALID_FIELD",
-            "temperature must be between 0 and 2",
-        ));
-    }
-    if c.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
-        return Err(ApiError::bad(
-            "INVALID_FIELD",
-            "topP must be between 0 and 1",
         ));
     }
     Ok(())
@@ -458,8 +450,8 @@ pub async fn create_edge(
             .await
             .map_err(missing("pod"))?;
         if pod.flow_id != flow_id {
-            return Err(ApiError::bad(
-                "INVALID_FIELD",
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
                 format!("pod {pod_id} belongs to another flow"),
             ));
         }
@@ -470,16 +462,16 @@ pub async fn create_edge(
             .await
             .map_err(missing("pinned execution"))?;
         if pinned.pod_id != body.source_pod_id {
-            return Err(ApiError::bad(
-                "INVALID_FIELD",
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
                 "the pinned execution is not one of the source pod's",
             ));
         }
     }
     let edges = store.edges(&ws, &flow_id).await?;
     if context::would_cycle(&edges, &body.source_pod_id, &body.target_pod_id) {
-        return Err(ApiError::bad(
-            "EDGE_CYCLE",
+        return Err(ApiError::new(
+            ErrorCode::EdgeCycle,
             "this edge would close a cycle: a pod cannot read its own output",
         ));
     }

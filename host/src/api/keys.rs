@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Body, Caller};
+use crate::domain::ErrorCode;
 use crate::domain::Role;
 use crate::store::{KeySummary, StoreError, StoredKey};
 use crate::vault::Binding;
@@ -54,15 +55,15 @@ pub async fn put_key(
     state.access(&ws, &caller, Role::Admin).await?;
     let provider = provider.to_ascii_lowercase();
     if state.plugins.provider(&provider, None).is_err() {
-        return Err(ApiError::bad(
-            "UNKNOWN_PROVIDER",
+        return Err(ApiError::new(
+            ErrorCode::UnknownProvider,
             format!("no provider plugin {provider:?} is loaded"),
         ));
     }
     let secret = body.api_key.trim();
     if secret.is_empty() || secret.chars().any(char::is_control) {
-        return Err(ApiError::bad(
-            "INVALID_FIELD",
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
             "apiKey must be a non-empty single line",
         ));
     }
@@ -70,8 +71,8 @@ pub async fn put_key(
         match url::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
             _ => {
-                return Err(ApiError::bad(
-                    "INVALID_FIELD",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
                     "baseUrl must be an absolute http(s) URL",
                 ));
             }

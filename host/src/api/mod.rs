@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::auth::Tokens;
 use crate::config::Node;
-use crate::domain::Role;
+use crate::domain::{ErrorCode, Role};
 use crate::events::Hub;
 use crate::execution::{ExecError, Executor};
 use crate::plugins::Registry;
@@ -73,8 +73,7 @@ impl AppState {
     async fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
         if !self.store().user(&caller.user_id).await?.is_admin {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
+                ErrorCode::Forbidden,
                 "only system admins may do this",
             ));
         }
@@ -84,17 +83,10 @@ impl AppState {
     /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
     async fn access(&self, ws: &str, caller: &Caller, min: Role) -> Result<Role, ApiError> {
         let role = match self.store().role(ws, &caller.user_id).await {
-            Err(StoreError::NotFound) => return Err(ApiError::not_found("workspace")),
-            other => other?,
+            Err(StoreError::NotFound) => None,
+            other => Some(other?),
         };
-        if role < min {
-            return Err(ExecError::Forbidden {
-                needed: min,
-                actual: role,
-            }
-            .into());
-        }
-        Ok(role)
+        Ok(crate::domain::member::require(role, min).map_err(ExecError::from)?)
     }
 }
 
@@ -116,7 +108,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(openapi::routes(
             (state.plugins.default_limits().memory_cap >> 20) as u32,
         ))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -154,7 +146,7 @@ impl FromRequestParts<AppState> for Caller {
             .tokens
             .verify_header(header)
             .map(|user_id| Caller { user_id })
-            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string()))
+            .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))
     }
 }
 
@@ -173,37 +165,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             .is_some_and(|v| v.starts_with("application/json"));
         if !is_json {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as application/json",
             ));
         }
         let bytes = bytes::Bytes::from_request(req, state)
             .await
             .map_err(|rejection| {
-                let status = rejection.status();
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
-                        status,
-                        "BODY_TOO_LARGE",
+                        ErrorCode::BodyTooLarge,
                         "the request body is over the size limit",
                     )
                 } else {
-                    ApiError::new(status, "BAD_BODY", rejection.body_text())
+                    ApiError::new(ErrorCode::BadBody, rejection.body_text())
                 }
             })?;
         if std::str::from_utf8(&bytes).is_err() {
-            return Err(ApiError::bad(
-                "INVALID_UTF8",
+            return Err(ApiError::new(
+                ErrorCode::InvalidUtf8,
                 "the request body is not valid UTF-8",
             ));
         }
         let classify = |e: serde_json::Error| {
             let code = match e.classify() {
-                serde_json::error::Category::Data => "INVALID_FIELD",
-                _ => "MALFORMED_JSON",
+                serde_json::error::Category::Data => ErrorCode::InvalidField,
+                _ => ErrorCode::MalformedJson,
             };
-            ApiError::bad(code, e.to_string())
+            ApiError::new(code, e.to_string())
         };
         // The common case in one pass: an object that reads as it is.
         let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -213,8 +202,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(classify)?;
         // serde would read a struct from an array too; every body of this API is an object.
         if !value.is_object() {
-            return Err(ApiError::bad(
-                "INVALID_FIELD",
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
                 "the body must be a JSON object",
             ));
         }
@@ -240,35 +229,25 @@ fn integral_floats_to_integers(value: &mut serde_json::Value) {
     }
 }
 
-/// An error answer.
+/// An error answer: its code (which owns the status) and message.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: String,
+    code: ErrorCode,
     message: String,
     execution_id: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            code: code.into(),
+            code,
             message: message.into(),
             execution_id: None,
         }
     }
 
-    pub fn bad(code: &str, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("{what} not found"),
-        )
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 }
 
@@ -278,7 +257,7 @@ impl IntoResponse for ApiError {
         if let Some(id) = self.execution_id {
             body["executionId"] = json!(id);
         }
-        (self.status, Json(body)).into_response()
+        (self.code.status(), Json(body)).into_response()
     }
 }
 
@@ -286,21 +265,16 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
-            StoreError::Conflict(why) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", why),
+            StoreError::Conflict(why) => ApiError::new(ErrorCode::Conflict, why),
             StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "store failure");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
-                    "a stored record could not be read",
-                )
+                ApiError::new(ErrorCode::Internal, "a stored record could not be read")
             }
             // The database is unreachable, restarting or out of space: worth trying again.
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "STORE_UNAVAILABLE",
+                    ErrorCode::StoreUnavailable,
                     "the database could not take this request; try again",
                 )
             }
@@ -312,8 +286,7 @@ impl From<crate::queue::QueueError> for ApiError {
     fn from(e: crate::queue::QueueError) -> Self {
         tracing::error!(error = %e, "queue failure");
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "QUEUE_UNAVAILABLE",
+            ErrorCode::QueueUnavailable,
             "the queue backend failed; try again",
         )
     }
@@ -323,24 +296,19 @@ impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> Self {
         match e {
             ExecError::NotFound(what) => ApiError::not_found(what),
-            ExecError::Forbidden { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())
-            }
-            ExecError::Invalid { code, message } => ApiError::bad(code, message),
+            ExecError::Forbidden { .. } => ApiError::new(ErrorCode::Forbidden, e.to_string()),
+            ExecError::Invalid { code, message } => ApiError::new(code, message),
             ExecError::Store(e) => e.into(),
             ExecError::Vault { .. } => {
                 tracing::error!(error = %e, "provider key unreadable");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "KEY_UNREADABLE",
-                    e.to_string(),
-                )
+                ApiError::new(ErrorCode::KeyUnreadable, e.to_string())
             }
             ExecError::Cancelled { execution_id } => ApiError {
-                status: StatusCode::CONFLICT,
-                code: "EXECUTION_CANCELLED".into(),
-                message: "the execution was cancelled while it ran".into(),
                 execution_id: Some(execution_id),
+                ..ApiError::new(
+                    ErrorCode::ExecutionCancelled,
+                    "the execution was cancelled while it ran",
+                )
             },
             ExecError::Failed {
                 execution_id,
@@ -350,21 +318,10 @@ impl From<ExecError> for ApiError {
                 execution_id,
                 error,
                 ..
-            } => {
-                let status = match error {
-                    crate::egress::CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                    crate::egress::CallError::Plugin(crate::plugins::PluginError::Busy {
-                        ..
-                    }) => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::BAD_GATEWAY,
-                };
-                ApiError {
-                    status,
-                    code: error.code().to_string(),
-                    message: error.to_string(),
-                    execution_id: Some(execution_id),
-                }
-            }
+            } => ApiError {
+                execution_id: Some(execution_id),
+                ..ApiError::new(error.code(), error.to_string())
+            },
         }
     }
 }

@@ -162,3 +162,36 @@ pub fn routes(max_plugin_memory_mb: u32) -> Router<AppState> {
         )
         .merge(Scalar::with_url("/api/v1/docs", document()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{TEMPERATURE, TOP_P};
+
+    /// The schema attributes state the ranges as literals; they must be the ranges the one
+    /// check (`domain::check_sampling`) applies, in every schema that has the field.
+    #[test]
+    fn the_document_states_the_ranges_the_server_checks() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let mut checked = 0;
+        for (field, range) in [("temperature", TEMPERATURE), ("topP", TOP_P)] {
+            for (name, schema) in schemas {
+                let Some(property) = schema["properties"].get(field) else {
+                    continue;
+                };
+                let stated = (property["minimum"].as_f64(), property["maximum"].as_f64());
+                assert_eq!(
+                    stated,
+                    (Some(*range.start()), Some(*range.end())),
+                    "{name}.{field}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 4,
+            "pods and executions state both ranges ({checked} found)"
+        );
+    }
+}

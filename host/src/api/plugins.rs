@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState, Body, Caller};
+use crate::domain::ErrorCode;
 use crate::plugins::{LoadError, PluginInfo, PluginLimits, Swapped};
 
 pub fn routes(max_upload_bytes: usize) -> Router<AppState> {
@@ -51,15 +52,15 @@ fn swapped(s: Swapped) -> Json<serde_json::Value> {
 }
 
 fn load_error(e: LoadError) -> ApiError {
-    let (status, code) = match &e {
-        LoadError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PLUGIN_TOO_LARGE"),
-        LoadError::Timeout(_) => (StatusCode::BAD_REQUEST, "PLUGIN_COMPILE_TIMEOUT"),
-        LoadError::NoRuntime => (StatusCode::SERVICE_UNAVAILABLE, "PLUGINS_READ_ONLY"),
-        LoadError::Refused(_) | LoadError::Io(_) => (StatusCode::BAD_REQUEST, "PLUGIN_INVALID"),
-        LoadError::Conformance { .. } => (StatusCode::BAD_REQUEST, "PLUGIN_NONCONFORMANT"),
-        LoadError::NotLoaded(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+    let code = match &e {
+        LoadError::TooLarge { .. } => ErrorCode::PluginTooLarge,
+        LoadError::Timeout(_) => ErrorCode::PluginCompileTimeout,
+        LoadError::NoRuntime => ErrorCode::PluginsReadOnly,
+        LoadError::Refused(_) | LoadError::Io(_) => ErrorCode::PluginInvalid,
+        LoadError::Conformance { .. } => ErrorCode::PluginNonconformant,
+        LoadError::NotLoaded(_) => ErrorCode::NotFound,
     };
-    ApiError::new(status, code, e.to_string())
+    ApiError::new(code, e.to_string())
 }
 
 #[utoipa::path(post, path = "/api/v1/plugins", tag = "system", security(("bearer" = [])),
@@ -75,14 +76,13 @@ pub async fn upload_plugin(
     state.require_admin(&caller).await?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PLUGIN_TOO_LARGE",
+            ErrorCode::PluginTooLarge,
             format!(
                 "the plugin is larger than the limit of {} bytes (PODS_PLUGIN_MAX_BYTES)",
                 state.plugins.limits().max_bytes
             ),
         ),
-        status => ApiError::new(status, "INVALID_BODY", e.body_text()),
+        _ => ApiError::new(ErrorCode::BadBody, e.body_text()),
     })?;
     let loaded = state.plugins.upload(body.to_vec()).await;
     Ok((StatusCode::CREATED, swapped(loaded.map_err(load_error)?)))
@@ -150,7 +150,7 @@ pub async fn put_limits(
     let max_mb = (registry.default_limits().memory_cap >> 20) as u32;
     limits
         .validate(max_mb)
-        .map_err(|why| ApiError::bad("INVALID_FIELD", why))?;
+        .map_err(|why| ApiError::new(ErrorCode::InvalidField, why))?;
     let stored = serde_json::to_string(&limits).unwrap_or_default();
     state.store().set_plugin_limits(&id, &stored).await?;
     registry.set_limits(&id, Some(limits.clone()));

@@ -6,6 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::{ApiError, AppState, Body, Caller};
+use crate::domain::ErrorCode;
 use crate::domain::Price;
 use crate::store::NewPrice;
 
@@ -31,8 +32,7 @@ pub async fn add(
     let user = state.store().user(&caller.user_id).await?;
     if !user.is_admin {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            ErrorCode::Forbidden,
             "only system admins change prices",
         ));
     }
@@ -47,8 +47,8 @@ pub async fn add(
     .flatten()
     .any(|p| p.is_sign_negative());
     if negative || body.provider.trim().is_empty() || body.model.trim().is_empty() {
-        return Err(ApiError::bad(
-            "INVALID_FIELD",
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
             "provider and model are required and prices cannot be negative",
         ));
     }
@@ -57,8 +57,8 @@ pub async fn add(
         .zip(body.effective_until)
         .is_some_and(|(from, until)| until <= from)
     {
-        return Err(ApiError::bad(
-            "INVALID_FIELD",
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
             "effectiveUntil must be after effectiveFrom",
         ));
     }

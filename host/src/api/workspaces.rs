@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Body, Caller};
+use crate::domain::ErrorCode;
 use crate::domain::Role;
 use crate::store::{StoreError, Workspace};
 
@@ -48,7 +49,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
     let name = body.name.trim();
     if name.is_empty() {
-        return Err(ApiError::bad("INVALID_FIELD", "name must not be empty"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            "name must not be empty",
+        ));
     }
     let ws = state
         .store()
@@ -68,8 +72,7 @@ pub async fn set_member(
     let mine = state.access(&ws, &caller, Role::Admin).await?;
     if body.role > mine {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            ErrorCode::Forbidden,
             "you cannot grant a role above your own",
         ));
     }

@@ -7,13 +7,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, AppState, Caller};
+use crate::domain::ErrorCode;
 use crate::domain::Role;
 use crate::store::StoreError;
 
@@ -49,7 +50,7 @@ pub async fn subscribe(
         (None, Some(token)) => state.tokens.verify(&token),
         (header, _) => state.tokens.verify_header(header),
     }
-    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string()))?;
+    .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     state.access(&ws, &Caller { user_id }, Role::Viewer).await?;
     match state.store().flow(&ws, &flow_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("flow")),

@@ -1,5 +1,7 @@
 //! An execution as everyone sees it: its status, what was asked, and what came back.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
 use super::chat::{FinishReason, MessageRole, ResponseFormat, Usage};
@@ -126,3 +128,47 @@ pub struct ExecutionResult {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct QueuedRequest(pub ExecuteRequest);
+
+/// Where `temperature` may lie, as the API states it and every check applies it.
+pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;
+/// Where `topP` may lie.
+pub const TOP_P: RangeInclusive<f64> = 0.0..=1.0;
+
+/// Checks sampling settings against [`TEMPERATURE`] and [`TOP_P`]; `Err` says which is out.
+pub fn check_sampling(temperature: Option<f64>, top_p: Option<f64>) -> Result<(), String> {
+    for (field, value, range) in [
+        ("temperature", temperature, TEMPERATURE),
+        ("topP", top_p, TOP_P),
+    ] {
+        if let Some(v) = value
+            && !range.contains(&v)
+        {
+            return Err(format!(
+                "{field} must be between {} and {}, got {v}",
+                range.start(),
+                range.end()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_settings_are_checked_against_their_ranges() {
+        assert!(check_sampling(None, None).is_ok());
+        assert!(check_sampling(Some(0.0), Some(1.0)).is_ok());
+        assert!(check_sampling(Some(2.0), Some(0.0)).is_ok());
+        let why = check_sampling(Some(2.5), None).expect_err("too hot");
+        assert_eq!(why, "temperature must be between 0 and 2, got 2.5");
+        let why = check_sampling(Some(1.0), Some(-0.1)).expect_err("negative");
+        assert!(why.starts_with("topP must be between 0 and 1"), "{why}");
+        assert!(
+            check_sampling(Some(f64::NAN), None).is_err(),
+            "NaN is in no range"
+        );
+    }
+}

@@ -38,3 +38,42 @@ impl Role {
         }
     }
 }
+
+/// Why a caller may not do something in a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// Not a member: the workspace is not theirs to know about (answered as not found).
+    #[error("workspace not found")]
+    NotMember,
+    /// A member whose role is weaker than what is needed.
+    #[error("this needs the {} role; you are {}", needed.as_str(), actual.as_str())]
+    TooWeak { needed: Role, actual: Role },
+}
+
+/// The one role check: `actual` (`None`: not a member) must be at least `needed`.
+pub fn require(actual: Option<Role>, needed: Role) -> Result<Role, Denied> {
+    match actual {
+        None => Err(Denied::NotMember),
+        Some(actual) if actual < needed => Err(Denied::TooWeak { needed, actual }),
+        Some(actual) => Ok(actual),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_can_do_what_the_ones_before_it_can() {
+        assert_eq!(require(None, Role::Viewer), Err(Denied::NotMember));
+        assert_eq!(require(Some(Role::Viewer), Role::Viewer), Ok(Role::Viewer));
+        assert_eq!(require(Some(Role::Owner), Role::Admin), Ok(Role::Owner));
+        assert_eq!(
+            require(Some(Role::Member), Role::Admin),
+            Err(Denied::TooWeak {
+                needed: Role::Admin,
+                actual: Role::Member
+            })
+        );
+    }
+}

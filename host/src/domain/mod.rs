@@ -4,11 +4,13 @@
 //! - [`chat`]: a chat request and its answer (`ChatRequest`, `Message`, `Usage`, `Completion`, …);
 //! - [`execution`]: an execution's status, what was asked (`ExecuteRequest`, `QueuedRequest`) and
 //!   what came back (`ExecutionResult`);
+//! - [`error`]: `ErrorCode`, each with its HTTP status;
 //! - [`money`]: `Cost` and `Price`, exact decimals;
 //! - [`member`]: a member's `Role` in a workspace (not a chat message's `MessageRole`);
 //! - [`time`]: ids and unix-millisecond times.
 
 pub mod chat;
+pub mod error;
 pub mod execution;
 pub mod member;
 pub mod money;
@@ -17,9 +19,11 @@ pub mod time;
 pub use chat::{
     ChatRequest, Completion, FinishReason, Message, MessageRole, ResponseFormat, StreamDelta, Usage,
 };
+pub use error::ErrorCode;
 pub use execution::{
-    ExecuteRequest, ExecutionResult, ExecutionStatus, MessageInput, QueuedRequest, UsageView,
+    ExecuteRequest, ExecutionResult, ExecutionStatus, MessageInput, QueuedRequest, TEMPERATURE,
+    TOP_P, UsageView, check_sampling,
 };
-pub use member::Role;
+pub use member::{Denied, Role};
 pub use money::{Cost, Price};
 pub use time::{iso_time, new_id, now_ms};

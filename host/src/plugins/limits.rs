@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::runtime::{Limits, Policy};
+use std::sync::Arc;
+
+use super::runtime::Limits;
 
 /// One plugin's limits; an absent field keeps the server's default.
 #[derive(
@@ -87,18 +89,40 @@ impl PluginLimits {
             Err(problems.join("; "))
         }
     }
+}
 
-    /// The policy these limits make, over the server's `defaults`.
-    pub fn policy(&self, defaults: Limits) -> Policy {
-        let limits = (self.deadline_ms.is_some() || self.memory_mb.is_some()).then(|| Limits {
-            deadline: self
-                .deadline_ms
-                .map_or(defaults.deadline, Duration::from_millis),
-            memory_cap: self
-                .memory_mb
-                .map_or(defaults.memory_cap, |mb| (mb as usize) << 20),
-        });
-        Policy::new(limits, self.max_concurrent, self.allowed_hosts.clone())
+/// A plugin's limits in force: the operator's setting, the sandbox limits it makes over the
+/// server's defaults, and the permits that cap its instances. Built once per setting.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// As the operator set it.
+    pub setting: PluginLimits,
+    /// `None`: the runtime's limits.
+    pub limits: Option<Limits>,
+    /// One per instance that may be alive at once (`setting.max_concurrent`).
+    pub(super) permits: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Policy {
+    /// The policy `setting` makes, over the server's `defaults`.
+    pub fn new(setting: PluginLimits, defaults: Limits) -> Self {
+        let limits =
+            (setting.deadline_ms.is_some() || setting.memory_mb.is_some()).then(|| Limits {
+                deadline: setting
+                    .deadline_ms
+                    .map_or(defaults.deadline, Duration::from_millis),
+                memory_cap: setting
+                    .memory_mb
+                    .map_or(defaults.memory_cap, |mb| (mb as usize) << 20),
+            });
+        let permits = setting
+            .max_concurrent
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
+        Policy {
+            setting,
+            limits,
+            permits,
+        }
     }
 }
 
@@ -189,7 +213,7 @@ mod tests {
             memory_mb: Some(8),
             ..Default::default()
         };
-        let policy = only_memory.policy(defaults);
+        let policy = Policy::new(only_memory, defaults);
         assert_eq!(
             policy.limits,
             Some(Limits {
@@ -197,7 +221,7 @@ mod tests {
                 memory_cap: 8 << 20
             })
         );
-        assert_eq!(PluginLimits::default().policy(defaults).limits, None);
+        assert_eq!(Policy::new(PluginLimits::default(), defaults).limits, None);
     }
 
     #[test]

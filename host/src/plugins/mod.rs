@@ -11,12 +11,12 @@ pub mod types;
 pub mod watch;
 
 pub use bindings::{SUPPORTED, supported as supported_apis};
-pub use limits::PluginLimits;
+pub use limits::{PluginLimits, Policy};
 pub use manifest::validate as validate_manifest;
 pub use registry::{
     LoadError, LoadLimits, Missing, PluginEvent, PluginInfo, Registry, Source, Swapped, Vetting,
 };
-pub use runtime::{Instance, Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig, Stats};
+pub use runtime::{Instance, Limits, Plugin, PluginError, Runtime, RuntimeConfig, Stats};
 
 /// The built-in plugins as (id, WebAssembly component) pairs, built by `host/build.rs`: three
 /// providers and the `json-field` output extractor.

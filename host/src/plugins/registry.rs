@@ -17,7 +17,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::limits::PluginLimits;
-use super::runtime::{Limits, Plugin, PluginError, Policy, Runtime};
+use super::limits::Policy;
+use super::runtime::{Limits, Plugin, PluginError, Runtime};
 use super::types::{Manifest, PluginKind};
 
 /// Where a loaded plugin came from, and so where a reload reads it again.
@@ -100,7 +101,7 @@ pub type Vetting = Arc<
 struct Shared {
     plugins: RwLock<BTreeMap<String, Versions>>,
     /// Operator limits by plugin id (they may name a plugin not loaded yet) in force.
-    policies: RwLock<BTreeMap<String, (PluginLimits, Arc<Policy>)>>,
+    policies: RwLock<BTreeMap<String, Arc<Policy>>>,
     /// The limits file's, which limits set through the API replace (per plugin).
     file_limits: RwLock<BTreeMap<String, PluginLimits>>,
     events: broadcast::Sender<PluginEvent>,
@@ -256,11 +257,6 @@ impl Registry {
     pub fn keep_uploads_in(mut self, dir: PathBuf) -> Self {
         self.keep_dir = Some(dir);
         self
-    }
-
-    /// Adds or replaces a plugin version (tests and tools that compiled one themselves).
-    pub fn insert(&self, plugin: Plugin) {
-        self.put(plugin, Source::Upload(None));
     }
 
     /// Puts a checked plugin in; returns the version that was active before.
@@ -493,11 +489,6 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// The active (newest) version of `id`, under the operator's policy for it.
-    pub fn get(&self, id: &str) -> Option<Plugin> {
-        self.get_version(id, None).ok()
-    }
-
     /// `version` of `id`, or the active one when `None`, under the operator's policy for it.
     pub fn get_version(&self, id: &str, version: Option<&str>) -> Result<Plugin, Missing> {
         let plugins = self.read();
@@ -535,7 +526,8 @@ impl Registry {
 
     /// The active version of an extractor-only plugin.
     pub fn extractor(&self, id: &str) -> Option<Plugin> {
-        self.get(id)
+        self.get_version(id, None)
+            .ok()
             .filter(|p| p.manifest().kind == PluginKind::Extractor)
     }
 
@@ -545,7 +537,7 @@ impl Registry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|(_, p)| p.clone())
+            .cloned()
     }
 
     /// The limits file's limits (at start); the API's, set with [`Registry::set_limits`],
@@ -593,14 +585,14 @@ impl Registry {
             .policies
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        let before = policies.get(id).map(|(l, _)| l.clone());
+        let before = policies.get(id).map(|p| p.setting.clone());
         if before == limits {
             return;
         }
         match &limits {
             Some(l) => {
-                let policy = Arc::new(l.policy(self.default_limits()));
-                policies.insert(id.to_string(), (l.clone(), policy));
+                let policy = Arc::new(Policy::new(l.clone(), self.default_limits()));
+                policies.insert(id.to_string(), policy);
             }
             None => {
                 policies.remove(id);
@@ -629,7 +621,7 @@ impl Registry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|(l, _)| l.clone())
+            .map(|p| p.setting.clone())
     }
 
     /// The active manifests.

@@ -24,6 +24,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Bindings, Pre};
+use super::limits::Policy;
 use super::manifest::validate;
 use super::types::{
     ChatRequest, Completion, HttpRequest, HttpResponse, Manifest, ProviderError, SseEvent,
@@ -95,39 +96,10 @@ pub enum PluginError {
 }
 
 impl PluginError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::domain::ErrorCode {
         match self {
-            PluginError::Busy { .. } => "PLUGIN_BUSY",
-            _ => "PLUGIN_ERROR",
-        }
-    }
-}
-
-/// What the operator allows one plugin, on top of the runtime's defaults: its sandbox limits, a
-/// cap on instances alive at once, and a narrower list of hosts it may send to.
-#[derive(Debug, Default)]
-pub struct Policy {
-    /// `None`: the runtime's limits.
-    pub limits: Option<Limits>,
-    /// `None`: as many instances as the pool has slots.
-    pub max_concurrent: Option<u32>,
-    /// `None`: the manifest's hosts. `Some`: requests may go only to these hosts, whatever the
-    /// manifest or a workspace's base URL says.
-    pub allowed_hosts: Option<Vec<String>>,
-    permits: Option<Arc<tokio::sync::Semaphore>>,
-}
-
-impl Policy {
-    pub fn new(
-        limits: Option<Limits>,
-        max_concurrent: Option<u32>,
-        allowed_hosts: Option<Vec<String>>,
-    ) -> Self {
-        Policy {
-            limits,
-            max_concurrent,
-            allowed_hosts,
-            permits: max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+            PluginError::Busy { .. } => crate::domain::ErrorCode::PluginBusy,
+            _ => crate::domain::ErrorCode::PluginError,
         }
     }
 }
@@ -298,6 +270,7 @@ impl Plugin {
     /// Whether requests may go to `host` at all: `true` unless the operator narrowed the hosts.
     pub fn host_permitted(&self, host: &str) -> bool {
         self.policy
+            .setting
             .allowed_hosts
             .as_ref()
             .is_none_or(|hosts| hosts.iter().any(|h| h == host))
@@ -312,7 +285,7 @@ impl Plugin {
     pub async fn instantiate(&self) -> Result<Instance, PluginError> {
         let stats = &self.inner.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
-        let permit = match (&self.policy.permits, self.policy.max_concurrent) {
+        let permit = match (&self.policy.permits, self.policy.setting.max_concurrent) {
             (Some(permits), Some(max)) => match permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {

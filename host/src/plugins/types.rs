@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::ErrorCode;
+
 pub use crate::domain::{
     ChatRequest, Completion, FinishReason, Message, MessageRole, ResponseFormat, StreamDelta, Usage,
 };
@@ -48,17 +50,17 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The API error code for this kind, e.g. `PROVIDER_RATE_LIMITED`.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            ErrorKind::Auth => "PROVIDER_AUTH",
-            ErrorKind::RateLimited => "PROVIDER_RATE_LIMITED",
-            ErrorKind::QuotaExceeded => "PROVIDER_QUOTA_EXCEEDED",
-            ErrorKind::InvalidRequest => "PROVIDER_INVALID_REQUEST",
-            ErrorKind::ContextLength => "PROVIDER_CONTEXT_LENGTH",
-            ErrorKind::ContentFilter => "PROVIDER_CONTENT_FILTER",
-            ErrorKind::Overloaded => "PROVIDER_OVERLOADED",
-            ErrorKind::Server => "PROVIDER_SERVER_ERROR",
-            ErrorKind::MalformedResponse => "PROVIDER_MALFORMED_RESPONSE",
+            ErrorKind::Auth => ErrorCode::ProviderAuth,
+            ErrorKind::RateLimited => ErrorCode::ProviderRateLimited,
+            ErrorKind::QuotaExceeded => ErrorCode::ProviderQuotaExceeded,
+            ErrorKind::InvalidRequest => ErrorCode::ProviderInvalidRequest,
+            ErrorKind::ContextLength => ErrorCode::ProviderContextLength,
+            ErrorKind::ContentFilter => ErrorCode::ProviderContentFilter,
+            ErrorKind::Overloaded => ErrorCode::ProviderOverloaded,
+            ErrorKind::Server => ErrorCode::ProviderServerError,
+            ErrorKind::MalformedResponse => ErrorCode::ProviderMalformedResponse,
         }
     }
 }

@@ -19,13 +19,6 @@ pub enum PodStore {
 }
 
 impl PodStore {
-    pub fn backend(&self) -> &'static str {
-        match self {
-            PodStore::Sql(_) => "sql",
-            PodStore::Dynamo { .. } => "dynamodb",
-        }
-    }
-
     pub async fn create(&self, ws: &str, flow_id: &str, config: &PodConfig) -> Result<Pod> {
         match self {
             PodStore::Sql(store) => store.create_pod(ws, flow_id, config).await,

@@ -31,10 +31,6 @@ impl Queue for Embedded {
         "embedded"
     }
 
-    fn fifo(&self) -> bool {
-        true
-    }
-
     async fn add(&self, job: &Job, delay: Duration) -> Result<()> {
         self.store
             .add_job(

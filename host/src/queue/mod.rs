@@ -86,9 +86,6 @@ pub trait Queue: Send + Sync + 'static {
     /// `embedded`, `redis` or `sqs`.
     fn backend(&self) -> &'static str;
 
-    /// Whether due jobs are delivered in the order they were added (SQS standard queues: no).
-    fn fifo(&self) -> bool;
-
     /// Adds a job that becomes due after `delay`.
     async fn add(&self, job: &Job, delay: Duration) -> Result<()>;
 

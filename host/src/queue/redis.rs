@@ -172,10 +172,6 @@ impl Queue for RedisQueue {
         "redis"
     }
 
-    fn fifo(&self) -> bool {
-        true
-    }
-
     async fn add(&self, job: &Job, delay: Duration) -> Result<()> {
         let payload = serde_json::to_string(job).map_err(|e| QueueError::Config(e.to_string()))?;
         let mut conn = self.commands.clone();

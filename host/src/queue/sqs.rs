@@ -100,10 +100,6 @@ impl Queue for SqsQueue {
         "sqs"
     }
 
-    fn fifo(&self) -> bool {
-        false
-    }
-
     async fn add(&self, job: &Job, delay: Duration) -> Result<()> {
         let body = serde_json::to_string(job).map_err(|e| QueueError::Config(e.to_string()))?;
         self.client

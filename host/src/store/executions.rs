@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use super::queue::SYNC_LEASE_OWNER;
 use super::{Result, Store, StoreError, decimal, get, new_id, now_ms};
-use crate::domain::{Cost, ExecutionStatus, QueuedRequest, Usage};
+use crate::domain::{Cost, ErrorCode, ExecutionStatus, QueuedRequest, Usage};
 
 /// An execution about to run.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +50,7 @@ pub struct FinishedExecution {
 
 impl FinishedExecution {
     /// An ERROR with its code and message, and nothing else.
-    pub fn failed(code: String, message: String) -> Self {
+    pub fn failed(code: ErrorCode, message: String) -> Self {
         FinishedExecution {
             status: ExecutionStatus::Error,
             model_name: None,
@@ -60,7 +60,7 @@ impl FinishedExecution {
             content: None,
             response_metadata: None,
             warnings: vec![],
-            error_code: Some(code),
+            error_code: Some(code.as_str().to_string()),
             error_message: Some(message),
             plugin_version: None,
         }

@@ -31,8 +31,10 @@ pub struct PodConfig {
     pub system_prompt: Option<String>,
     /// The user message sent when an execution brings no messages of its own.
     pub user_prompt: Option<String>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f64>,
     #[schema(value_type = Option<crate::domain::ResponseFormat>)]
     pub response_format: Option<ResponseFormat>,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use pods::domain::ErrorCode;
 use pods::egress::{CallError, Egress, EgressConfig, Target};
 use pods::plugins::types::{ChatRequest, Message, MessageRole};
-use pods::plugins::{Limits, Plugin, PluginError, Policy, Runtime, RuntimeConfig};
+use pods::plugins::{Limits, Plugin, PluginError, PluginLimits, Policy, Runtime, RuntimeConfig};
 use pods::vault::ApiKey;
 use pods_e2e::hostile_wasm;
 
@@ -135,13 +136,14 @@ async fn a_sleeping_or_printing_plugin_cannot_stall_or_crash_the_host() {
 #[tokio::test]
 async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
     let runtime = runtime();
+    let defaults = runtime.config().limits;
     let plugin = hostile(&runtime).await.with_policy(Arc::new(Policy::new(
-        Some(Limits {
-            deadline: Duration::from_millis(60),
-            memory_cap: MEMORY_CAP,
-        }),
-        Some(2),
-        None,
+        PluginLimits {
+            deadline_ms: Some(60),
+            max_concurrent: Some(2),
+            ..PluginLimits::default()
+        },
+        defaults,
     )));
     let mut first = plugin.instantiate().await.expect("first");
     let started = Instant::now();
@@ -156,7 +158,7 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
     let _second = plugin.instantiate().await.expect("second");
     let third = plugin.instantiate().await;
     assert!(
-        matches!(&third, Err(e @ PluginError::Busy { max: 2, .. }) if e.code() == "PLUGIN_BUSY"),
+        matches!(&third, Err(e @ PluginError::Busy { max: 2, .. }) if e.code() == ErrorCode::PluginBusy),
         "{:?}",
         third.err()
     );
@@ -165,12 +167,11 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
 
     // Its own memory cap, below the runtime's.
     let small = hostile(&runtime).await.with_policy(Arc::new(Policy::new(
-        Some(Limits {
-            deadline: DEADLINE,
-            memory_cap: 4 << 20,
-        }),
-        None,
-        None,
+        PluginLimits {
+            memory_mb: Some(4),
+            ..PluginLimits::default()
+        },
+        defaults,
     )));
     let mut instance = small.instantiate().await.expect("instance");
     let result = instance
@@ -205,7 +206,10 @@ async fn a_trapping_plugin_fails_only_its_own_call() {
         .build_request(&request("trap"), "https://api.hostile.test")
         .await;
     assert!(matches!(result, Err(PluginError::Trap(_))), "{result:?}");
-    assert_eq!(PluginError::Trap(String::new()).code(), "PLUGIN_ERROR");
+    assert_eq!(
+        PluginError::Trap(String::new()).code(),
+        ErrorCode::PluginError
+    );
 
     // The next execution gets a fresh instance of the same plugin and works.
     let mut fresh = plugin.instantiate().await.expect("instance");
@@ -277,7 +281,7 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
         );
         assert_eq!(
             result.map(|_| ()).map_err(|e| e.code()),
-            Err("PLUGIN_ERROR")
+            Err(ErrorCode::PluginError)
         );
     }
     // A declared host over plain http would expose the key: refused too.

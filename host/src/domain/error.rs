@@ -1,0 +1,241 @@
+//! Error codes: every `{"error": {"code"}}` the API answers and every `errorCode` an execution
+//! records, each with the HTTP status it is answered with.
+
+use serde::Serialize;
+
+pub use http::StatusCode;
+
+/// One error code; serialized as its wire name (`INVALID_FIELD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    // The request itself.
+    MalformedJson,
+    InvalidUtf8,
+    /// Wrong type, unknown field, out of range.
+    InvalidField,
+    /// A body the server could not read at all.
+    BadBody,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    // Running a pod.
+    UnknownProvider,
+    UnknownPluginVersion,
+    UnknownModel,
+    UnknownExtractor,
+    MissingProviderKey,
+    MissingModel,
+    MissingMessages,
+    EdgeCycle,
+    AlreadyFinished,
+    ExecutionCancelled,
+    /// A queued execution that no longer resolves when its worker takes it.
+    InvalidRequest,
+    // Plugins, as loaded by operators.
+    PluginInvalid,
+    PluginNonconformant,
+    PluginTooLarge,
+    PluginCompileTimeout,
+    PluginsReadOnly,
+    // A provider call: the plugin's side.
+    PluginError,
+    PluginBusy,
+    HostNotPermitted,
+    // A provider call: the provider's side.
+    ProviderAuth,
+    ProviderRateLimited,
+    ProviderQuotaExceeded,
+    ProviderInvalidRequest,
+    ProviderContextLength,
+    ProviderContentFilter,
+    ProviderOverloaded,
+    ProviderServerError,
+    ProviderMalformedResponse,
+    ProviderUnreachable,
+    ProviderTimeout,
+    // The server.
+    StoreUnavailable,
+    QueueUnavailable,
+    KeyUnreadable,
+    Internal,
+    // How an execution ended without an answer (recorded on it; never an HTTP answer).
+    AttemptsExhausted,
+    Interrupted,
+    InternalError,
+    Cancelled,
+}
+
+impl ErrorCode {
+    /// Every code, for checks over all of them.
+    pub const ALL: [ErrorCode; 48] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidUtf8,
+        ErrorCode::InvalidField,
+        ErrorCode::BadBody,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::UnknownProvider,
+        ErrorCode::UnknownPluginVersion,
+        ErrorCode::UnknownModel,
+        ErrorCode::UnknownExtractor,
+        ErrorCode::MissingProviderKey,
+        ErrorCode::MissingModel,
+        ErrorCode::MissingMessages,
+        ErrorCode::EdgeCycle,
+        ErrorCode::AlreadyFinished,
+        ErrorCode::ExecutionCancelled,
+        ErrorCode::InvalidRequest,
+        ErrorCode::PluginInvalid,
+        ErrorCode::PluginNonconformant,
+        ErrorCode::PluginTooLarge,
+        ErrorCode::PluginCompileTimeout,
+        ErrorCode::PluginsReadOnly,
+        ErrorCode::PluginError,
+        ErrorCode::PluginBusy,
+        ErrorCode::HostNotPermitted,
+        ErrorCode::ProviderAuth,
+        ErrorCode::ProviderRateLimited,
+        ErrorCode::ProviderQuotaExceeded,
+        ErrorCode::ProviderInvalidRequest,
+        ErrorCode::ProviderContextLength,
+        ErrorCode::ProviderContentFilter,
+        ErrorCode::ProviderOverloaded,
+        ErrorCode::ProviderServerError,
+        ErrorCode::ProviderMalformedResponse,
+        ErrorCode::ProviderUnreachable,
+        ErrorCode::ProviderTimeout,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::QueueUnavailable,
+        ErrorCode::KeyUnreadable,
+        ErrorCode::Internal,
+        ErrorCode::AttemptsExhausted,
+        ErrorCode::Interrupted,
+        ErrorCode::InternalError,
+        ErrorCode::Cancelled,
+    ];
+
+    /// The wire name, e.g. `INVALID_FIELD`.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            MalformedJson => "MALFORMED_JSON",
+            InvalidUtf8 => "INVALID_UTF8",
+            InvalidField => "INVALID_FIELD",
+            BadBody => "BAD_BODY",
+            BodyTooLarge => "BODY_TOO_LARGE",
+            UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Unauthorized => "UNAUTHORIZED",
+            Forbidden => "FORBIDDEN",
+            NotFound => "NOT_FOUND",
+            Conflict => "CONFLICT",
+            UnknownProvider => "UNKNOWN_PROVIDER",
+            UnknownPluginVersion => "UNKNOWN_PLUGIN_VERSION",
+            UnknownModel => "UNKNOWN_MODEL",
+            UnknownExtractor => "UNKNOWN_EXTRACTOR",
+            MissingProviderKey => "MISSING_PROVIDER_KEY",
+            MissingModel => "MISSING_MODEL",
+            MissingMessages => "MISSING_MESSAGES",
+            EdgeCycle => "EDGE_CYCLE",
+            AlreadyFinished => "ALREADY_FINISHED",
+            ExecutionCancelled => "EXECUTION_CANCELLED",
+            InvalidRequest => "INVALID_REQUEST",
+            PluginInvalid => "PLUGIN_INVALID",
+            PluginNonconformant => "PLUGIN_NONCONFORMANT",
+            PluginTooLarge => "PLUGIN_TOO_LARGE",
+            PluginCompileTimeout => "PLUGIN_COMPILE_TIMEOUT",
+            PluginsReadOnly => "PLUGINS_READ_ONLY",
+            PluginError => "PLUGIN_ERROR",
+            PluginBusy => "PLUGIN_BUSY",
+            HostNotPermitted => "HOST_NOT_PERMITTED",
+            ProviderAuth => "PROVIDER_AUTH",
+            ProviderRateLimited => "PROVIDER_RATE_LIMITED",
+            ProviderQuotaExceeded => "PROVIDER_QUOTA_EXCEEDED",
+            ProviderInvalidRequest => "PROVIDER_INVALID_REQUEST",
+            ProviderContextLength => "PROVIDER_CONTEXT_LENGTH",
+            ProviderContentFilter => "PROVIDER_CONTENT_FILTER",
+            ProviderOverloaded => "PROVIDER_OVERLOADED",
+            ProviderServerError => "PROVIDER_SERVER_ERROR",
+            ProviderMalformedResponse => "PROVIDER_MALFORMED_RESPONSE",
+            ProviderUnreachable => "PROVIDER_UNREACHABLE",
+            ProviderTimeout => "PROVIDER_TIMEOUT",
+            StoreUnavailable => "STORE_UNAVAILABLE",
+            QueueUnavailable => "QUEUE_UNAVAILABLE",
+            KeyUnreadable => "KEY_UNREADABLE",
+            Internal => "INTERNAL",
+            AttemptsExhausted => "ATTEMPTS_EXHAUSTED",
+            Interrupted => "INTERRUPTED",
+            InternalError => "INTERNAL_ERROR",
+            Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            MalformedJson | InvalidUtf8 | InvalidField | BadBody | UnknownProvider
+            | UnknownPluginVersion | UnknownModel | UnknownExtractor | MissingProviderKey
+            | MissingModel | MissingMessages | EdgeCycle | InvalidRequest | PluginInvalid
+            | PluginNonconformant | PluginCompileTimeout => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            Conflict | AlreadyFinished | ExecutionCancelled => StatusCode::CONFLICT,
+            BodyTooLarge | PluginTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PluginError
+            | HostNotPermitted
+            | ProviderAuth
+            | ProviderRateLimited
+            | ProviderQuotaExceeded
+            | ProviderInvalidRequest
+            | ProviderContextLength
+            | ProviderContentFilter
+            | ProviderOverloaded
+            | ProviderServerError
+            | ProviderMalformedResponse
+            | ProviderUnreachable => StatusCode::BAD_GATEWAY,
+            ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            PluginBusy | PluginsReadOnly | StoreUnavailable | QueueUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            KeyUnreadable | Internal | AttemptsExhausted | Interrupted | InternalError
+            | Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_name_is_the_serialized_name() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_value(code).expect("serializes");
+            assert_eq!(json, code.as_str());
+        }
+        assert_eq!(
+            ErrorCode::ProviderTimeout.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ErrorCode::PluginBusy.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
