@@ -26,6 +26,8 @@ fn main() {
         "trap-in-describe",
         "wrong-world",
         "openai-impostor",
+        "extractor-impostor",
+        "traversal-version",
     ] {
         let dir = build_wasm(&root, &hostile, &[variant]);
         let aside = dir.join(format!("hostile-{variant}.wasm"));

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 
 use crate::auth::Tokens;
 use crate::aws::AwsSettings;
-use crate::egress::{Egress, EgressConfig};
+use crate::egress::{Egress, EgressConfig, EgressPolicy};
 use crate::events::Hub;
 use crate::execution::{Executor, Services};
 use crate::ledger::Ledger;
@@ -153,6 +153,11 @@ pub struct Settings {
     /// limits set through the API replace a plugin's.
     #[arg(long, env = "PODS_PLUGIN_LIMITS", global = true)]
     pub plugin_limits: Option<PathBuf>,
+    /// Exceptions to the egress policy, which refuses internal addresses (loopback, private,
+    /// link-local, …): comma-separated CIDRs, addresses, `ip:port`, host names or `host:port`,
+    /// e.g. `127.0.0.1:11434` for a local Ollama.
+    #[arg(long, env = "PODS_EGRESS_ALLOW", global = true)]
+    pub egress_allow: Option<String>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -290,8 +295,13 @@ impl Settings {
         }
         crate::plugins::limits::apply_stored(&registry, &store).await;
         crate::plugins::limits::spawn_refresh(registry.clone(), store.clone());
+        let egress_policy = match &self.egress_allow {
+            Some(spec) => EgressPolicy::with_exceptions(spec).map_err(anyhow::Error::msg)?,
+            None => EgressPolicy::public_only(),
+        };
         let egress = Egress::new(EgressConfig {
             timeout: Duration::from_secs(self.provider_timeout_secs),
+            policy: egress_policy.clone(),
             ..EgressConfig::default()
         })?;
         let queue = crate::queue::open(&self.queue_settings(), &store)
@@ -319,6 +329,7 @@ impl Settings {
             lease: self.lease(),
         });
         Ok(Node {
+            egress_policy,
             store,
             pods,
             plugins: registry,
@@ -342,6 +353,7 @@ pub struct Node {
     pub events: Hub,
     pub ledger: Ledger,
     pub executor: Executor,
+    pub egress_policy: EgressPolicy,
 }
 
 impl Node {

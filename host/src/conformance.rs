@@ -217,7 +217,12 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
         base_url: Some(format!("http://{addr}{base_path}")),
         key: ApiKey::new(TEST_KEY),
     };
-    let egress = Egress::new(EgressConfig::default()).map_err(|e| e.to_string())?;
+    // The vector's stand-in on loopback is the one destination this call may reach.
+    let egress = Egress::new(EgressConfig {
+        policy: crate::egress::EgressPolicy::with_exceptions(&addr.to_string())?,
+        ..EgressConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
     let mut streamed = (String::new(), String::new());
     let result = egress
         .call(plugin, &vector.spec.request, &target, |d| {

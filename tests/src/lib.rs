@@ -43,6 +43,8 @@ pub fn hostile_variant_wasm(variant: &str) -> Vec<u8> {
         "trap-in-describe" => env!("PODS_HOSTILE_TRAP_IN_DESCRIBE_WASM"),
         "wrong-world" => env!("PODS_HOSTILE_WRONG_WORLD_WASM"),
         "openai-impostor" => env!("PODS_HOSTILE_OPENAI_IMPOSTOR_WASM"),
+        "extractor-impostor" => env!("PODS_HOSTILE_EXTRACTOR_IMPOSTOR_WASM"),
+        "traversal-version" => env!("PODS_HOSTILE_TRAVERSAL_VERSION_WASM"),
         other => panic!("no hostile variant {other:?}"),
     };
     std::fs::read(path).expect("the hostile variant was built")

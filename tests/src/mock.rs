@@ -28,6 +28,8 @@ pub struct Seen {
 #[derive(Clone, Default)]
 pub struct MockProvider {
     pub url: String,
+    /// `127.0.0.1:PORT`: what a server must be allowed to reach to call it.
+    addr: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -58,6 +60,7 @@ impl MockProvider {
         let addr = listener.local_addr().expect("addr");
         let mock = MockProvider {
             url: format!("http://{addr}"),
+            addr: addr.to_string(),
             seen: Arc::default(),
         };
         let app = axum::Router::new()
@@ -65,6 +68,12 @@ impl MockProvider {
             .with_state(mock.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         mock
+    }
+
+    /// The setting that lets a server call this stand-in, and nothing else on loopback (the
+    /// egress policy refuses internal addresses by default).
+    pub fn egress(&self) -> (&'static str, &str) {
+        ("PODS_EGRESS_ALLOW", &self.addr)
     }
 
     /// Every request so far.
@@ -127,6 +136,14 @@ async fn answer(
             }
             _ => {}
         }
+    }
+    if model.ends_with("redirect") {
+        // Sends the caller on to /sink here (a client that follows redirects would show up there).
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", format!("http://{}/sink", mock.addr))
+            .body(Body::empty())
+            .unwrap_or_default();
     }
     if model.ends_with("hang") {
         tokio::time::sleep(Duration::from_secs(3600)).await;

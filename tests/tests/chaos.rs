@@ -113,7 +113,8 @@ struct Stage {
 
 async fn stage(name: &str, backend: Backend, env: &[(&str, &str)], model: &str) -> Stage {
     let mock = MockProvider::start().await;
-    let server = Server::start(name, backend, env).await;
+    let env: Vec<_> = env.iter().copied().chain([mock.egress()]).collect();
+    let server = Server::start(name, backend, &env).await;
     let (client, ws, _) = server.user_with_workspace("chaos@pods.test", false);
     let url = format!("{}/v1", mock.url);
     let (_, pod) = client.openai_pod(&ws, "sk-chaos", &url, model).await;
@@ -342,6 +343,7 @@ async fn provider_faults(rows: &mut Vec<Row>) {
         ("PODS_MAX_ATTEMPTS", "2"),
         ("PODS_RETRY_BASE_MS", "100"),
         ("PODS_PROVIDER_TIMEOUT_SECS", "1"),
+        mock.egress(),
     ];
     let server = Server::start("chaos_provider", Backend::Sqlite, &env).await;
     let faults = [
@@ -393,7 +395,11 @@ async fn provider_faults(rows: &mut Vec<Row>) {
 async fn hostile_plugin_under_load(rows: &mut Vec<Row>) {
     const EACH: usize = 20;
     let mock = MockProvider::start().await;
-    let env = [("PODS_WORKERS", "10"), ("PODS_PLUGIN_DEADLINE_MS", "300")];
+    let env = [
+        ("PODS_WORKERS", "10"),
+        ("PODS_PLUGIN_DEADLINE_MS", "300"),
+        mock.egress(),
+    ];
     let server = Server::start("chaos_plugin", Backend::Sqlite, &env).await;
     let (admin, _, _) = server.user_with_workspace("plugin-admin@pods.test", true);
     let upload = admin

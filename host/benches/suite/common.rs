@@ -43,6 +43,11 @@ impl Bench {
                 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
             ),
             ("RUST_LOG".into(), "error".into()),
+            // The stand-in provider on loopback, and nothing else there.
+            (
+                "PODS_EGRESS_ALLOW".into(),
+                provider.trim_start_matches("http://").to_string(),
+            ),
         ];
         env.extend(
             extra_env

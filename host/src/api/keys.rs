@@ -68,14 +68,28 @@ pub async fn put_key(
         ));
     }
     if let Some(url) = &body.base_url {
-        match url::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        let url = match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
             _ => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidField,
                     "baseUrl must be an absolute http(s) URL",
                 ));
             }
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "baseUrl must not carry credentials (user:password@); the key goes in apiKey",
+            ));
+        }
+        // Refused now where its host resolves to what the egress policy refuses; every call is
+        // judged again when it connects.
+        if let Err(refused) = state.egress_policy.check_url(&url).await {
+            return Err(ApiError::new(
+                ErrorCode::DestinationNotAllowed,
+                refused.to_string(),
+            ));
         }
     }
     let store = state.store();

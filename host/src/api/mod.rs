@@ -44,6 +44,8 @@ pub struct AppState {
     pub queue: std::sync::Arc<dyn Queue>,
     pub events: Hub,
     pub executor: Executor,
+    /// Where provider calls may connect (base URLs are judged against it when saved).
+    pub egress_policy: crate::egress::EgressPolicy,
     pub tokens: Tokens,
 }
 
@@ -57,6 +59,7 @@ impl AppState {
             queue: node.queue,
             events: node.events,
             executor: node.executor,
+            egress_policy: node.egress_policy,
             tokens,
         }
     }

@@ -59,6 +59,7 @@ fn load_error(e: LoadError) -> ApiError {
         LoadError::Refused(_) | LoadError::Io(_) => ErrorCode::PluginInvalid,
         LoadError::Conformance { .. } => ErrorCode::PluginNonconformant,
         LoadError::NotLoaded(_) => ErrorCode::NotFound,
+        LoadError::Builtin(_) => ErrorCode::Conflict,
     };
     ApiError::new(code, e.to_string())
 }
@@ -109,7 +110,8 @@ pub struct VersionQuery {
 
 #[utoipa::path(delete, path = "/api/v1/plugins/{id}", tag = "system", security(("bearer" = [])),
     params(VersionQuery),
-    responses((status = 204, description = "Unloaded; running executions finish"), (status = 403), (status = 404)))]
+    responses((status = 204, description = "Unloaded; running executions finish; a built-in that a same version shadowed serves again"), (status = 403), (status = 404),
+        (status = 409, description = "CONFLICT: only built-in versions are left, and built-ins cannot be unloaded")))]
 pub async fn delete_plugin(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,10 +119,10 @@ pub async fn delete_plugin(
     Query(q): Query<VersionQuery>,
 ) -> Result<StatusCode, ApiError> {
     state.require_admin(&caller).await?;
-    if state.plugins.remove(&id, q.version.as_deref()) > 0 {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("plugin"))
+    match state.plugins.remove(&id, q.version.as_deref()) {
+        Ok(0) => Err(ApiError::not_found("plugin")),
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(ApiError::new(ErrorCode::Conflict, e.to_string())),
     }
 }
 

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     PluginError,
     PluginBusy,
     HostNotPermitted,
+    /// The egress policy refused the destination (an internal address, unless allowed).
+    DestinationNotAllowed,
     // A provider call: the provider's side.
     ProviderAuth,
     ProviderRateLimited,
@@ -71,7 +73,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for checks over all of them.
-    pub const ALL: [ErrorCode; 48] = [
+    pub const ALL: [ErrorCode; 49] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::InvalidField,
@@ -101,6 +103,7 @@ impl ErrorCode {
         ErrorCode::PluginError,
         ErrorCode::PluginBusy,
         ErrorCode::HostNotPermitted,
+        ErrorCode::DestinationNotAllowed,
         ErrorCode::ProviderAuth,
         ErrorCode::ProviderRateLimited,
         ErrorCode::ProviderQuotaExceeded,
@@ -155,6 +158,7 @@ impl ErrorCode {
             PluginError => "PLUGIN_ERROR",
             PluginBusy => "PLUGIN_BUSY",
             HostNotPermitted => "HOST_NOT_PERMITTED",
+            DestinationNotAllowed => "DESTINATION_NOT_ALLOWED",
             ProviderAuth => "PROVIDER_AUTH",
             ProviderRateLimited => "PROVIDER_RATE_LIMITED",
             ProviderQuotaExceeded => "PROVIDER_QUOTA_EXCEEDED",
@@ -181,10 +185,23 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            MalformedJson | InvalidUtf8 | InvalidField | BadBody | UnknownProvider
-            | UnknownPluginVersion | UnknownModel | UnknownExtractor | MissingProviderKey
-            | MissingModel | MissingMessages | EdgeCycle | InvalidRequest | PluginInvalid
-            | PluginNonconformant | PluginCompileTimeout => StatusCode::BAD_REQUEST,
+            MalformedJson
+            | InvalidUtf8
+            | InvalidField
+            | BadBody
+            | UnknownProvider
+            | UnknownPluginVersion
+            | UnknownModel
+            | UnknownExtractor
+            | MissingProviderKey
+            | MissingModel
+            | MissingMessages
+            | EdgeCycle
+            | InvalidRequest
+            | PluginInvalid
+            | PluginNonconformant
+            | PluginCompileTimeout
+            | DestinationNotAllowed => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,

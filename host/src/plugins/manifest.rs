@@ -15,7 +15,10 @@ pub fn validate(m: &Manifest) -> Result<(), String> {
         problems.push("name is empty".to_string());
     }
     if !is_semver(&m.version) {
-        problems.push(format!("version {:?} is not semver (x.y.z)", m.version));
+        problems.push(format!(
+            "version {:?} is not semver (x.y.z, with pre-release and build parts of [0-9A-Za-z.-] only)",
+            m.version
+        ));
     }
     if !super::bindings::runs(&m.api_version) {
         problems.push(format!(
@@ -78,13 +81,10 @@ fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-fn is_semver(s: &str) -> bool {
-    let core = s.split(['-', '+']).next().unwrap_or_default();
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+/// Semantic versioning, strictly: `MAJOR.MINOR.PATCH`, then an optional pre-release and build
+/// made of `[0-9A-Za-z-]` identifiers separated by dots — so a version can name a file safely.
+pub(super) fn is_semver(s: &str) -> bool {
+    s.len() <= 64 && semver::Version::parse(s).is_ok()
 }
 
 /// A bare host name or IP: no scheme, port, path, user info or wildcard.
@@ -152,6 +152,31 @@ mod tests {
         let mut m = manifest();
         m.id = "Acme AI".into();
         assert!(validate(&m).is_err());
+    }
+
+    #[test]
+    fn versions_are_strict_semver_and_can_name_a_file() {
+        for good in [
+            "0.1.0",
+            "1.2.3-beta.1",
+            "1.2.3+build.5",
+            "10.0.0-rc-1+sha.abc",
+        ] {
+            assert!(is_semver(good), "{good}");
+        }
+        for bad in [
+            "6.6.7-x/../../../../elsewhere/pwned",
+            "1.2.3+a/b",
+            "1.2.3-a\\b",
+            "1.2",
+            "01.2.3",
+            "1.2.3-",
+            "1.2.3-é",
+            "1.2.3 ",
+            &format!("1.2.3-{}", "a".repeat(64)),
+        ] {
+            assert!(!is_semver(bad), "{bad:?}");
+        }
     }
 
     #[test]

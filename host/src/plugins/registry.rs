@@ -55,6 +55,8 @@ struct Loaded {
     plugin: Plugin,
     loaded_at: i64,
     source: Source,
+    /// The built-in this version shadows (same id and version): back when this one goes.
+    shadows: Option<Box<Loaded>>,
 }
 
 /// Versions of one plugin id, oldest first.
@@ -205,6 +207,10 @@ pub enum LoadError {
     Io(String),
     #[error("no plugin {0:?} is loaded")]
     NotLoaded(String),
+    #[error(
+        "{0:?} is built in: it cannot be unloaded, only shadowed by a newer version of the same kind"
+    )]
+    Builtin(String),
 }
 
 /// What a load did.
@@ -263,14 +269,24 @@ impl Registry {
     fn put(&self, plugin: Plugin, source: Source) -> Option<String> {
         let manifest = plugin.manifest();
         let (id, key) = (manifest.id.clone(), VersionKey::of(&manifest.version));
-        let loaded = Loaded {
+        let mut loaded = Loaded {
             plugin,
             loaded_at: crate::domain::now_ms(),
             source,
+            shadows: None,
         };
         let mut plugins = self.write();
         let versions = plugins.entry(id).or_default();
         let before = versions.keys().next_back().map(|k| k.2.clone());
+        if let Some(replaced) = versions.remove(&key) {
+            // A built-in is never lost: whatever replaces it keeps it, to put back.
+            loaded.shadows = match replaced.source {
+                Source::Builtin(_) if !matches!(loaded.source, Source::Builtin(_)) => {
+                    Some(Box::new(replaced))
+                }
+                _ => replaced.shadows,
+            };
+        }
         versions.insert(key, loaded);
         before
     }
@@ -278,14 +294,26 @@ impl Registry {
     /// Compiles, checks and puts in an uploaded plugin, keeping a copy (if the registry keeps
     /// uploads) so it is loaded again after a restart. Refused: nothing changes.
     pub async fn upload(&self, wasm: Vec<u8>) -> Result<Swapped, LoadError> {
-        let plugin = match self.check(wasm.clone()).await {
-            Ok(plugin) => plugin,
-            Err(e) => return Err(self.refused(e, "upload", None)),
+        let checked = match self.check(wasm.clone()).await {
+            Ok(plugin) => self.check_kind(&plugin).map(|()| plugin),
+            Err(e) => Err(e),
         };
+        let plugin = checked.map_err(|e| self.refused(e, "upload", None))?;
         let kept = match &self.keep_dir {
             Some(dir) => {
+                // Named from the id and version the manifest check validated (no separators).
                 let m = plugin.manifest();
-                let path = dir.join(format!("{}@{}.wasm", m.id, m.version));
+                let name = format!("{}@{}.wasm", m.id, m.version);
+                if name.contains(['/', '\\']) || name.contains("..") {
+                    return Err(self.refused(
+                        LoadError::Refused(PluginError::Invalid(format!(
+                            "{name:?} cannot name a file"
+                        ))),
+                        "upload",
+                        None,
+                    ));
+                }
+                let path = dir.join(name);
                 write_atomically(&path, &wasm)
                     .map_err(|e| self.refused(LoadError::Io(e), "upload", None))?;
                 Some(path)
@@ -301,7 +329,11 @@ impl Registry {
         let file = Some(path.display().to_string());
         let wasm = std::fs::read(&path)
             .map_err(|e| self.refused(LoadError::Io(e.to_string()), kind, file.clone()))?;
-        match self.check(wasm).await {
+        let checked = match self.check(wasm).await {
+            Ok(plugin) => self.check_kind(&plugin).map(|()| plugin),
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(plugin) => Ok(self.swap_in(plugin, source)),
             Err(e) => Err(self.refused(e, kind, file)),
         }
@@ -384,6 +416,27 @@ impl Registry {
         Ok(plugin)
     }
 
+    /// An id belongs to one kind: a provider cannot take a loaded extractor's id, nor the
+    /// other way round (it would replace it for every pod that names it).
+    fn check_kind(&self, plugin: &Plugin) -> Result<(), LoadError> {
+        let manifest = plugin.manifest();
+        let taken = self
+            .read()
+            .get(&manifest.id)
+            .and_then(|versions| versions.values().next_back())
+            .map(|loaded| loaded.plugin.manifest().kind)
+            .filter(|kind| *kind != manifest.kind);
+        match taken {
+            Some(kind) => Err(LoadError::Refused(PluginError::Invalid(format!(
+                "the id {:?} belongs to a loaded {} plugin; a {} plugin cannot take it",
+                manifest.id,
+                kind.as_str(),
+                manifest.kind.as_str()
+            )))),
+            None => Ok(()),
+        }
+    }
+
     fn swap_in(&self, plugin: Plugin, source: Source) -> Swapped {
         let manifest = plugin.manifest().clone();
         let kind = source.kind();
@@ -438,20 +491,36 @@ impl Registry {
     }
 
     /// Unloads every version of `id`, or just `version`; executions already running on it
-    /// finish. Kept uploads are deleted. Returns how many versions were unloaded.
-    pub fn remove(&self, id: &str, version: Option<&str>) -> usize {
+    /// finish. Kept uploads are deleted. Built-ins stay: one that was shadowed by the same
+    /// version comes back, and asking only for built-ins is [`LoadError::Builtin`]. Returns how
+    /// many versions were unloaded.
+    pub fn remove(&self, id: &str, version: Option<&str>) -> Result<usize, LoadError> {
         let removed: Vec<Loaded> = {
             let mut plugins = self.write();
             let Some(versions) = plugins.get_mut(id) else {
-                return 0;
+                return Ok(0);
             };
-            let removed = match version {
-                None => std::mem::take(versions).into_values().collect(),
-                Some(v) => versions
-                    .remove(&VersionKey::of(v))
-                    .into_iter()
-                    .collect::<Vec<_>>(),
-            };
+            let asked: Vec<VersionKey> = versions
+                .keys()
+                .filter(|k| version.is_none_or(|v| k.2 == v))
+                .cloned()
+                .collect();
+            let (builtin, removable): (Vec<VersionKey>, Vec<VersionKey>) = asked
+                .into_iter()
+                .partition(|k| matches!(versions[k].source, Source::Builtin(_)));
+            if removable.is_empty() && !builtin.is_empty() {
+                return Err(LoadError::Builtin(id.to_string()));
+            }
+            let mut removed = Vec::new();
+            for key in removable {
+                let Some(mut gone) = versions.remove(&key) else {
+                    continue;
+                };
+                if let Some(builtin) = gone.shadows.take() {
+                    versions.insert(key, *builtin);
+                }
+                removed.push(gone);
+            }
             if versions.is_empty() {
                 plugins.remove(id);
             }
@@ -474,7 +543,7 @@ impl Registry {
                 timestamp: now_iso(),
             });
         }
-        removed.len()
+        Ok(removed.len())
     }
 
     pub fn limits(&self) -> LoadLimits {

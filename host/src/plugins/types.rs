@@ -105,6 +105,15 @@ pub enum PluginKind {
     Extractor,
 }
 
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Provider => "provider",
+            PluginKind::Extractor => "extractor",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {

@@ -67,7 +67,8 @@ async fn scan(registry: &Registry, dir: &Path, seen: &mut Seen) {
         if let (Some(before), Some(now)) = (&before, &loaded)
             && before != now
         {
-            registry.remove(&before.0, Some(&before.1));
+            // A built-in version stays; a file never held one (the same version is refused).
+            let _ = registry.remove(&before.0, Some(&before.1));
         }
         // A refused change keeps what the file loaded before.
         seen.done
@@ -83,7 +84,7 @@ async fn scan(registry: &Registry, dir: &Path, seen: &mut Seen) {
     for path in gone {
         if let Some((_, Some((id, version)))) = seen.done.remove(&path) {
             tracing::info!(file = %path.display(), plugin = %id, %version, "plugin file removed");
-            registry.remove(&id, Some(&version));
+            let _ = registry.remove(&id, Some(&version));
         }
     }
     seen.last = now;

@@ -181,7 +181,7 @@ async fn versions_follow_configuration_writes_on_postgres() {
 async fn another_nodes_changes_are_seen_at_once(backend: Backend) {
     let name = format!("config_nodes_{}", format!("{backend:?}").to_lowercase());
     let mock = MockProvider::start().await;
-    let a = Server::start(&name, backend, &[]).await;
+    let a = Server::start(&name, backend, &[mock.egress()]).await;
     let b = a.another(&[]).await;
     let (owner_a, ws, _) = a.user_with_workspace("owner@pods.test", false);
     let owner_b = owner_a.with_base(&b.url);

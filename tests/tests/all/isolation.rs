@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn another_workspace_is_invisible_on_every_route() {
     let mock = MockProvider::start().await;
-    let server = Server::start("isolation", Backend::Sqlite, &[]).await;
+    let server = Server::start("isolation", Backend::Sqlite, &[mock.egress()]).await;
     let (alice, ws_a, _) = server.user_with_workspace("alice@pods.test", false);
     let (bob, ws_b, _) = server.user_with_workspace("bob@pods.test", false);
 

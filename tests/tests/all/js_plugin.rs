@@ -83,7 +83,7 @@ async fn a_javascript_provider_passes_the_openai_vectors_and_serves_a_pod() {
 
     // Uploaded into a running server, it serves a pod like any plugin.
     let mock = MockProvider::start().await;
-    let server = Server::start("js_plugin_server", Backend::Sqlite, &[]).await;
+    let server = Server::start("js_plugin_server", Backend::Sqlite, &[mock.egress()]).await;
     let (admin, ws, _) = server.user_with_workspace("js@pods.test", true);
     let r = admin
         .raw(

@@ -18,6 +18,7 @@ mod queue;
 mod queue_conformance;
 mod sandbox;
 mod schema;
+mod security;
 mod sweeper;
 mod vault;
 mod websocket;

@@ -43,7 +43,14 @@ async fn two_nodes_share_events_cancels_and_lost_jobs() {
         .find(|(k, _)| *k == "PODS_REDIS_PREFIX")
         .map(|(_, v)| v.clone())
         .expect("a prefix");
-    let env = with_queue(&queue, &[("PODS_WORKERS", "0"), ("PODS_LEASE_SECS", "2")]);
+    let env = with_queue(
+        &queue,
+        &[
+            ("PODS_WORKERS", "0"),
+            ("PODS_LEASE_SECS", "2"),
+            mock.egress(),
+        ],
+    );
     let node_a = Server::start("nodes", Backend::Postgres, &env).await;
     let (client, ws, _) = node_a.user_with_workspace("nodes@pods.test", false);
     let (flow, pod) = client
@@ -217,6 +224,7 @@ async fn every_node_delivers_each_executions_events_in_order_while_one_streams()
             ("PODS_WORKERS", "0"),
             ("PODS_ROLE", "api"),
             ("EVENTS_BACKEND", "redis"),
+            mock.egress(),
         ],
     );
     let api = Server::start("order", Backend::Postgres, &env).await;

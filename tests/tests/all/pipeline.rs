@@ -106,7 +106,8 @@ async fn setup(server: &Server, mock: &MockProvider, name: &str) -> Flow {
 async fn seed_flow(backend: Backend, env: &[(&str, &str)]) {
     let mock = MockProvider::start().await;
     let name = format!("seed_{backend:?}_{}", env.len()).to_lowercase();
-    let server = Server::start(&name, backend, env).await;
+    let env: Vec<_> = env.iter().copied().chain([mock.egress()]).collect();
+    let server = Server::start(&name, backend, &env).await;
     let Flow {
         client,
         ws,
@@ -335,6 +336,7 @@ async fn bad_input_and_provider_failures(backend: Backend) {
         &[
             ("PODS_PROVIDER_TIMEOUT_SECS", "1"),
             ("PODS_MAX_BODY_BYTES", "4096"),
+            mock.egress(),
         ],
     )
     .await;

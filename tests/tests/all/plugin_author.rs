@@ -138,6 +138,7 @@ async fn an_author_ships_a_plugin_from_the_template_and_operators_run_it() {
         &[
             ("PLUGIN_DIR", plugin_dir.to_str().expect("utf-8")),
             ("PODS_WORKERS", "10"),
+            mock.egress(),
         ],
     )
     .await;
@@ -372,7 +373,10 @@ async fn an_extractor_plugin_pulls_a_field_out_of_a_json_answer() {
     let server = Server::start(
         "extractor_plugin",
         Backend::Sqlite,
-        &[("PODS_PLUGIN_LIMITS", limits_file.to_str().expect("utf-8"))],
+        &[
+            ("PODS_PLUGIN_LIMITS", limits_file.to_str().expect("utf-8")),
+            mock.egress(),
+        ],
     )
     .await;
     let (admin, ws, _) = server.user_with_workspace("extractor@pods.test", true);

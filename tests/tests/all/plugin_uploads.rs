@@ -28,7 +28,11 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
     let server = Server::start(
         "plugin_uploads",
         Backend::Sqlite,
-        &[("PODS_PLUGIN_MAX_BYTES", "250000"), ("PODS_WORKERS", "10")],
+        &[
+            ("PODS_PLUGIN_MAX_BYTES", "250000"),
+            ("PODS_WORKERS", "10"),
+            mock.egress(),
+        ],
     )
     .await;
     let (admin, ws, _) = server.user_with_workspace("plugins-admin@pods.test", true);
@@ -171,7 +175,8 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
         .await;
     assert_eq!(r.status, 404, "{}", r.text);
 
-    // Unloading: new executions of that provider are refused; a second unload finds nothing.
+    // Unloading: the uploaded versions go, the built-in serves again (it cannot be unloaded);
+    // a second unload finds only the built-in.
     assert_eq!(admin.delete("/api/v1/plugins/openai").await.status, 204);
     let r = admin
         .post(
@@ -179,13 +184,21 @@ async fn uploads_swap_under_load_and_bad_ones_are_refused() {
             json!({"podId": pod}),
         )
         .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let versions: Vec<Value> = admin.get("/api/v1/plugins").await.body["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["id"] == "openai")
+        .map(|p| p["source"].clone())
+        .collect();
+    assert_eq!(versions, [json!("builtin")]);
+    let r = admin.delete("/api/v1/plugins/openai").await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (400, Some("UNKNOWN_PROVIDER")),
-        "{}",
-        r.text
+        (409, Some("CONFLICT"))
     );
-    assert_eq!(admin.delete("/api/v1/plugins/openai").await.status, 404);
+    assert_eq!(admin.delete("/api/v1/plugins/nope").await.status, 404);
     assert_eq!(member.delete("/api/v1/plugins/gemini").await.status, 403);
 }
 

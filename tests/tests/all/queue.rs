@@ -94,7 +94,7 @@ async fn queued(backend: Backend, queue: QueueKind) {
     let server = Server::start(
         &name,
         backend,
-        &with_queue(&queue_env, &[("PODS_WORKERS", "0")]),
+        &with_queue(&queue_env, &[("PODS_WORKERS", "0"), mock.egress()]),
     )
     .await;
     let s = setup(&server, &mock, "queue@pods.test").await;
@@ -182,7 +182,7 @@ async fn retries(queue: QueueKind) {
     let server = Server::start(
         &name,
         Backend::Sqlite,
-        &with_queue(&queue_env, &[("PODS_RETRY_BASE_MS", "100")]),
+        &with_queue(&queue_env, &[("PODS_RETRY_BASE_MS", "100"), mock.egress()]),
     )
     .await;
     let s = setup(&server, &mock, "retry@pods.test").await;
@@ -233,7 +233,12 @@ async fn retries(queue: QueueKind) {
 #[tokio::test]
 async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
     let mock = MockProvider::start().await;
-    let api = Server::start("queue_roles", Backend::Postgres, &[("PODS_ROLE", "api")]).await;
+    let api = Server::start(
+        "queue_roles",
+        Backend::Postgres,
+        &[("PODS_ROLE", "api"), mock.egress()],
+    )
+    .await;
     let s = setup(&api, &mock, "roles@pods.test").await;
     let id = enqueue(&s, json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -284,7 +289,7 @@ async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_running_executions_finish() {
     let mock = MockProvider::start().await;
-    let mut server = Server::start("queue_shutdown", Backend::Sqlite, &[]).await;
+    let mut server = Server::start("queue_shutdown", Backend::Sqlite, &[mock.egress()]).await;
     let s = setup(&server, &mock, "shutdown@pods.test").await;
     let slow = enqueue(&s, json!({"model": "gpt-4o-mini-slow"})).await;
     wait_for(&s, &slow, &["RUNNING"], Duration::from_secs(10)).await;

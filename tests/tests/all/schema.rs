@@ -36,7 +36,7 @@ fn schemathesis() -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_matches_its_openapi_document() {
     let mock = MockProvider::start().await;
-    let server = Server::start("schemathesis", Backend::Sqlite, &[]).await;
+    let server = Server::start("schemathesis", Backend::Sqlite, &[mock.egress()]).await;
     let (admin, ws, _) = server.user_with_workspace("schema@pods.test", true);
     let (flow, pod) = admin
         .openai_pod(&ws, "sk-schema", &format!("{}/v1", mock.url), "gpt-4o-mini")

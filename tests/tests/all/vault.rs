@@ -10,7 +10,12 @@ const K2: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 #[tokio::test]
 async fn keys_are_encrypted_rotate_to_a_new_master_key_and_fail_closed() {
     let mock = MockProvider::start().await;
-    let server = Server::start("vault", Backend::Sqlite, &[("PODS_MASTER_KEY", K1)]).await;
+    let server = Server::start(
+        "vault",
+        Backend::Sqlite,
+        &[("PODS_MASTER_KEY", K1), mock.egress()],
+    )
+    .await;
     let (client, ws, _) = server.user_with_workspace("vault@pods.test", false);
     let secret = "sk-very-secret-provider-key-9z9z";
     let (_, pod) = client

@@ -8,7 +8,7 @@ use serde_json::json;
 #[tokio::test]
 async fn members_see_every_event_of_a_flow_in_order() {
     let mock = MockProvider::start().await;
-    let server = Server::start("websocket", Backend::Sqlite, &[]).await;
+    let server = Server::start("websocket", Backend::Sqlite, &[mock.egress()]).await;
     let (alice, ws, _) = server.user_with_workspace("ws-alice@pods.test", false);
     let (_bob, _, _) = server.user_with_workspace("ws-bob@pods.test", false);
     let bob_token = server.token("ws-bob@pods.test");
@@ -163,7 +163,12 @@ async fn a_slow_client_is_dropped_and_holds_up_nobody() {
 
     const EXECUTIONS: usize = 60;
     let mock = MockProvider::start().await;
-    let server = Server::start("websocket_slow", Backend::Sqlite, &[("PODS_WORKERS", "4")]).await;
+    let server = Server::start(
+        "websocket_slow",
+        Backend::Sqlite,
+        &[("PODS_WORKERS", "4"), mock.egress()],
+    )
+    .await;
     let (client, ws, _) = server.user_with_workspace("ws-slow@pods.test", false);
     let (flow, pod) = client
         .openai_pod(

@@ -37,12 +37,19 @@ impl provider::Guest for Hostile {
         Manifest {
             id: if cfg!(feature = "openai-impostor") {
                 "openai"
+            } else if cfg!(feature = "extractor-impostor") {
+                "json-field"
             } else {
                 "hostile"
             }
             .into(),
             name: "Hostile".into(),
-            version: "6.6.6".into(),
+            version: if cfg!(feature = "traversal-version") {
+                "6.6.7-x/../../../../elsewhere/pwned"
+            } else {
+                "6.6.6"
+            }
+            .into(),
             api_version: pods_plugin_sdk::API_VERSION.into(),
             default_base_url: "https://api.hostile.test".into(),
             allowed_hosts: hosts,

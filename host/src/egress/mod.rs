@@ -4,8 +4,14 @@
 //!
 //! A request is sent only to a host the plugin declared (over HTTPS) or to the base URL the
 //! operator configured for that provider; anything else is refused before a byte leaves.
-//! Redirects are not followed, so a provider cannot bounce the key elsewhere either.
+//! Redirects are not followed, so a provider cannot bounce the key elsewhere either. Wherever it
+//! goes, the address connected to must pass the [`policy`] (no internal addresses unless an
+//! operator allowed them).
 
+pub mod policy;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -20,6 +26,7 @@ use crate::plugins::types::{
 use crate::plugins::{Instance, Plugin, PluginError};
 use crate::sse::SseDecoder;
 use crate::vault::ApiKey;
+pub use policy::{EgressPolicy, Refused};
 
 /// Where one call goes and with which key.
 #[derive(Debug, Clone)]
@@ -35,6 +42,8 @@ pub struct EgressConfig {
     pub timeout: Duration,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
+    /// Where calls may connect.
+    pub policy: EgressPolicy,
 }
 
 impl Default for EgressConfig {
@@ -42,6 +51,7 @@ impl Default for EgressConfig {
         EgressConfig {
             timeout: Duration::from_secs(120),
             max_response_bytes: 32 << 20,
+            policy: EgressPolicy::public_only(),
         }
     }
 }
@@ -68,6 +78,8 @@ pub enum CallError {
     Timeout(Duration),
     #[error("the provider's answer exceeded {0} bytes")]
     TooLarge(usize),
+    #[error(transparent)]
+    DestinationNotAllowed(Refused),
 }
 
 impl CallError {
@@ -81,6 +93,7 @@ impl CallError {
             CallError::Transport(_) => ErrorCode::ProviderUnreachable,
             CallError::Timeout(_) => ErrorCode::ProviderTimeout,
             CallError::TooLarge(_) => ErrorCode::ProviderMalformedResponse,
+            CallError::DestinationNotAllowed(_) => ErrorCode::DestinationNotAllowed,
         }
     }
 
@@ -110,21 +123,51 @@ pub struct Answer {
     pub raw: Option<Vec<u8>>,
 }
 
-/// The HTTP client for provider calls (one per process: it pools connections).
+/// The HTTP clients for provider calls (they pool connections): one per destination port, each
+/// resolving names through the egress policy for that port.
 #[derive(Clone)]
 pub struct Egress {
-    client: reqwest::Client,
+    clients: Arc<Mutex<HashMap<u16, reqwest::Client>>>,
     config: EgressConfig,
 }
 
+/// Most per-port clients kept; past that they are built afresh (operators use a few ports).
+const MAX_CLIENTS: usize = 32;
+
 impl Egress {
     pub fn new(config: EgressConfig) -> Result<Self, CallError> {
+        let egress = Egress {
+            clients: Arc::default(),
+            config,
+        };
+        egress.client(443)?;
+        Ok(egress)
+    }
+
+    /// The policy calls are held to.
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.config.policy
+    }
+
+    fn client(&self, port: u16) -> Result<reqwest::Client, CallError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&port) {
+            return Ok(client.clone());
+        }
+        let resolver = policy::CheckedResolver {
+            policy: self.config.policy.clone(),
+            port,
+        };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.timeout)
+            .connect_timeout(self.config.timeout)
+            .dns_resolver(Arc::new(resolver))
             .build()
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        Ok(Egress { client, config })
+        if clients.len() < MAX_CLIENTS {
+            clients.insert(port, client.clone());
+        }
+        Ok(client)
     }
 
     /// Runs one provider call through `plugin`. For a streamed request, `on_delta` sees each
@@ -194,6 +237,20 @@ impl Egress {
         let mut url = Url::parse(&built.url)
             .map_err(|e| CallError::BadRequest(format!("url {:?}: {e}", built.url)))?;
         check_destination(&url, manifest, target.base_url.as_deref())?;
+        // An address in the URL is not resolved: it is judged here. Names are judged by the
+        // client's resolver, address by address.
+        let port = url.port_or_known_default().unwrap_or(443);
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            self.config
+                .policy
+                .check(url.host_str().unwrap_or_default(), ip, port)
+                .map_err(CallError::DestinationNotAllowed)?;
+        }
         let host = url.host_str().unwrap_or_default();
         if !plugin.host_permitted(host) {
             return Err(CallError::HostNotPermitted {
@@ -253,9 +310,13 @@ impl Egress {
     }
 
     async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, CallError> {
-        match tokio::time::timeout(self.config.timeout, self.client.execute(request)).await {
+        let client = self.client(request.url().port_or_known_default().unwrap_or(443))?;
+        match tokio::time::timeout(self.config.timeout, client.execute(request)).await {
             Err(_) => Err(CallError::Timeout(self.config.timeout)),
-            Ok(Err(e)) => Err(CallError::Transport(transport_message(e))),
+            Ok(Err(e)) => match policy::refusal_in(&e) {
+                Some(refused) => Err(CallError::DestinationNotAllowed(refused)),
+                None => Err(CallError::Transport(transport_message(e))),
+            },
             Ok(Ok(response)) => Ok(response),
         }
     }

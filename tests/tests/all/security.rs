@@ -1,0 +1,357 @@
+//! The security suite: each attack an outside probe tried, against a real server over HTTP, with
+//! what must happen and what did. It prints a table (attack | expected | observed | pass) — the
+//! one in docs/security.md — and fails if any row does not pass.
+
+use pods_e2e::mock::{MockProvider, OPENAI_ANSWER};
+use pods_e2e::{Backend, Client, Server};
+use serde_json::{Value, json};
+
+/// One row of the table.
+struct Row {
+    attack: String,
+    expected: String,
+    observed: String,
+    pass: bool,
+}
+
+fn print_table(rows: &[Row]) {
+    println!("\n| attack | expected | observed | pass |\n|---|---|---|---|");
+    for r in rows {
+        let pass = if r.pass { "yes" } else { "**NO**" };
+        println!(
+            "| {} | {} | {} | {pass} |",
+            r.attack, r.expected, r.observed
+        );
+    }
+}
+
+fn code(reply: &Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or("-")
+}
+
+/// Egress: no provider call, and no key, may reach an internal address unless an operator opened
+/// it; refusals are typed and name the rule; redirects are not followed.
+#[tokio::test]
+async fn the_server_connects_only_where_the_egress_policy_allows() {
+    let mock = MockProvider::start().await;
+    // The stand-in, by address and by name (a name is judged by the resolver, address by address).
+    let port = mock.url.rsplit(':').next().unwrap_or_default().to_string();
+    let allow = format!("{},localhost:{port}", mock.egress().1);
+    let server = Server::start(
+        "security_egress",
+        Backend::Sqlite,
+        &[("PODS_EGRESS_ALLOW", &allow)],
+    )
+    .await;
+    let (owner, ws, _) = server.user_with_workspace("egress@pods.test", false);
+    let (by_name, ws_by_name, _) = server.user_with_workspace("egress-name@pods.test", false);
+    let (_, pod_by_name) = by_name
+        .openai_pod(
+            &ws_by_name,
+            "sk-by-name",
+            &format!("http://localhost:{port}/v1"),
+            "gpt-4o-mini",
+        )
+        .await;
+    let own_port = server
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut rows = vec![];
+
+    // A key whose base URL points inside: refused when it is saved.
+    let inside = [
+        (
+            "loopback, Redis's port",
+            "http://127.0.0.1:6379/v1".to_string(),
+        ),
+        (
+            "loopback, shortened, PostgreSQL's port",
+            "http://127.1:5432/v1".into(),
+        ),
+        (
+            "loopback as one decimal number",
+            "http://2130706433/v1".into(),
+        ),
+        ("unspecified address", "http://0.0.0.0:8080/v1".into()),
+        (
+            "localhost, the server's own port",
+            format!("http://localhost:{own_port}/v1"),
+        ),
+        ("IPv6 loopback", "http://[::1]:8080/v1".into()),
+        (
+            "IPv4-mapped IPv6 loopback",
+            "http://[::ffff:127.0.0.1]:8080/v1".into(),
+        ),
+        (
+            "cloud metadata (link-local)",
+            "http://169.254.169.254/latest/meta-data".into(),
+        ),
+        ("private 10/8", "http://10.0.0.1/v1".into()),
+        ("private 172.16/12", "http://172.16.0.1/v1".into()),
+        ("private 192.168/16", "http://192.168.0.1/v1".into()),
+        ("carrier-grade NAT", "http://100.64.0.1/v1".into()),
+        ("IPv6 unique-local", "http://[fd00::1]/v1".into()),
+    ];
+    for (what, url) in inside {
+        let r = owner
+            .put(
+                &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+                json!({"apiKey": "sk-inside", "baseUrl": url}),
+            )
+            .await;
+        let message = r.body["error"]["message"].as_str().unwrap_or_default();
+        rows.push(Row {
+            attack: format!("key baseUrl {url} ({what})"),
+            expected: "400 DESTINATION_NOT_ALLOWED, naming the rule".into(),
+            observed: format!("{} {}", r.status, code(&r.body)),
+            pass: r.status == 400
+                && code(&r.body) == "DESTINATION_NOT_ALLOWED"
+                && message.contains("PODS_EGRESS_ALLOW"),
+        });
+    }
+
+    // Credentials in the URL: refused (they would be shown to viewers and copied everywhere).
+    let r = owner
+        .put(
+            &format!("/api/v1/workspaces/{ws}/provider-keys/openai"),
+            json!({"apiKey": "sk-x", "baseUrl": "https://user:secret@api.example.com/v1"}),
+        )
+        .await;
+    rows.push(Row {
+        attack: "key baseUrl with user:password@".into(),
+        expected: "400 INVALID_FIELD".into(),
+        observed: format!("{} {}", r.status, code(&r.body)),
+        pass: r.status == 400 && code(&r.body) == "INVALID_FIELD",
+    });
+
+    // The stand-in the operator allowed works.
+    let (_, pod) = owner
+        .openai_pod(
+            &ws,
+            "sk-allowed",
+            &format!("{}/v1", mock.url),
+            "gpt-4o-mini",
+        )
+        .await;
+    let run = |client: Client, body: Value| {
+        let ws = ws.clone();
+        async move {
+            client
+                .post(&format!("/api/v1/workspaces/{ws}/executions"), body)
+                .await
+        }
+    };
+    let r = run(owner.clone(), json!({"podId": pod})).await;
+    rows.push(Row {
+        attack: "a call to the stand-in PODS_EGRESS_ALLOW names".into(),
+        expected: "200 COMPLETED".into(),
+        observed: format!("{} {}", r.status, r.body["status"].as_str().unwrap_or("-")),
+        pass: r.status == 200 && r.body["content"] == OPENAI_ANSWER,
+    });
+
+    // A redirect is not followed: the answer is the provider's, typed; nothing reaches /sink.
+    let r = run(
+        owner.clone(),
+        json!({"podId": pod, "model": "gpt-4o-mini-redirect"}),
+    )
+    .await;
+    let followed = mock.seen().iter().any(|s| s.path.starts_with("/sink"));
+    rows.push(Row {
+        attack: "provider answers 302 to another address".into(),
+        expected: "not followed; a typed provider error".into(),
+        observed: format!("{} {}, followed: {followed}", r.status, code(&r.body)),
+        pass: !followed && r.status >= 400 && code(&r.body) != "-",
+    });
+
+    let r = by_name
+        .post(
+            &format!("/api/v1/workspaces/{ws_by_name}/executions"),
+            json!({"podId": pod_by_name}),
+        )
+        .await;
+    rows.push(Row {
+        attack: "a call to the stand-in by a name PODS_EGRESS_ALLOW names".into(),
+        expected: "200 COMPLETED".into(),
+        observed: format!("{} {}", r.status, r.body["status"].as_str().unwrap_or("-")),
+        pass: r.status == 200 && r.body["content"] == OPENAI_ANSWER,
+    });
+
+    // The same keys after the operator closed the exceptions: refused when the call connects.
+    let before = mock.seen().len();
+    let server = server.restart_with(&[("PODS_EGRESS_ALLOW", "")]).await;
+    let owner = owner.with_base(&server.url);
+    let r = run(owner.clone(), json!({"podId": pod})).await;
+    let reached = mock.seen().len() - before;
+    let stored = owner
+        .get(&format!(
+            "/api/v1/workspaces/{ws}/executions/{}",
+            r.body["executionId"].as_str().unwrap_or_default()
+        ))
+        .await;
+    rows.push(Row {
+        attack: "a saved key's base URL, once no longer allowed".into(),
+        expected: "refused at connect: DESTINATION_NOT_ALLOWED, recorded, nothing sent".into(),
+        observed: format!(
+            "{} {}, recorded {}, requests that reached it: {reached}",
+            r.status,
+            code(&r.body),
+            stored.body["errorCode"].as_str().unwrap_or("-")
+        ),
+        pass: r.status == 400
+            && code(&r.body) == "DESTINATION_NOT_ALLOWED"
+            && stored.body["errorCode"] == "DESTINATION_NOT_ALLOWED"
+            && reached == 0,
+    });
+
+    let r = by_name
+        .with_base(&server.url)
+        .post(
+            &format!("/api/v1/workspaces/{ws_by_name}/executions"),
+            json!({"podId": pod_by_name}),
+        )
+        .await;
+    let reached = mock.seen().len() - before;
+    rows.push(Row {
+        attack: "a saved key's base URL by name (localhost), once no longer allowed".into(),
+        expected: "refused by the resolver: DESTINATION_NOT_ALLOWED, nothing sent".into(),
+        observed: format!(
+            "{} {}, requests that reached it: {reached}",
+            r.status,
+            code(&r.body)
+        ),
+        pass: r.status == 400 && code(&r.body) == "DESTINATION_NOT_ALLOWED" && reached == 0,
+    });
+
+    print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.attack.as_str())
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}
+
+/// What the plugin list says of `id`: the kind and source of each loaded version.
+async fn loaded(admin: &Client, id: &str) -> Vec<(String, String)> {
+    let list = admin.get("/api/v1/plugins").await.body;
+    list["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["id"] == id)
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap_or_default().to_string(),
+                p["source"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Plugins an operator uploads are checked before anything is written or replaced: a version
+/// that climbs out of the data folder, a provider that takes the built-in extractor's id, and the
+/// built-ins themselves, which can be shadowed but not removed.
+#[tokio::test]
+async fn uploads_cannot_escape_the_data_folder_or_take_another_kinds_id() {
+    let server = Server::start("security_plugins", Backend::Sqlite, &[]).await;
+    let (admin, _, _) = server.user_with_workspace("plugins-admin@pods.test", true);
+    let mut rows = vec![];
+    let upload = |variant: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .raw(
+                    "POST",
+                    "/api/v1/plugins",
+                    "application/wasm",
+                    pods_e2e::hostile_variant_wasm(variant),
+                )
+                .await
+        }
+    };
+
+    let r = upload("traversal-version").await;
+    let kept = server.data().join("plugins");
+    let written: Vec<_> = std::fs::read_dir(&kept)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let escaped = server
+        .data()
+        .parent()
+        .map(|p| p.join("elsewhere").exists())
+        .unwrap_or(false);
+    rows.push(Row {
+        attack: "upload with version 6.6.7-x/../../../../elsewhere/pwned".into(),
+        expected: "400 PLUGIN_INVALID, nothing written".into(),
+        observed: format!(
+            "{} {}, files kept: {}, escaped: {escaped}",
+            r.status,
+            code(&r.body),
+            written.len()
+        ),
+        pass: r.status == 400
+            && code(&r.body) == "PLUGIN_INVALID"
+            && written.is_empty()
+            && !escaped,
+    });
+
+    let r = upload("extractor-impostor").await;
+    let json_field = loaded(&admin, "json-field").await;
+    rows.push(Row {
+        attack: "a provider plugin with the built-in extractor's id (json-field)".into(),
+        expected: "400 PLUGIN_INVALID; json-field still the built-in extractor".into(),
+        observed: format!("{} {}, json-field: {json_field:?}", r.status, code(&r.body)),
+        pass: r.status == 400
+            && code(&r.body) == "PLUGIN_INVALID"
+            && json_field == [("extractor".to_string(), "builtin".to_string())],
+    });
+
+    // The same version uploaded shadows the built-in; unloading it brings the built-in back.
+    let (_, builtin) = pods::plugins::BUILTIN
+        .iter()
+        .find(|(id, _)| *id == "json-field")
+        .copied()
+        .expect("json-field is built in");
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            builtin.to_vec(),
+        )
+        .await;
+    let shadowed = loaded(&admin, "json-field").await;
+    let removed = admin.delete("/api/v1/plugins/json-field").await;
+    let back = loaded(&admin, "json-field").await;
+    rows.push(Row {
+        attack: "shadow the built-in json-field with an upload, then DELETE it".into(),
+        expected: "201 (serves as the upload), 204, the built-in serves again".into(),
+        observed: format!("{} {:?}, {} {:?}", r.status, shadowed, removed.status, back),
+        pass: r.status == 201
+            && shadowed == [("extractor".to_string(), "upload".to_string())]
+            && removed.status == 204
+            && back == [("extractor".to_string(), "builtin".to_string())],
+    });
+
+    for id in ["json-field", "openai"] {
+        let r = admin.delete(&format!("/api/v1/plugins/{id}")).await;
+        let still = loaded(&admin, id).await;
+        rows.push(Row {
+            attack: format!("DELETE the built-in plugin {id}"),
+            expected: "409 CONFLICT; still loaded".into(),
+            observed: format!("{} {}, loaded: {}", r.status, code(&r.body), still.len()),
+            pass: r.status == 409 && code(&r.body) == "CONFLICT" && still.len() == 1,
+        });
+    }
+
+    print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.attack.as_str())
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}
