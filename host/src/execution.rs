@@ -570,7 +570,16 @@ impl Executor {
                 });
             }
         };
-        let Answer { completion, raw } = answer;
+        let Answer {
+            mut completion,
+            raw,
+        } = answer;
+        // A NUL cannot be stored as text on every database (PostgreSQL refuses it): replaced,
+        // the same on every backend, and said so.
+        let mut nul = replace_nul(&mut completion.content);
+        if let Some(reasoning) = &mut completion.reasoning {
+            nul |= replace_nul(reasoning);
+        }
         let content = self
             .output(
                 &plugin,
@@ -592,9 +601,19 @@ impl Executor {
             (Some(_), None) => warnings.push("the provider reported no token usage: cost is null".into()),
             _ => {}
         }
+        let mut content = content;
+        nul |= replace_nul(&mut content);
+        if nul {
+            warnings.push(
+                "the provider's answer contained NUL characters; each was replaced by U+FFFD"
+                    .into(),
+            );
+        }
         let response_metadata = match &raw {
             Some(bytes) => serde_json::from_slice(bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+                let mut text = String::from_utf8_lossy(bytes).into_owned();
+                replace_nul(&mut text);
+                serde_json::Value::String(text)
             }),
             None => serde_json::json!({ "streamed": true, "completion": completion }),
         };
@@ -732,4 +751,27 @@ pub fn check_pod(
         })?;
     check_sampling(temperature, top_p).map_err(|why| invalid(ErrorCode::InvalidField, why))?;
     Ok(plugin)
+}
+
+/// Replaces every NUL in `text` by U+FFFD; whether there was one.
+fn replace_nul(text: &mut String) -> bool {
+    if !text.contains('\0') {
+        return false;
+    }
+    *text = text.replace('\0', "\u{FFFD}");
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_nul;
+
+    #[test]
+    fn nul_is_replaced_and_reported() {
+        let mut clean = "plain".to_string();
+        assert!(!replace_nul(&mut clean));
+        let mut dirty = "a\0b\0".to_string();
+        assert!(replace_nul(&mut dirty));
+        assert_eq!(dirty, "a\u{FFFD}b\u{FFFD}");
+    }
 }

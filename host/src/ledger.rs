@@ -66,10 +66,12 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// A NUL in the message (a provider's error text) is replaced by U+FFFD: not every
+    /// database can store one.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Failure {
             code,
-            message: message.into(),
+            message: message.into().replace('\0', "\u{FFFD}"),
         }
     }
 }

@@ -226,6 +226,8 @@ fn openai(request: &Value, stream: bool) -> Response {
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
     let content = if model.ends_with("large") {
         "x".repeat(LARGE_ANSWER_BYTES)
+    } else if model.ends_with("nul") {
+        "before\u{0}after".to_string()
     } else if model.ends_with("json") {
         json!({"summary": JSON_SUMMARY, "points": ["superposition", "entanglement"]}).to_string()
     } else {

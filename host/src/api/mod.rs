@@ -197,6 +197,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             };
             ApiError::new(code, e.to_string())
         };
+        // A NUL in a JSON string can only be written `\u0000`: where that appears, look closer.
+        // Text with NUL is refused on every backend alike (PostgreSQL could not store it).
+        if bytes.windows(6).any(|w| w == b"\\u0000")
+            && let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && has_nul(&value)
+        {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "text must not contain NUL characters (\\u0000)",
+            ));
+        }
         // The common case in one pass: an object that reads as it is.
         let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if object && let Ok(body) = serde_json::from_slice(&bytes) {
@@ -212,6 +223,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         }
         integral_floats_to_integers(&mut value);
         serde_json::from_value(value).map(Body).map_err(classify)
+    }
+}
+
+/// Whether any string in `value` (keys included) holds a NUL.
+fn has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
     }
 }
 

@@ -355,3 +355,67 @@ async fn uploads_cannot_escape_the_data_folder_or_take_another_kinds_id() {
         .collect();
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
+
+/// NUL: refused in what clients send, replaced (and said so) in what providers answer — the same
+/// on SQLite and PostgreSQL, which cannot store one in text.
+#[tokio::test]
+async fn nul_characters_are_refused_on_input_and_replaced_in_answers_on_every_backend() {
+    let mut rows = vec![];
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let mock = MockProvider::start().await;
+        let name = format!("security_nul_{backend:?}").to_lowercase();
+        let server = Server::start(&name, backend, &[mock.egress()]).await;
+        let (owner, ws, _) = server.user_with_workspace("nul@pods.test", false);
+        let r = owner
+            .post(
+                &format!("/api/v1/workspaces/{ws}/flows"),
+                json!({"name": "a\u{0}b"}),
+            )
+            .await;
+        rows.push(Row {
+            attack: format!("a flow name with \\u0000 ({backend:?})"),
+            expected: "400 INVALID_FIELD".into(),
+            observed: format!("{} {}", r.status, code(&r.body)),
+            pass: r.status == 400 && code(&r.body) == "INVALID_FIELD",
+        });
+        let (_, pod) = owner
+            .openai_pod(
+                &ws,
+                "sk-nul",
+                &format!("{}/v1", mock.url),
+                "gpt-4o-mini-nul",
+            )
+            .await;
+        let r = owner
+            .post(
+                &format!("/api/v1/workspaces/{ws}/executions"),
+                json!({"podId": pod}),
+            )
+            .await;
+        let warned = r.body["warnings"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|w| w.as_str().is_some_and(|w| w.contains("NUL")))
+        });
+        rows.push(Row {
+            attack: format!("a provider answer with \\u0000 ({backend:?})"),
+            expected: "200 COMPLETED, U+FFFD in its place, a warning".into(),
+            observed: format!(
+                "{} {} {:?}, warned: {warned}",
+                r.status,
+                r.body["status"].as_str().unwrap_or("-"),
+                r.body["content"].as_str().unwrap_or("-")
+            ),
+            pass: r.status == 200
+                && r.body["status"] == "COMPLETED"
+                && r.body["content"] == "before\u{FFFD}after"
+                && warned,
+        });
+    }
+    print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.attack.as_str())
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}
