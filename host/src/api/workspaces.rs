@@ -4,17 +4,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Body, Caller};
-use crate::domain::ErrorCode;
-use crate::domain::Role;
+use crate::domain::{ErrorCode, Role, member};
+use crate::execution::ExecError;
 use crate::store::{StoreError, Workspace};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/workspaces", get(list).post(create))
-        .route("/workspaces/{ws}/members/{user_id}", put(set_member))
+        .route("/workspaces/{ws}/members", get(members))
+        .route(
+            "/workspaces/{ws}/members/{user_id}",
+            put(set_member).delete(remove_member),
+        )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -61,8 +65,42 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ws)))
 }
 
+/// A member of a workspace.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/members", tag = "workspaces", security(("bearer" = [])),
+    responses((status = 200, body = [Member], description = "Every member and their role, owners first")))]
+pub async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    state.access(&ws, &caller, Role::Viewer).await?;
+    let members = state.store().members(&ws).await?;
+    Ok(Json(
+        members
+            .into_iter()
+            .map(|(user, role)| Member {
+                user_id: user.id,
+                email: user.email,
+                name: user.name,
+                role,
+            })
+            .collect(),
+    ))
+}
+
 #[utoipa::path(put, path = "/api/v1/workspaces/{ws}/members/{user_id}", tag = "workspaces", security(("bearer" = [])),
-    request_body = Membership, responses((status = 204, description = "Member added or role changed")))]
+    params(("user_id" = String, Path, description = "The user's id or email")),
+    request_body = Membership, responses((status = 204, description = "Member added or role changed"),
+        (status = 409, description = "CONFLICT: the workspace would be left without an owner")))]
 pub async fn set_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,16 +108,45 @@ pub async fn set_member(
     Body(body): Body<Membership>,
 ) -> Result<StatusCode, ApiError> {
     let mine = state.access(&ws, &caller, Role::Admin).await?;
-    if body.role > mine {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "you cannot grant a role above your own",
-        ));
-    }
     let user = match state.store().user(&user_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("user")),
         other => other?,
     };
-    state.store().set_member(&ws, &user.id, body.role).await?;
+    // Someone new is judged as if they were a viewer: only the role granted counts.
+    let current = match state.store().role(&ws, &user.id).await {
+        Err(StoreError::NotFound) => Role::Viewer,
+        other => other?,
+    };
+    member::may_change(mine, current, Some(body.role)).map_err(ExecError::from)?;
+    state
+        .store()
+        .change_member(&ws, &user.id, Some(body.role))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/members/{user_id}", tag = "workspaces", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user's id or email")),
+    responses((status = 204, description = "Removed: they lose access at once, on every node"),
+        (status = 409, description = "CONFLICT: the workspace's last owner cannot leave")))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ws, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let mine = state.access(&ws, &caller, Role::Viewer).await?;
+    let user = match state.store().user(&user_id).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("member")),
+        other => other?,
+    };
+    let current = match state.store().role(&ws, &user.id).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("member")),
+        other => other?,
+    };
+    // Anyone may leave; removing someone else takes the rules of a role change.
+    if user.id != caller.user_id {
+        member::may_change(mine, current, None).map_err(ExecError::from)?;
+    }
+    state.store().change_member(&ws, &user.id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -59,9 +59,42 @@ pub fn require(actual: Option<Role>, needed: Role) -> Result<Role, Denied> {
     }
 }
 
+/// Whether a member with role `mine` may change a member whose role is `current` to `new`
+/// (`None`: remove them). Owners alone grant, change or remove `owner`; admins manage the roles
+/// below it and never grant above their own. (That a workspace keeps an owner is the store's to
+/// hold, in the same transaction as the change.)
+pub fn may_change(mine: Role, current: Role, new: Option<Role>) -> Result<(), Denied> {
+    let touches_owner = current == Role::Owner || new == Some(Role::Owner);
+    let needed = match new {
+        _ if touches_owner => Role::Owner,
+        Some(new) => new.max(Role::Admin),
+        None => Role::Admin,
+    };
+    require(Some(mine), needed).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_alone_touch_owners_and_admins_manage_the_rest() {
+        use Role::*;
+        // An admin cannot demote, remove or create an owner.
+        assert!(may_change(Admin, Owner, Some(Viewer)).is_err());
+        assert!(may_change(Admin, Owner, None).is_err());
+        assert!(may_change(Admin, Member, Some(Owner)).is_err());
+        // …but manages everyone below.
+        assert!(may_change(Admin, Member, Some(Admin)).is_ok());
+        assert!(may_change(Admin, Admin, Some(Viewer)).is_ok());
+        assert!(may_change(Admin, Viewer, None).is_ok());
+        // Owners do all of it.
+        assert!(may_change(Owner, Owner, Some(Viewer)).is_ok());
+        assert!(may_change(Owner, Member, Some(Owner)).is_ok());
+        // Members and viewers manage no one.
+        assert!(may_change(Member, Viewer, Some(Member)).is_err());
+        assert!(may_change(Viewer, Viewer, None).is_err());
+    }
 
     #[test]
     fn each_role_can_do_what_the_ones_before_it_can() {

@@ -103,6 +103,93 @@ impl Store {
         Ok(())
     }
 
+    /// Gives `user_id` the role `role` (`None`: removes them) unless that would leave the
+    /// workspace without an owner: then `Err(Conflict)`. One transaction that first locks the
+    /// workspace's row, so two changes to one workspace's members never interleave.
+    pub async fn change_member(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        role: Option<Role>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let locked =
+            sqlx::query("UPDATE workspaces SET config_version = config_version WHERE id = $1")
+                .bind(workspace_id)
+                .execute(&mut *tx)
+                .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let owners = sqlx::query(
+            "SELECT user_id FROM memberships WHERE workspace_id = $1 AND role = 'owner'",
+        )
+        .bind(workspace_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let owner_ids: Vec<String> = owners
+            .iter()
+            .map(|row| get(row, "user_id"))
+            .collect::<Result<_>>()?;
+        let stays_owner = role == Some(Role::Owner);
+        if !stays_owner && owner_ids.len() == 1 && owner_ids[0] == user_id {
+            return Err(StoreError::Conflict(
+                "a workspace keeps at least one owner: make another member owner first".into(),
+            ));
+        }
+        let changed = match role {
+            Some(role) => sqlx::query(
+                "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
+            )
+            .bind(workspace_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?,
+            None => sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+                .bind(workspace_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?,
+        };
+        if changed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The workspace's members: (user, role), owners first.
+    pub async fn members(&self, workspace_id: &str) -> Result<Vec<(User, Role)>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.email, u.name, u.is_admin, m.role FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.workspace_id = $1 ORDER BY m.created_at, u.email",
+        )
+        .bind(workspace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members: Vec<(User, Role)> = rows
+            .iter()
+            .map(|row| {
+                let role: String = get(row, "role")?;
+                Ok((
+                    User {
+                        id: get(row, "id")?,
+                        email: get(row, "email")?,
+                        name: get(row, "name")?,
+                        is_admin: get::<i64>(row, "is_admin")? != 0,
+                    },
+                    Role::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        members.sort_by_key(|(_, role)| std::cmp::Reverse(*role));
+        Ok(members)
+    }
+
     /// The user's role in the workspace, or `NotFound` if they are not a member (or it does not exist).
     pub async fn role(&self, workspace_id: &str, user_id: &str) -> Result<Role> {
         let row =

@@ -419,3 +419,119 @@ async fn nul_characters_are_refused_on_input_and_replaced_in_answers_on_every_ba
         .collect();
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
+
+/// Members: owners alone touch owners, a workspace keeps an owner, members are listed and
+/// removed, and a removed member loses access at once.
+#[tokio::test]
+async fn a_workspace_cannot_be_taken_from_its_owner_on_sqlite() {
+    a_workspace_cannot_be_taken_from_its_owner(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_workspace_cannot_be_taken_from_its_owner_on_postgres() {
+    a_workspace_cannot_be_taken_from_its_owner(Backend::Postgres).await;
+}
+
+async fn a_workspace_cannot_be_taken_from_its_owner(backend: Backend) {
+    let name = format!("security_members_{backend:?}").to_lowercase();
+    let server = Server::start(&name, backend, &[]).await;
+    let (owner, ws, owner_id) = server.user_with_workspace("owner@pods.test", false);
+    let (admin, _, admin_id) = server.user_with_workspace("admin@pods.test", false);
+    let (member, _, member_id) = server.user_with_workspace("member@pods.test", false);
+    let members = format!("/api/v1/workspaces/{ws}/members");
+    let set = |who: &Client, user: &str, role: &str| {
+        let (who, path) = (who.clone(), format!("{members}/{user}"));
+        let role = role.to_string();
+        async move { who.put(&path, json!({"role": role})).await }
+    };
+    assert_eq!(set(&owner, &admin_id, "admin").await.status, 204);
+    // Added by email, not only by id.
+    assert_eq!(set(&owner, "member@pods.test", "member").await.status, 204);
+    let mut rows = vec![];
+
+    for (attack, r) in [
+        (
+            "an admin demotes the owner to viewer",
+            set(&admin, &owner_id, "viewer").await,
+        ),
+        (
+            "an admin makes themselves owner",
+            set(&admin, &admin_id, "owner").await,
+        ),
+        (
+            "an admin removes the owner",
+            admin.delete(&format!("{members}/{owner_id}")).await,
+        ),
+    ] {
+        rows.push(Row {
+            attack: attack.into(),
+            expected: "403 FORBIDDEN".into(),
+            observed: format!("{} {}", r.status, code(&r.body)),
+            pass: r.status == 403 && code(&r.body) == "FORBIDDEN",
+        });
+    }
+    for (attack, r) in [
+        (
+            "the last owner demotes themselves",
+            set(&owner, &owner_id, "admin").await,
+        ),
+        (
+            "the last owner leaves",
+            owner.delete(&format!("{members}/{owner_id}")).await,
+        ),
+    ] {
+        rows.push(Row {
+            attack: attack.into(),
+            expected: "409 CONFLICT; still owner".into(),
+            observed: format!("{} {}", r.status, code(&r.body)),
+            pass: r.status == 409 && code(&r.body) == "CONFLICT",
+        });
+    }
+
+    let listed = owner.get(&members).await;
+    let roles: Vec<(String, String)> = listed
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["email"].as_str().unwrap_or_default().to_string(),
+                m["role"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("owner@pods.test", "owner"),
+        ("admin@pods.test", "admin"),
+        ("member@pods.test", "member"),
+    ]
+    .map(|(e, r)| (e.to_string(), r.to_string()));
+    rows.push(Row {
+        attack: "GET the members after all that".into(),
+        expected: "owner still owner; admin, member as set".into(),
+        observed: format!("{} {roles:?}", listed.status),
+        pass: listed.status == 200 && roles == expected,
+    });
+
+    let before = member
+        .get(&format!("/api/v1/workspaces/{ws}/flows"))
+        .await
+        .status;
+    let removed = admin.delete(&format!("{members}/{member_id}")).await;
+    let after = member.get(&format!("/api/v1/workspaces/{ws}/flows")).await;
+    rows.push(Row {
+        attack: "an admin removes a member, who then reads the workspace".into(),
+        expected: "204; the member's next request is 404".into(),
+        observed: format!("{before} then {}, then {}", removed.status, after.status),
+        pass: before == 200 && removed.status == 204 && after.status == 404,
+    });
+
+    print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.attack.as_str())
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}
