@@ -158,6 +158,10 @@ pub struct Settings {
     /// e.g. `127.0.0.1:11434` for a local Ollama.
     #[arg(long, env = "PODS_EGRESS_ALLOW", global = true)]
     pub egress_allow: Option<String>,
+    /// Largest answer text (and reasoning, each) and request body a plugin may hand back, in
+    /// bytes; beyond it a call fails with `PLUGIN_OUTPUT_TOO_LARGE`.
+    #[arg(long, env = "PODS_PLUGIN_MAX_OUTPUT_BYTES", default_value_t = 8 << 20, global = true)]
+    pub plugin_max_output_bytes: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
@@ -302,6 +306,11 @@ impl Settings {
         let egress = Egress::new(EgressConfig {
             timeout: Duration::from_secs(self.provider_timeout_secs),
             policy: egress_policy.clone(),
+            caps: crate::egress::OutputCaps {
+                text_bytes: self.plugin_max_output_bytes,
+                body_bytes: self.plugin_max_output_bytes,
+                ..crate::egress::OutputCaps::default()
+            },
             ..EgressConfig::default()
         })?;
         let queue = crate::queue::open(&self.queue_settings(), &store)

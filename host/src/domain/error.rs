@@ -47,6 +47,8 @@ pub enum ErrorCode {
     HostNotPermitted,
     /// The egress policy refused the destination (an internal address, unless allowed).
     DestinationNotAllowed,
+    /// A plugin handed back more than the host takes (headers, URL, body, text, error).
+    PluginOutputTooLarge,
     // A provider call: the provider's side.
     ProviderAuth,
     ProviderRateLimited,
@@ -73,7 +75,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for checks over all of them.
-    pub const ALL: [ErrorCode; 49] = [
+    pub const ALL: [ErrorCode; 50] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::InvalidField,
@@ -104,6 +106,7 @@ impl ErrorCode {
         ErrorCode::PluginBusy,
         ErrorCode::HostNotPermitted,
         ErrorCode::DestinationNotAllowed,
+        ErrorCode::PluginOutputTooLarge,
         ErrorCode::ProviderAuth,
         ErrorCode::ProviderRateLimited,
         ErrorCode::ProviderQuotaExceeded,
@@ -159,6 +162,7 @@ impl ErrorCode {
             PluginBusy => "PLUGIN_BUSY",
             HostNotPermitted => "HOST_NOT_PERMITTED",
             DestinationNotAllowed => "DESTINATION_NOT_ALLOWED",
+            PluginOutputTooLarge => "PLUGIN_OUTPUT_TOO_LARGE",
             ProviderAuth => "PROVIDER_AUTH",
             ProviderRateLimited => "PROVIDER_RATE_LIMITED",
             ProviderQuotaExceeded => "PROVIDER_QUOTA_EXCEEDED",
@@ -209,6 +213,7 @@ impl ErrorCode {
             BodyTooLarge | PluginTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PluginError
+            | PluginOutputTooLarge
             | HostNotPermitted
             | ProviderAuth
             | ProviderRateLimited

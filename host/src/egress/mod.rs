@@ -44,6 +44,76 @@ pub struct EgressConfig {
     pub max_response_bytes: usize,
     /// Where calls may connect.
     pub policy: EgressPolicy,
+    /// What a plugin may hand back.
+    pub caps: OutputCaps,
+}
+
+/// Caps on everything a plugin hands the host; breaching one is `PLUGIN_OUTPUT_TOO_LARGE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCaps {
+    /// Headers of the request it builds, and their bytes all told.
+    pub headers: usize,
+    pub header_bytes: usize,
+    pub url_bytes: usize,
+    /// The request body it builds.
+    pub body_bytes: usize,
+    /// The answer's text, and its reasoning, each (`PODS_PLUGIN_MAX_OUTPUT_BYTES`).
+    pub text_bytes: usize,
+    /// A typed error's message.
+    pub error_bytes: usize,
+}
+
+impl Default for OutputCaps {
+    fn default() -> Self {
+        OutputCaps {
+            headers: 100,
+            header_bytes: 64 << 10,
+            url_bytes: 8 << 10,
+            body_bytes: 8 << 20,
+            text_bytes: 8 << 20,
+            error_bytes: 64 << 10,
+        }
+    }
+}
+
+impl OutputCaps {
+    fn request(&self, built: &HttpRequest) -> Result<(), CallError> {
+        let header_bytes: usize = built.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let over = |what: &str, size: usize, cap: usize| {
+            (size > cap).then(|| CallError::OutputTooLarge(format!("{what}: {size} > {cap}")))
+        };
+        let breach = over("request headers", built.headers.len(), self.headers)
+            .or_else(|| over("request header bytes", header_bytes, self.header_bytes))
+            .or_else(|| over("request URL bytes", built.url.len(), self.url_bytes))
+            .or_else(|| over("request body bytes", built.body.len(), self.body_bytes));
+        breach.map_or(Ok(()), Err)
+    }
+
+    fn text(&self, what: &str, size: usize) -> Result<(), CallError> {
+        if size > self.text_bytes {
+            return Err(CallError::OutputTooLarge(format!(
+                "{what} bytes: {size} > {}",
+                self.text_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn completion(&self, c: &Completion) -> Result<(), CallError> {
+        self.text("answer", c.content.len())?;
+        self.text("reasoning", c.reasoning.as_ref().map_or(0, String::len))
+    }
+
+    fn error(&self, e: ProviderError) -> CallError {
+        if e.message.len() > self.error_bytes {
+            return CallError::OutputTooLarge(format!(
+                "error message bytes: {} > {}",
+                e.message.len(),
+                self.error_bytes
+            ));
+        }
+        CallError::Provider(e)
+    }
 }
 
 impl Default for EgressConfig {
@@ -52,6 +122,7 @@ impl Default for EgressConfig {
             timeout: Duration::from_secs(120),
             max_response_bytes: 32 << 20,
             policy: EgressPolicy::public_only(),
+            caps: OutputCaps::default(),
         }
     }
 }
@@ -80,6 +151,8 @@ pub enum CallError {
     TooLarge(usize),
     #[error(transparent)]
     DestinationNotAllowed(Refused),
+    #[error("the plugin handed back more than the host takes ({0})")]
+    OutputTooLarge(String),
 }
 
 impl CallError {
@@ -94,6 +167,7 @@ impl CallError {
             CallError::Timeout(_) => ErrorCode::ProviderTimeout,
             CallError::TooLarge(_) => ErrorCode::ProviderMalformedResponse,
             CallError::DestinationNotAllowed(_) => ErrorCode::DestinationNotAllowed,
+            CallError::OutputTooLarge(_) => ErrorCode::PluginOutputTooLarge,
         }
     }
 
@@ -191,10 +265,12 @@ impl Egress {
             )));
         }
         let mut instance = plugin.instantiate().await?;
+        let caps = self.config.caps;
         let built = instance
             .build_request(request, base_url)
             .await?
-            .map_err(CallError::Provider)?;
+            .map_err(|e| caps.error(e))?;
+        caps.request(&built)?;
         let http = self.prepare(built, plugin, target)?;
         let response = self.send(http).await?;
 
@@ -210,7 +286,8 @@ impl Egress {
             instance
                 .parse_response(request, base_url, &answer)
                 .await?
-                .map_err(CallError::Provider)
+                .map_err(|e| caps.error(e))
+                .and_then(|completion| caps.completion(&completion).map(|()| completion))
                 .map(|completion| Answer {
                     completion,
                     raw: Some(answer.body),
@@ -348,6 +425,8 @@ impl Egress {
         on_delta: &mut impl FnMut(&StreamDelta),
     ) -> Result<Completion, CallError> {
         instance.stream_start(request, base_url).await?;
+        let caps = self.config.caps;
+        let (mut text, mut reasoning) = (0usize, 0usize);
         let mut decoder = SseDecoder::default();
         let mut received = 0usize;
         let mut chunks = response.bytes_stream();
@@ -372,11 +451,16 @@ impl Egress {
                 let delta = instance
                     .stream_push(&event)
                     .await?
-                    .map_err(CallError::Provider)?;
+                    .map_err(|e| caps.error(e))?;
+                (text, reasoning) = (text + delta.text.len(), reasoning + delta.reasoning.len());
+                caps.text("answer", text)?;
+                caps.text("reasoning", reasoning)?;
                 on_delta(&delta);
             }
         }
-        instance.stream_finish().await?.map_err(CallError::Provider)
+        let completion = instance.stream_finish().await?.map_err(|e| caps.error(e))?;
+        caps.completion(&completion)?;
+        Ok(completion)
     }
 
     async fn next_chunk(

@@ -535,3 +535,85 @@ async fn a_workspace_cannot_be_taken_from_its_owner(backend: Backend) {
         .collect();
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
+
+/// A plugin cannot hand the host more than it takes: 300,000 request headers (which once panicked
+/// a server thread and stranded the execution RUNNING) and a 9 MiB answer are typed errors, the
+/// execution ends, and the server keeps answering.
+#[tokio::test]
+async fn a_plugin_cannot_overwhelm_the_host_with_what_it_returns() {
+    let mock = MockProvider::start().await;
+    let server = Server::start("security_caps", Backend::Sqlite, &[mock.egress()]).await;
+    let (admin, ws, _) = server.user_with_workspace("caps@pods.test", true);
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            pods_e2e::hostile_wasm(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (_, pod) = admin
+        .provider_pod(&ws, "hostile", "sk-hostile", &mock.url, "headers")
+        .await;
+    let executions = format!("/api/v1/workspaces/{ws}/executions");
+    let mut rows = vec![];
+    for (attack, model) in [
+        ("a plugin builds a request with 300,000 headers", "headers"),
+        ("a plugin parses a 9 MiB answer", "huge-content"),
+    ] {
+        let r = admin
+            .post(&executions, json!({"podId": pod, "model": model}))
+            .await;
+        let id = r.body["executionId"].as_str().unwrap_or_default();
+        let stored = admin.get(&format!("{executions}/{id}")).await;
+        rows.push(Row {
+            attack: attack.into(),
+            expected: "502 PLUGIN_OUTPUT_TOO_LARGE; recorded ERROR".into(),
+            observed: format!(
+                "{} {}; recorded {} {}",
+                r.status,
+                code(&r.body),
+                stored.body["status"].as_str().unwrap_or("-"),
+                stored.body["errorCode"].as_str().unwrap_or("-")
+            ),
+            pass: r.status == 502
+                && code(&r.body) == "PLUGIN_OUTPUT_TOO_LARGE"
+                && stored.body["status"] == "ERROR"
+                && stored.body["errorCode"] == "PLUGIN_OUTPUT_TOO_LARGE",
+        });
+    }
+    let id = admin
+        .enqueue(&ws, json!({"podId": pod, "model": "headers"}))
+        .await;
+    let ended = admin
+        .wait_until_finished(
+            &ws,
+            std::slice::from_ref(&id),
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    let stored = admin.get(&format!("{executions}/{id}")).await;
+    let health = Client::new(&server.url, "").get("/health").await;
+    rows.push(Row {
+        attack: "the same, queued".into(),
+        expected: "ends ERROR PLUGIN_OUTPUT_TOO_LARGE (nothing left RUNNING); server healthy"
+            .into(),
+        observed: format!(
+            "{:?} {}; /health {}",
+            ended,
+            stored.body["errorCode"].as_str().unwrap_or("-"),
+            health.status
+        ),
+        pass: ended == ["ERROR"]
+            && stored.body["errorCode"] == "PLUGIN_OUTPUT_TOO_LARGE"
+            && health.status == 200,
+    });
+    print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.attack.as_str())
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}

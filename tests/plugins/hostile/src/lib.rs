@@ -99,6 +99,19 @@ impl provider::Guest for Hostile {
                     std::env::var("HOME")
                 )))
             }
+            "headers" => {
+                // Far more headers than any HTTP client takes (the host once panicked on this).
+                let many: Vec<(String, String)> = (0..300_000)
+                    .map(|i| (format!("x-h{i}"), "v".to_string()))
+                    .collect();
+                let refs: Vec<(&str, &str)> =
+                    many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                Ok(post_json(
+                    join_url(&request.base_url, "/echo"),
+                    &json!({}),
+                    &refs,
+                ))
+            }
             "clock" => Err(report(format!(
                 "{:?}",
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
@@ -120,11 +133,16 @@ impl provider::Guest for Hostile {
     }
 
     fn parse_response(
-        _request: ChatRequest,
+        request: ChatRequest,
         response: HttpResponse,
     ) -> Result<Completion, ProviderError> {
+        let content = if request.model == "huge-content" {
+            "x".repeat(9 << 20)
+        } else {
+            String::from_utf8_lossy(&response.body).into_owned()
+        };
         Ok(Completion {
-            content: String::from_utf8_lossy(&response.body).into_owned(),
+            content,
             reasoning: None,
             usage: Usage {
                 prompt_tokens: Some(1),
