@@ -54,12 +54,7 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-        Ok(User {
-            id: get(&row, "id")?,
-            email: get(&row, "email")?,
-            name: get(&row, "name")?,
-            is_admin: get::<i64>(&row, "is_admin")? != 0,
-        })
+        user_row(&row)
     }
 
     /// Creates a workspace owned by `owner`.
@@ -175,12 +170,7 @@ impl Store {
             .map(|row| {
                 let role: String = get(row, "role")?;
                 Ok((
-                    User {
-                        id: get(row, "id")?,
-                        email: get(row, "email")?,
-                        name: get(row, "name")?,
-                        is_admin: get::<i64>(row, "is_admin")? != 0,
-                    },
+                    user_row(row)?,
                     Role::parse(&role)
                         .ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))?,
                 ))
@@ -232,4 +222,14 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A user from a row with `id, email, name, is_admin`.
+fn user_row(row: &sqlx::any::AnyRow) -> Result<User> {
+    Ok(User {
+        id: get(row, "id")?,
+        email: get(row, "email")?,
+        name: get(row, "name")?,
+        is_admin: get::<i64>(row, "is_admin")? != 0,
+    })
 }

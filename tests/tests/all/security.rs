@@ -14,7 +14,8 @@ struct Row {
     pass: bool,
 }
 
-fn print_table(rows: &[Row]) {
+/// Prints the rows as the table, then fails if any did not pass.
+fn finish(rows: &[Row]) {
     println!("\n| attack | expected | observed | pass |\n|---|---|---|---|");
     for r in rows {
         let pass = if r.pass { "yes" } else { "**NO**" };
@@ -23,6 +24,12 @@ fn print_table(rows: &[Row]) {
             r.attack, r.expected, r.observed
         );
     }
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| r.attack.as_str())
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:?}");
 }
 
 fn code(reply: &Value) -> &str {
@@ -225,13 +232,7 @@ async fn the_server_connects_only_where_the_egress_policy_allows() {
         pass: r.status == 400 && code(&r.body) == "DESTINATION_NOT_ALLOWED" && reached == 0,
     });
 
-    print_table(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.attack.as_str())
-        .collect();
-    assert!(failed.is_empty(), "failed: {failed:?}");
+    finish(&rows);
 }
 
 /// What the plugin list says of `id`: the kind and source of each loaded version.
@@ -347,13 +348,7 @@ async fn uploads_cannot_escape_the_data_folder_or_take_another_kinds_id() {
         });
     }
 
-    print_table(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.attack.as_str())
-        .collect();
-    assert!(failed.is_empty(), "failed: {failed:?}");
+    finish(&rows);
 }
 
 /// NUL: refused in what clients send, replaced (and said so) in what providers answer — the same
@@ -411,13 +406,7 @@ async fn nul_characters_are_refused_on_input_and_replaced_in_answers_on_every_ba
                 && warned,
         });
     }
-    print_table(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.attack.as_str())
-        .collect();
-    assert!(failed.is_empty(), "failed: {failed:?}");
+    finish(&rows);
 }
 
 /// Members: owners alone touch owners, a workspace keeps an owner, members are listed and
@@ -527,13 +516,7 @@ async fn a_workspace_cannot_be_taken_from_its_owner(backend: Backend) {
         pass: before == 200 && removed.status == 204 && after.status == 404,
     });
 
-    print_table(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.attack.as_str())
-        .collect();
-    assert!(failed.is_empty(), "failed: {failed:?}");
+    finish(&rows);
 }
 
 /// A plugin cannot hand the host more than it takes: 300,000 request headers (which once panicked
@@ -609,11 +592,5 @@ async fn a_plugin_cannot_overwhelm_the_host_with_what_it_returns() {
             && stored.body["errorCode"] == "PLUGIN_OUTPUT_TOO_LARGE"
             && health.status == 200,
     });
-    print_table(&rows);
-    let failed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.pass)
-        .map(|r| r.attack.as_str())
-        .collect();
-    assert!(failed.is_empty(), "failed: {failed:?}");
+    finish(&rows);
 }
