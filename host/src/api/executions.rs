@@ -209,7 +209,7 @@ pub async fn get_execution(
     Path((ws, id)): Path<(String, String)>,
 ) -> Result<Json<ExecutionView>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    match state.store().execution(&ws, &id).await {
+    match state.store.execution(&ws, &id).await {
         Ok(e) => {
             let job = if matches!(e.status, ExecutionStatus::Queued | ExecutionStatus::Running) {
                 let job = crate::queue::Job {
@@ -273,11 +273,11 @@ pub async fn pod_history(
             "limit must be between 1 and 100",
         ));
     }
-    match state.pods().get(&ws, &pod_id).await {
+    match state.pods.get(&ws, &pod_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("pod")),
         other => other?,
     };
-    let history = state.store().pod_executions(&ws, &pod_id, limit).await?;
+    let history = state.store.pod_executions(&ws, &pod_id, limit).await?;
     Ok(Json(
         history
             .into_iter()

@@ -69,7 +69,7 @@ pub async fn list_flows(
     Path(ws): Path<String>,
 ) -> Result<Json<Vec<Flow>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    Ok(Json(state.store().flows(&ws).await?))
+    Ok(Json(state.store.flows(&ws).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/flows", tag = "flows", security(("bearer" = [])),
@@ -91,7 +91,7 @@ pub async fn create_flow(
         StatusCode::CREATED,
         Json(
             state
-                .store()
+                .store
                 .create_flow(&ws, body.name.trim(), &body.description)
                 .await?,
         ),
@@ -107,7 +107,7 @@ pub async fn get_flow(
     state.access(&ws, &caller, Role::Viewer).await?;
     Ok(Json(
         state
-            .store()
+            .store
             .flow(&ws, &flow_id)
             .await
             .map_err(missing("flow"))?,
@@ -124,7 +124,7 @@ pub async fn update_flow(
 ) -> Result<Json<Flow>, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     let flow = state
-        .store()
+        .store
         .flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
@@ -138,7 +138,7 @@ pub async fn update_flow(
     let description = body.description.unwrap_or(flow.description);
     Ok(Json(
         state
-            .store()
+            .store
             .update_flow(&ws, &flow_id, name.trim(), &description)
             .await
             .map_err(missing("flow"))?,
@@ -153,7 +153,7 @@ pub async fn delete_flow(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     state
-        .pods()
+        .pods
         .delete_flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
@@ -176,12 +176,12 @@ pub async fn execution_order(
 ) -> Result<Json<ExecutionOrder>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
     state
-        .store()
+        .store
         .flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
-    let pods = state.pods().list(&ws, &flow_id).await?;
-    let edges = state.store().edges(&ws, &flow_id).await?;
+    let pods = state.pods.list(&ws, &flow_id).await?;
+    let edges = state.store.edges(&ws, &flow_id).await?;
     let order = context::execution_order(&pods, &edges)
         .ok_or_else(|| ApiError::new(ErrorCode::EdgeCycle, "the flow's edges form a cycle"))?;
     Ok(Json(ExecutionOrder { order }))
@@ -325,11 +325,11 @@ pub async fn list_pods(
 ) -> Result<Json<Vec<Pod>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
     state
-        .store()
+        .store
         .flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
-    Ok(Json(state.pods().list(&ws, &flow_id).await?))
+    Ok(Json(state.pods.list(&ws, &flow_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/pods", tag = "pods", security(("bearer" = [])),
@@ -344,7 +344,7 @@ pub async fn create_pod(
     let config = body.apply(PodConfig::default());
     validate_pod(&state, &config)?;
     let pod = state
-        .pods()
+        .pods
         .create(&ws, &flow_id, &config)
         .await
         .map_err(missing("flow"))?;
@@ -359,11 +359,7 @@ pub async fn get_pod(
 ) -> Result<Json<Pod>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
     Ok(Json(
-        state
-            .pods()
-            .get(&ws, &pod_id)
-            .await
-            .map_err(missing("pod"))?,
+        state.pods.get(&ws, &pod_id).await.map_err(missing("pod"))?,
     ))
 }
 
@@ -376,17 +372,13 @@ pub async fn update_pod(
     Body(body): Body<PodInput>,
 ) -> Result<Json<Pod>, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
-    let pod = state
-        .pods()
-        .get(&ws, &pod_id)
-        .await
-        .map_err(missing("pod"))?;
+    let pod = state.pods.get(&ws, &pod_id).await.map_err(missing("pod"))?;
     let expected = body.expected_version;
     let config = body.apply(pod.config);
     validate_pod(&state, &config)?;
     Ok(Json(
         state
-            .pods()
+            .pods
             .update(&ws, &pod_id, &config, expected)
             .await
             .map_err(missing("pod"))?,
@@ -401,7 +393,7 @@ pub async fn delete_pod(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     state
-        .pods()
+        .pods
         .delete(&ws, &pod_id)
         .await
         .map_err(missing("pod"))?;
@@ -425,11 +417,11 @@ pub async fn list_edges(
 ) -> Result<Json<Vec<Edge>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
     state
-        .store()
+        .store
         .flow(&ws, &flow_id)
         .await
         .map_err(missing("flow"))?;
-    Ok(Json(state.store().edges(&ws, &flow_id).await?))
+    Ok(Json(state.store.edges(&ws, &flow_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/edges", tag = "edges", security(("bearer" = [])),
@@ -441,14 +433,10 @@ pub async fn create_edge(
     Body(body): Body<EdgeInput>,
 ) -> Result<(StatusCode, Json<Edge>), ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
-    let store = state.store();
+    let store = state.store;
     store.flow(&ws, &flow_id).await.map_err(missing("flow"))?;
     for pod_id in [&body.source_pod_id, &body.target_pod_id] {
-        let pod = state
-            .pods()
-            .get(&ws, pod_id)
-            .await
-            .map_err(missing("pod"))?;
+        let pod = state.pods.get(&ws, pod_id).await.map_err(missing("pod"))?;
         if pod.flow_id != flow_id {
             return Err(ApiError::new(
                 ErrorCode::InvalidField,
@@ -495,7 +483,7 @@ pub async fn delete_edge(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     state
-        .store()
+        .store
         .delete_edge(&ws, &edge_id)
         .await
         .map_err(missing("edge"))?;

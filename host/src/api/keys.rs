@@ -41,7 +41,7 @@ pub async fn list(
     Path(ws): Path<String>,
 ) -> Result<Json<Vec<KeySummary>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    Ok(Json(state.store().key_summaries(&ws).await?))
+    Ok(Json(state.store.key_summaries(&ws).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/workspaces/{ws}/provider-keys/{provider}", tag = "provider keys", security(("bearer" = [])),
@@ -92,7 +92,7 @@ pub async fn put_key(
             ));
         }
     }
-    let store = state.store();
+    let store = state.store;
     let key_id = store.key_id(&ws, &provider).await?;
     let sealed = state.vault.seal(
         &Binding {
@@ -127,7 +127,7 @@ pub async fn delete_key(
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Admin).await?;
     match state
-        .store()
+        .store
         .delete_key(&ws, &provider.to_ascii_lowercase())
         .await
     {

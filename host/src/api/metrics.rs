@@ -41,7 +41,7 @@ pub async fn queue_metrics(
     state.require_admin(&caller).await?;
     let jobs = state.queue.metrics().await?;
     let executions = state
-        .store()
+        .store
         .execution_counts()
         .await?
         .into_iter()
@@ -78,7 +78,7 @@ pub async fn prometheus(
         out,
         "# HELP pods_executions Executions by status.\n# TYPE pods_executions gauge"
     );
-    for (status, n) in state.store().execution_counts().await? {
+    for (status, n) in state.store.execution_counts().await? {
         let _ = writeln!(out, "pods_executions{{status=\"{status}\"}} {n}");
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))

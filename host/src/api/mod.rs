@@ -64,17 +64,9 @@ impl AppState {
         }
     }
 
-    fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn pods(&self) -> &PodStore {
-        &self.pods
-    }
-
     /// Only system admins pass.
     async fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
-        if !self.store().user(&caller.user_id).await?.is_admin {
+        if !self.store.user(&caller.user_id).await?.is_admin {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "only system admins may do this",
@@ -85,7 +77,7 @@ impl AppState {
 
     /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
     async fn access(&self, ws: &str, caller: &Caller, min: Role) -> Result<Role, ApiError> {
-        let role = match self.store().role(ws, &caller.user_id).await {
+        let role = match self.store.role(ws, &caller.user_id).await {
             Err(StoreError::NotFound) => None,
             other => Some(other?),
         };
@@ -126,7 +118,7 @@ pub fn operator_router(state: AppState) -> Router {
 
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, description = "The server and its database are up")))]
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state.store().ping().await?;
+    state.store.ping().await?;
     Ok(Json(
         json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
     ))

@@ -154,7 +154,7 @@ pub async fn put_limits(
         .validate(max_mb)
         .map_err(|why| ApiError::new(ErrorCode::InvalidField, why))?;
     let stored = serde_json::to_string(&limits).unwrap_or_default();
-    state.store().set_plugin_limits(&id, &stored).await?;
+    state.store.set_plugin_limits(&id, &stored).await?;
     registry.set_limits(&id, Some(limits.clone()));
     Ok(Json(limits))
 }
@@ -167,7 +167,7 @@ pub async fn delete_limits(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.require_admin(&caller).await?;
-    if !state.store().delete_plugin_limits(&id).await? {
+    if !state.store.delete_plugin_limits(&id).await? {
         return Err(ApiError::not_found("plugin limits"));
     }
     state.plugins.set_limits(&id, None);

@@ -19,7 +19,7 @@ pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Result<Json<Vec<Price>>, ApiError> {
-    Ok(Json(state.store().prices().await?))
+    Ok(Json(state.store.prices().await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/pricing", tag = "pricing", security(("bearer" = [])),
@@ -29,7 +29,7 @@ pub async fn add(
     caller: Caller,
     Body(body): Body<NewPrice>,
 ) -> Result<(StatusCode, Json<Price>), ApiError> {
-    let user = state.store().user(&caller.user_id).await?;
+    let user = state.store.user(&caller.user_id).await?;
     if !user.is_admin {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -64,6 +64,6 @@ pub async fn add(
     }
     Ok((
         StatusCode::CREATED,
-        Json(state.store().add_price(&body).await?),
+        Json(state.store.add_price(&body).await?),
     ))
 }

@@ -41,7 +41,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Workspace>>, ApiError> {
-    Ok(Json(state.store().workspaces_of(&caller.user_id).await?))
+    Ok(Json(state.store.workspaces_of(&caller.user_id).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])),
@@ -58,10 +58,7 @@ pub async fn create(
             "name must not be empty",
         ));
     }
-    let ws = state
-        .store()
-        .create_workspace(name, &caller.user_id)
-        .await?;
+    let ws = state.store.create_workspace(name, &caller.user_id).await?;
     Ok((StatusCode::CREATED, Json(ws)))
 }
 
@@ -83,7 +80,7 @@ pub async fn members(
     Path(ws): Path<String>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    let members = state.store().members(&ws).await?;
+    let members = state.store.members(&ws).await?;
     Ok(Json(
         members
             .into_iter()
@@ -108,18 +105,18 @@ pub async fn set_member(
     Body(body): Body<Membership>,
 ) -> Result<StatusCode, ApiError> {
     let mine = state.access(&ws, &caller, Role::Admin).await?;
-    let user = match state.store().user(&user_id).await {
+    let user = match state.store.user(&user_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("user")),
         other => other?,
     };
     // Someone new is judged as if they were a viewer: only the role granted counts.
-    let current = match state.store().role(&ws, &user.id).await {
+    let current = match state.store.role(&ws, &user.id).await {
         Err(StoreError::NotFound) => Role::Viewer,
         other => other?,
     };
     member::may_change(mine, current, Some(body.role)).map_err(ExecError::from)?;
     state
-        .store()
+        .store
         .change_member(&ws, &user.id, Some(body.role))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -135,11 +132,11 @@ pub async fn remove_member(
     Path((ws, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let mine = state.access(&ws, &caller, Role::Viewer).await?;
-    let user = match state.store().user(&user_id).await {
+    let user = match state.store.user(&user_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("member")),
         other => other?,
     };
-    let current = match state.store().role(&ws, &user.id).await {
+    let current = match state.store.role(&ws, &user.id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("member")),
         other => other?,
     };
@@ -147,6 +144,6 @@ pub async fn remove_member(
     if user.id != caller.user_id {
         member::may_change(mine, current, None).map_err(ExecError::from)?;
     }
-    state.store().change_member(&ws, &user.id, None).await?;
+    state.store.change_member(&ws, &user.id, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -52,7 +52,7 @@ pub async fn subscribe(
     }
     .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
     state.access(&ws, &Caller { user_id }, Role::Viewer).await?;
-    match state.store().flow(&ws, &flow_id).await {
+    match state.store.flow(&ws, &flow_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("flow")),
         other => other?,
     };

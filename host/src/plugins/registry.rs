@@ -294,11 +294,10 @@ impl Registry {
     /// Compiles, checks and puts in an uploaded plugin, keeping a copy (if the registry keeps
     /// uploads) so it is loaded again after a restart. Refused: nothing changes.
     pub async fn upload(&self, wasm: Vec<u8>) -> Result<Swapped, LoadError> {
-        let checked = match self.check(wasm.clone()).await {
-            Ok(plugin) => self.check_kind(&plugin).map(|()| plugin),
-            Err(e) => Err(e),
-        };
-        let plugin = checked.map_err(|e| self.refused(e, "upload", None))?;
+        let plugin = self
+            .check_new(wasm.clone())
+            .await
+            .map_err(|e| self.refused(e, "upload", None))?;
         let kept = match &self.keep_dir {
             Some(dir) => {
                 // Named from the id and version the manifest check validated (no separators).
@@ -329,11 +328,7 @@ impl Registry {
         let file = Some(path.display().to_string());
         let wasm = std::fs::read(&path)
             .map_err(|e| self.refused(LoadError::Io(e.to_string()), kind, file.clone()))?;
-        let checked = match self.check(wasm).await {
-            Ok(plugin) => self.check_kind(&plugin).map(|()| plugin),
-            Err(e) => Err(e),
-        };
-        match checked {
+        match self.check_new(wasm).await {
             Ok(plugin) => Ok(self.swap_in(plugin, source)),
             Err(e) => Err(self.refused(e, kind, file)),
         }
@@ -413,6 +408,14 @@ impl Registry {
         if let Some(vet) = &self.vet {
             vet(plugin.clone()).await?;
         }
+        Ok(plugin)
+    }
+
+    /// [`Registry::check`], for content that is not loaded yet: its id must also be free of
+    /// another kind ([`Registry::check_kind`]).
+    async fn check_new(&self, wasm: Vec<u8>) -> Result<Plugin, LoadError> {
+        let plugin = self.check(wasm).await?;
+        self.check_kind(&plugin)?;
         Ok(plugin)
     }
 

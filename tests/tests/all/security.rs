@@ -32,6 +32,16 @@ fn finish(rows: &[Row]) {
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
 
+/// A row for an attack that must be answered with `status` and `code`, and nothing more.
+fn answered(attack: impl Into<String>, r: &pods_e2e::Reply, status: u16, code_: &str) -> Row {
+    Row {
+        attack: attack.into(),
+        expected: format!("{status} {code_}"),
+        observed: format!("{} {}", r.status, code(&r.body)),
+        pass: r.status == status && code(&r.body) == code_,
+    }
+}
+
 fn code(reply: &Value) -> &str {
     reply["error"]["code"].as_str().unwrap_or("-")
 }
@@ -127,12 +137,12 @@ async fn the_server_connects_only_where_the_egress_policy_allows() {
             json!({"apiKey": "sk-x", "baseUrl": "https://user:secret@api.example.com/v1"}),
         )
         .await;
-    rows.push(Row {
-        attack: "key baseUrl with user:password@".into(),
-        expected: "400 INVALID_FIELD".into(),
-        observed: format!("{} {}", r.status, code(&r.body)),
-        pass: r.status == 400 && code(&r.body) == "INVALID_FIELD",
-    });
+    rows.push(answered(
+        "key baseUrl with user:password@",
+        &r,
+        400,
+        "INVALID_FIELD",
+    ));
 
     // The stand-in the operator allowed works.
     let (_, pod) = owner
@@ -367,12 +377,12 @@ async fn nul_characters_are_refused_on_input_and_replaced_in_answers_on_every_ba
                 json!({"name": "a\u{0}b"}),
             )
             .await;
-        rows.push(Row {
-            attack: format!("a flow name with \\u0000 ({backend:?})"),
-            expected: "400 INVALID_FIELD".into(),
-            observed: format!("{} {}", r.status, code(&r.body)),
-            pass: r.status == 400 && code(&r.body) == "INVALID_FIELD",
-        });
+        rows.push(answered(
+            format!("a flow name with \\u0000 ({backend:?})"),
+            &r,
+            400,
+            "INVALID_FIELD",
+        ));
         let (_, pod) = owner
             .openai_pod(
                 &ws,
@@ -452,12 +462,7 @@ async fn a_workspace_cannot_be_taken_from_its_owner(backend: Backend) {
             admin.delete(&format!("{members}/{owner_id}")).await,
         ),
     ] {
-        rows.push(Row {
-            attack: attack.into(),
-            expected: "403 FORBIDDEN".into(),
-            observed: format!("{} {}", r.status, code(&r.body)),
-            pass: r.status == 403 && code(&r.body) == "FORBIDDEN",
-        });
+        rows.push(answered(attack, &r, 403, "FORBIDDEN"));
     }
     for (attack, r) in [
         (
