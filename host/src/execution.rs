@@ -688,9 +688,17 @@ impl Executor {
             },
         };
         let args = setting;
+        let cap = self.inner.egress.caps().text_bytes;
+        let extracted = match extracted {
+            Ok(Ok(text)) if text.len() > cap => Err(format!(
+                "PLUGIN_OUTPUT_TOO_LARGE: {} bytes > {cap}",
+                text.len()
+            )),
+            other => other.and_then(|r| r),
+        };
         match extracted {
-            Ok(Ok(text)) => text,
-            Ok(Err(why)) | Err(why) => {
+            Ok(text) => text,
+            Err(why) => {
                 warnings.push(format!(
                     "output extractor {args:?} failed ({why}); the answer text was kept"
                 ));

@@ -122,6 +122,49 @@ mod module_graph {
         );
     }
 
+    /// Only the ledger publishes execution events and calls the store's status-changing writes
+    /// (the hub defines `publish`; the store defines the writes).
+    #[test]
+    fn only_the_ledger_changes_an_execution_s_status() {
+        const STATUS_WRITES: [&str; 10] = [
+            ".publish(",
+            ".publish_confirmed(",
+            ".start_execution(",
+            ".insert_queued_execution(",
+            ".claim_execution(",
+            ".finish_execution(",
+            ".requeue_execution(",
+            ".requeue_stale(",
+            ".abandon_execution(",
+            ".cancel_execution(",
+        ];
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut outside = vec![];
+        for file in files(&src) {
+            let relative = file.strip_prefix(&src).unwrap_or(&file).to_path_buf();
+            // lib.rs holds only this list and the module declarations.
+            let allowed = ["ledger.rs", "events.rs", "store", "lib.rs"]
+                .iter()
+                .any(|owner| relative.starts_with(owner));
+            if allowed {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("a source file");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                // The sweeper's re-queue goes through `Ledger::requeue_stale`.
+                let via_ledger = code.contains("ledger.requeue_stale(");
+                if !via_ledger && STATUS_WRITES.iter().any(|w| code.contains(w)) {
+                    outside.push(format!("{}:{}: {}", relative.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            outside.is_empty(),
+            "status changes outside the ledger: {outside:#?}"
+        );
+    }
+
     #[test]
     fn architecture_md_draws_the_graph_the_code_has() {
         let doc = std::fs::read_to_string(

@@ -218,6 +218,11 @@ impl Egress {
         Ok(egress)
     }
 
+    /// What a plugin may hand back.
+    pub fn caps(&self) -> OutputCaps {
+        self.config.caps
+    }
+
     /// The policy calls are held to.
     pub fn policy(&self) -> &EgressPolicy {
         &self.config.policy

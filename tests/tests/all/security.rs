@@ -2,7 +2,7 @@
 //! what must happen and what did. It prints a table (attack | expected | observed | pass) — the
 //! one in docs/security.md — and fails if any row does not pass.
 
-use pods_e2e::mock::{MockProvider, OPENAI_ANSWER};
+use pods_e2e::mock::{LARGE_ANSWER_BYTES, MockProvider, OPENAI_ANSWER};
 use pods_e2e::{Backend, Client, Server};
 use serde_json::{Value, json};
 
@@ -598,4 +598,58 @@ async fn a_plugin_cannot_overwhelm_the_host_with_what_it_returns() {
             && health.status == 200,
     });
     finish(&rows);
+}
+
+/// An output extractor is held to the same cap as the answer: what it pulls out beyond
+/// `PODS_PLUGIN_MAX_OUTPUT_BYTES` is not kept; the answer text is, with a warning.
+#[tokio::test]
+async fn an_extractor_cannot_hand_back_more_than_an_answer_may_hold() {
+    let mock = MockProvider::start().await;
+    // Room for the 256 KiB answer, not for the message object around it.
+    let cap = (LARGE_ANSWER_BYTES + 20).to_string();
+    let server = Server::start(
+        "security_extractor_cap",
+        Backend::Sqlite,
+        &[mock.egress(), ("PODS_PLUGIN_MAX_OUTPUT_BYTES", &cap)],
+    )
+    .await;
+    let (owner, ws, _) = server.user_with_workspace("extract@pods.test", false);
+    let (_, pod) = owner
+        .openai_pod(
+            &ws,
+            "sk-x",
+            &format!("{}/v1", mock.url),
+            "gpt-4o-mini-large",
+        )
+        .await;
+    let r = owner
+        .patch(
+            &format!("/api/v1/workspaces/{ws}/pods/{pod}"),
+            json!({"outputExtractor": "/choices/0/message"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = owner
+        .post(
+            &format!("/api/v1/workspaces/{ws}/executions"),
+            json!({"podId": pod}),
+        )
+        .await;
+    let content = r.body["content"].as_str().unwrap_or_default();
+    let warned = r.body["warnings"].as_array().is_some_and(|w| {
+        w.iter().any(|w| {
+            w.as_str()
+                .is_some_and(|w| w.contains("PLUGIN_OUTPUT_TOO_LARGE"))
+        })
+    });
+    finish(&[Row {
+        attack: "an output extractor hands back more than PODS_PLUGIN_MAX_OUTPUT_BYTES".into(),
+        expected: "200; the answer text kept, a warning".into(),
+        observed: format!(
+            "{} {} bytes of content, warned: {warned}",
+            r.status,
+            content.len()
+        ),
+        pass: r.status == 200 && content.len() == LARGE_ANSWER_BYTES && warned,
+    }]);
 }
