@@ -1,5 +1,10 @@
 //! Bearer tokens: HS256 JWTs whose `sub` is a user id. The secret comes from `PODS_JWT_SECRET`
 //! (or a generated file in the data folder); `pods token --user …` mints one for local use.
+//!
+//! A token passes when its signature is right, it is not expired, not before its `nbf`, not
+//! issued in the future (`iat`), and it does not live longer than the server's token lifetime
+//! (`PODS_TOKEN_TTL_HOURS`, 24 by default) — each with [`LEEWAY_SECS`] of clock skew. That its
+//! user exists and is not disabled is checked by the API, against the store, on every request.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -9,7 +14,15 @@ struct Claims {
     sub: String,
     iat: u64,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
+
+/// Clock skew allowed between the node that minted a token and the one checking it.
+pub const LEEWAY_SECS: u64 = 5;
+
+/// The default (and longest) token lifetime.
+pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -17,6 +30,8 @@ pub enum AuthError {
     Missing,
     #[error("invalid or expired token")]
     Invalid,
+    #[error("the token lives longer than this server allows ({0} h); mint a new one")]
+    TooLong(u64),
 }
 
 /// Signs and checks tokens.
@@ -25,41 +40,68 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The longest lifetime (`exp - iat`) minted or accepted.
+    max_ttl: std::time::Duration,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Tokens {
-    pub fn new(secret: &[u8]) -> Self {
+    /// Tokens signed with `secret`, living at most `max_ttl`.
+    pub fn new(secret: &[u8], max_ttl: std::time::Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 30;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Tokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            max_ttl,
         }
     }
 
-    /// A token for `user_id`, valid for `ttl`.
-    pub fn mint(&self, user_id: &str, ttl: std::time::Duration) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+    /// The longest lifetime a token may have here.
+    pub fn max_ttl(&self) -> std::time::Duration {
+        self.max_ttl
+    }
+
+    /// A token for `user_id`, valid for `ttl` (at most [`Self::max_ttl`]).
+    pub fn mint(&self, user_id: &str, ttl: std::time::Duration) -> Result<String, AuthError> {
+        if ttl > self.max_ttl {
+            return Err(AuthError::TooLong(self.max_ttl.as_secs() / 3600));
+        }
+        let now = now_secs();
         let claims = Claims {
             sub: user_id.to_string(),
             iat: now,
             exp: now + ttl.as_secs(),
+            nbf: None,
         };
         // HS256 signing of a small JSON document cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_default()
+        Ok(
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .unwrap_or_default(),
+        )
     }
 
-    /// The user id of a valid token.
+    /// The user id of a valid token (whether that user may still act is the store's to say).
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims.sub)
-            .map_err(|_| AuthError::Invalid)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| AuthError::Invalid)?
+            .claims;
+        if claims.iat > now_secs() + LEEWAY_SECS {
+            return Err(AuthError::Invalid);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_ttl.as_secs() + LEEWAY_SECS {
+            return Err(AuthError::TooLong(self.max_ttl.as_secs() / 3600));
+        }
+        Ok(claims.sub)
     }
 
     /// The user id from an `Authorization: Bearer …` header value.
@@ -81,8 +123,10 @@ mod tests {
 
     #[test]
     fn minted_tokens_verify_and_carry_the_user() {
-        let tokens = Tokens::new(b"test-secret-of-enough-length-000");
-        let t = tokens.mint("user-1", Duration::from_secs(60));
+        let tokens = Tokens::new(b"test-secret-of-enough-length-000", DEFAULT_TTL);
+        let t = tokens
+            .mint("user-1", Duration::from_secs(60))
+            .expect("mint");
         assert_eq!(tokens.verify(&t), Ok("user-1".into()));
         assert_eq!(
             tokens.verify_header(Some(&format!("Bearer {t}"))),
@@ -92,11 +136,11 @@ mod tests {
 
     #[test]
     fn wrong_secret_expired_missing_and_malformed_tokens_fail() {
-        let tokens = Tokens::new(b"secret-a");
-        let other = Tokens::new(b"secret-b");
-        let t = other.mint("user-1", Duration::from_secs(60));
+        let tokens = Tokens::new(b"secret-a", DEFAULT_TTL);
+        let other = Tokens::new(b"secret-b", DEFAULT_TTL);
+        let t = other.mint("user-1", Duration::from_secs(60)).expect("mint");
         assert_eq!(tokens.verify(&t), Err(AuthError::Invalid));
-        let expired = tokens.mint("user-1", Duration::ZERO);
+        let expired = tokens.mint("user-1", Duration::ZERO).expect("mint");
         let mut strict = tokens.clone();
         strict.validation.leeway = 0;
         std::thread::sleep(Duration::from_millis(1100));
@@ -107,5 +151,55 @@ mod tests {
             Err(AuthError::Invalid)
         );
         assert_eq!(tokens.verify("not.a.jwt"), Err(AuthError::Invalid));
+    }
+
+    /// A token signed by us with chosen claims.
+    fn signed(tokens: &Tokens, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding)
+            .expect("sign")
+    }
+
+    #[test]
+    fn nbf_iat_and_lifetime_are_checked_with_five_seconds_of_leeway() {
+        let tokens = Tokens::new(b"secret-a", Duration::from_secs(3600));
+        let now = now_secs();
+        let claims = |iat: u64, exp: u64, nbf: Option<u64>| {
+            let mut c = serde_json::json!({"sub": "u", "iat": iat, "exp": exp});
+            if let Some(nbf) = nbf {
+                c["nbf"] = nbf.into();
+            }
+            signed(&tokens, c)
+        };
+        assert_eq!(tokens.verify(&claims(now, now + 60, None)), Ok("u".into()));
+        // Not before: fine within the leeway, refused past it.
+        assert!(tokens.verify(&claims(now, now + 60, Some(now + 3))).is_ok());
+        assert_eq!(
+            tokens.verify(&claims(now, now + 60, Some(now + 30))),
+            Err(AuthError::Invalid)
+        );
+        // Issued in the future.
+        assert!(tokens.verify(&claims(now + 3, now + 60, None)).is_ok());
+        assert_eq!(
+            tokens.verify(&claims(now + 60, now + 120, None)),
+            Err(AuthError::Invalid)
+        );
+        // Expired more than the leeway ago.
+        assert_eq!(
+            tokens.verify(&claims(now - 100, now - 10, None)),
+            Err(AuthError::Invalid)
+        );
+        // Living longer than the server allows, however it was signed.
+        assert_eq!(
+            tokens.verify(&claims(now, now + 7200, None)),
+            Err(AuthError::TooLong(1))
+        );
+        // No iat at all.
+        let no_iat = signed(&tokens, serde_json::json!({"sub": "u", "exp": now + 60}));
+        assert_eq!(tokens.verify(&no_iat), Err(AuthError::Invalid));
+        // Minting past the lifetime is refused.
+        assert_eq!(
+            tokens.mint("u", Duration::from_secs(7200)),
+            Err(AuthError::TooLong(1))
+        );
     }
 }

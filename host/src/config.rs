@@ -58,6 +58,18 @@ pub struct Settings {
         global = true
     )]
     pub plugin_memory_mb: usize,
+    /// Most plugin calls of one workspace running at once on a node; its other calls wait their
+    /// turn. Default: the number of cores.
+    #[arg(long, env = "PODS_PLUGIN_WORKSPACE_CALLS", global = true)]
+    pub plugin_workspace_calls: Option<usize>,
+    /// How long a bearer token lives (and the longest one accepted), in hours (1–8760).
+    #[arg(
+        long,
+        env = "PODS_TOKEN_TTL_HOURS",
+        default_value_t = 24,
+        global = true
+    )]
+    pub token_ttl_hours: u64,
     /// How long to wait for a provider's headers, or between two chunks of its answer.
     #[arg(
         long,
@@ -108,6 +120,27 @@ pub struct Settings {
         global = true
     )]
     pub redis_url: String,
+    /// Where rate-limit buckets live: `local` (each node its own) or `redis` (shared); default
+    /// `redis` when the events go through Redis, else `local`.
+    #[arg(long, env = "PODS_RATE_LIMITS_BACKEND", value_enum, global = true)]
+    pub rate_limits_backend: Option<EventsBackend>,
+    /// Executions (sync, streamed or queued) one user may start per minute; 0: no limit.
+    #[arg(
+        long,
+        env = "PODS_RATE_EXECUTIONS_PER_MIN",
+        default_value_t = 6000,
+        global = true
+    )]
+    pub rate_executions_per_min: u32,
+    /// Failed authentications one client address may make per minute before it is answered 429;
+    /// 0: no limit.
+    #[arg(
+        long,
+        env = "PODS_RATE_AUTH_FAILURES_PER_MIN",
+        default_value_t = 30,
+        global = true
+    )]
+    pub rate_auth_failures_per_min: u32,
     /// Prefix of every Redis key and channel this deployment uses.
     #[arg(long, env = "PODS_REDIS_PREFIX", default_value = "pods", global = true)]
     pub redis_prefix: String,
@@ -196,13 +229,38 @@ impl Settings {
         }
     }
 
-    /// The event hub: this process only, or relayed through Redis.
-    pub async fn events(&self) -> Result<Hub> {
-        let backend = self.events_backend.unwrap_or(match self.queue_backend {
+    fn events_backend(&self) -> EventsBackend {
+        self.events_backend.unwrap_or(match self.queue_backend {
             QueueBackend::Redis => EventsBackend::Redis,
             _ => EventsBackend::Local,
-        });
-        Ok(match backend {
+        })
+    }
+
+    /// The rate limiter: buckets in this process, or shared through Redis.
+    pub async fn limiter(&self) -> Result<crate::limiter::Limiter> {
+        use crate::limiter::Limiter;
+        Ok(
+            match self.rate_limits_backend.unwrap_or(self.events_backend()) {
+                EventsBackend::Local => Limiter::local(),
+                EventsBackend::Redis => Limiter::redis(&self.redis_url, &self.redis_prefix)
+                    .await
+                    .context("connect the rate limiter to Redis")?,
+            },
+        )
+    }
+
+    /// The limits the API enforces.
+    pub fn rates(&self) -> crate::limiter::Rates {
+        use crate::limiter::Rate;
+        crate::limiter::Rates {
+            executions: Rate::per_minute(self.rate_executions_per_min),
+            auth_failures: Rate::per_minute(self.rate_auth_failures_per_min),
+        }
+    }
+
+    /// The event hub: this process only, or relayed through Redis.
+    pub async fn events(&self) -> Result<Hub> {
+        Ok(match self.events_backend() {
             EventsBackend::Local => Hub::default(),
             EventsBackend::Redis => Hub::with_redis(&self.redis_url, &self.redis_prefix)
                 .await
@@ -218,6 +276,9 @@ impl Settings {
             },
             // wasmtime wants an absolute cache path; PODS_DATA_DIR is often relative (./data).
             cache_dir: std::path::absolute(self.data_dir.join("wasm-cache")).ok(),
+            workspace_calls: self
+                .plugin_workspace_calls
+                .unwrap_or_else(crate::plugins::default_workspace_calls),
             ..RuntimeConfig::default()
         }
     }
@@ -261,7 +322,7 @@ impl Settings {
             if secret.len() < 16 {
                 anyhow::bail!("PODS_JWT_SECRET must be at least 16 characters");
             }
-            return Ok(Tokens::new(secret.as_bytes()));
+            return Ok(Tokens::new(secret.as_bytes(), self.token_ttl()));
         }
         let path = self.data_dir.join("jwt.secret");
         if !path.exists() {
@@ -270,7 +331,11 @@ impl Settings {
         }
         let secret =
             std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        Ok(Tokens::new(secret.trim().as_bytes()))
+        Ok(Tokens::new(secret.trim().as_bytes(), self.token_ttl()))
+    }
+
+    fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_hours.clamp(1, 24 * 365) * 3600)
     }
 
     /// Everything a node needs, opened and loaded.
@@ -326,6 +391,7 @@ impl Settings {
             },
         };
         let events = self.events().await?;
+        let limiter = std::sync::Arc::new(self.limiter().await?);
         let ledger = Ledger::new(store.clone(), events.clone());
         let executor = Executor::new(Services {
             store: store.clone(),
@@ -339,6 +405,8 @@ impl Settings {
         });
         Ok(Node {
             egress_policy,
+            limiter,
+            rates: self.rates(),
             store,
             pods,
             plugins: registry,
@@ -363,6 +431,8 @@ pub struct Node {
     pub ledger: Ledger,
     pub executor: Executor,
     pub egress_policy: EgressPolicy,
+    pub limiter: std::sync::Arc<crate::limiter::Limiter>,
+    pub rates: crate::limiter::Rates,
 }
 
 impl Node {

@@ -216,6 +216,7 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
     let target = Target {
         base_url: Some(format!("http://{addr}{base_path}")),
         key: ApiKey::new(TEST_KEY),
+        workspace: None,
     };
     // The vector's stand-in on loopback is the one destination this call may reach.
     let egress = Egress::new(EgressConfig {
@@ -252,7 +253,7 @@ async fn run_one(plugin: &Plugin, vector: &Vector) -> Result<(), String> {
     check_result(&vector.spec, result, &streamed)?;
     if let Some(expected) = &vector.spec.extract {
         let raw = String::from_utf8_lossy(&vector.body);
-        let mut instance = plugin.instantiate().await.map_err(|e| e.to_string())?;
+        let mut instance = plugin.instantiate(None).await.map_err(|e| e.to_string())?;
         let got = instance
             .extract(&raw, None)
             .await

@@ -1,5 +1,6 @@
 //! The event hub: serialized events fanned out to the WebSocket clients watching a flow
-//! (in-process; Redis pub/sub carries them between nodes when several run), and cancel requests.
+//! (in-process; Redis pub/sub carries them between nodes when several run), cancel requests, and
+//! notices that a user's access changed (so open WebSockets re-check it).
 //! The hub is transport only: what an event says is [`crate::ledger`]'s business.
 //!
 //! Each flow has a bounded broadcast channel. A client that falls more than `BUFFER` events behind
@@ -31,6 +32,8 @@ const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Hub {
     flows: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
     cancels: Arc<CancelBoard>,
+    /// User ids whose access changed (removed from a workspace, role changed, disabled).
+    access: broadcast::Sender<Arc<str>>,
     relay: Option<tokio::sync::mpsc::Sender<Outgoing>>,
 }
 
@@ -42,6 +45,7 @@ impl Default for Hub {
                 requests: broadcast::channel(BUFFER).0,
                 recent: Mutex::default(),
             }),
+            access: broadcast::channel(BUFFER).0,
             relay: None,
         }
     }
@@ -95,6 +99,7 @@ enum Outgoing {
         confirm: Option<oneshot::Sender<()>>,
     },
     Cancel(String),
+    Access(String),
 }
 
 impl Hub {
@@ -189,6 +194,29 @@ impl Hub {
         }
     }
 
+    /// Tells every node that `user_id`'s access changed: whoever holds something on their behalf
+    /// (an open WebSocket) checks it again.
+    pub fn access_changed(&self, user_id: &str) {
+        match &self.relay {
+            Some(relay) => {
+                if relay
+                    .try_send(Outgoing::Access(user_id.to_string()))
+                    .is_err()
+                {
+                    tracing::warn!(user = %user_id, "the event relay is backed up; an access change was not relayed");
+                }
+            }
+            None => {
+                let _ = self.access.send(user_id.into());
+            }
+        }
+    }
+
+    /// User ids whose access changed, as [`Hub::access_changed`] announces them on any node.
+    pub fn access_changes(&self) -> broadcast::Receiver<Arc<str>> {
+        self.access.subscribe()
+    }
+
     /// Resolves when a cancel of the execution is requested on any node — including one that
     /// arrived before this was called (a worker claims an execution, then starts its call).
     pub fn cancelled(&self, execution_id: &str) -> impl Future<Output = ()> + Send + 'static {
@@ -212,8 +240,8 @@ impl Hub {
         }
     }
 
-    /// A hub whose events and cancels travel through Redis pub/sub (channels `{prefix}:events` and
-    /// `{prefix}:cancel`), so that clients on every node see every node's events. If Redis goes
+    /// A hub whose events, cancels and access changes travel through Redis pub/sub (channels
+    /// `{prefix}:events`, `{prefix}:cancel` and `{prefix}:access`), so that clients on every node see every node's events. If Redis goes
     /// away, the relay reconnects; what is published meanwhile is lost (clients can read the
     /// execution's final state over REST).
     pub async fn with_redis(url: &str, prefix: &str) -> Result<Hub, redis::RedisError> {
@@ -224,12 +252,16 @@ impl Hub {
             relay: Some(tx),
             ..Hub::default()
         };
-        let (events, cancels) = (format!("{prefix}:events"), format!("{prefix}:cancel"));
+        let (events, cancels, access) = (
+            format!("{prefix}:events"),
+            format!("{prefix}:cancel"),
+            format!("{prefix}:access"),
+        );
         // Subscribed before the first publish, so this node sees its own first event.
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(&[&events, &cancels]).await?;
+        pubsub.subscribe(&[&events, &cancels, &access]).await?;
         tokio::spawn({
-            let (events, cancels) = (events.clone(), cancels.clone());
+            let (events, cancels, access) = (events.clone(), cancels.clone(), access.clone());
             async move {
                 // One publisher, in order: a node's events keep their order on every node. What
                 // has piled up while a round trip ran goes out as one pipeline.
@@ -249,6 +281,9 @@ impl Hub {
                             }
                             Outgoing::Cancel(id) => {
                                 pipe.publish(&cancels, id).ignore();
+                            }
+                            Outgoing::Access(user_id) => {
+                                pipe.publish(&access, user_id).ignore();
                             }
                         }
                     }
@@ -275,6 +310,8 @@ impl Hub {
                         };
                         if msg.get_channel_name() == cancels {
                             hub.cancels.post(payload);
+                        } else if msg.get_channel_name() == access {
+                            let _ = hub.access.send(payload.into());
                         } else if let Some((flow_id, text)) = payload.split_once('\n') {
                             hub.deliver(flow_id, text.into());
                         }
@@ -286,7 +323,7 @@ impl Hub {
                 tracing::warn!("lost the Redis event subscription; reconnecting");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 if let Ok(mut conn) = client.get_async_pubsub().await
-                    && conn.subscribe(&[&events, &cancels]).await.is_ok()
+                    && conn.subscribe(&[&events, &cancels, &access]).await.is_ok()
                 {
                     pubsub = Some(conn);
                 }
@@ -299,6 +336,7 @@ impl Hub {
         WeakHub {
             flows: Arc::downgrade(&self.flows),
             cancels: self.cancels.clone(),
+            access: self.access.clone(),
         }
     }
 }
@@ -307,6 +345,7 @@ impl Hub {
 struct WeakHub {
     flows: std::sync::Weak<Mutex<HashMap<String, broadcast::Sender<Arc<str>>>>>,
     cancels: Arc<CancelBoard>,
+    access: broadcast::Sender<Arc<str>>,
 }
 
 impl WeakHub {
@@ -314,6 +353,7 @@ impl WeakHub {
         Some(Hub {
             flows: self.flows.upgrade()?,
             cancels: self.cancels.clone(),
+            access: self.access.clone(),
             relay: None,
         })
     }
@@ -366,6 +406,18 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_millis(100), watch)
             .await
             .is_ok()
+    }
+
+    #[tokio::test]
+    async fn access_changes_reach_whoever_listens() {
+        let hub = Hub::default();
+        let mut changes = hub.access_changes();
+        hub.access_changed("u1");
+        let got = tokio::time::timeout(std::time::Duration::from_millis(100), changes.recv())
+            .await
+            .expect("in time")
+            .expect("a change");
+        assert_eq!(&*got, "u1");
     }
 
     #[tokio::test]

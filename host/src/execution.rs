@@ -25,7 +25,7 @@ use crate::ledger::{Failure, Ids, Ledger, Running};
 use crate::plugins::{Missing, Plugin, Registry};
 use crate::queue::{Job, Queue};
 use crate::store::{Cancelled, Execution, FinishedExecution, NewExecution, Store, StoreError};
-use crate::vault::{Binding, Sealed, Vault, VaultError};
+use crate::vault::{Binding, Sealed, Secret, Vault, VaultError};
 use crate::workspace_config::{self, View};
 
 /// How many times an execution is resolved when its workspace's configuration keeps changing
@@ -332,7 +332,7 @@ impl Executor {
                 ),
             ));
         }
-        let key = self
+        let secret = self
             .inner
             .vault
             .open(
@@ -347,6 +347,7 @@ impl Executor {
                     master_key_id: stored.master_key_id.clone(),
                 },
             )
+            .map(Secret::split)
             .map_err(|error| ExecError::Vault {
                 provider: provider.clone(),
                 error,
@@ -425,9 +426,11 @@ impl Executor {
             provider,
             plugin,
             request,
+            // A sealed base URL is the whole one; the stored one is then its redacted form.
             target: Target {
-                base_url: stored.base_url,
-                key,
+                base_url: secret.base_url.or(stored.base_url),
+                key: secret.key,
+                workspace: Some(ws.to_string()),
             },
             extractor: cfg.output_extractor.clone(),
             warnings,
@@ -583,6 +586,7 @@ impl Executor {
         let content = self
             .output(
                 &plugin,
+                target.workspace.as_deref(),
                 &completion,
                 raw.as_deref(),
                 extractor.as_deref(),
@@ -658,6 +662,7 @@ impl Executor {
     async fn output(
         &self,
         plugin: &Plugin,
+        workspace: Option<&str>,
         completion: &Completion,
         raw: Option<&[u8]>,
         extractor: Option<&str>,
@@ -679,7 +684,7 @@ impl Executor {
                 "no extractor plugin {:?} is loaded",
                 id.unwrap_or_default()
             )),
-            Some(extractor) => match extractor.instantiate().await {
+            Some(extractor) => match extractor.instantiate(workspace).await {
                 Ok(mut i) => i
                     .extract(&String::from_utf8_lossy(raw), args)
                     .await

@@ -40,7 +40,7 @@ use crate::events::Hub;
 use crate::queue::{Delivery, Queue};
 use crate::store::{
     Cancelled, Claim as StoreClaim, Execution, FinishedExecution, NewExecution, Result,
-    SYNC_LEASE_OWNER, Stale, Store,
+    SYNC_LEASE_OWNER, Stale, Store, StoreError,
 };
 
 /// Records executions and their status changes; cheap to clone.
@@ -338,7 +338,36 @@ impl Running {
     ) -> Result<bool> {
         self.settled = true;
         let store = &self.ledger.store;
-        let saved = store.finish_execution(&self.ids.execution_id, done).await?;
+        let saved = match store.finish_execution(&self.ids.execution_id, done).await {
+            Ok(saved) => saved,
+            // The answer itself cannot be stored: writing it again would fail again, and a retry
+            // would pay the provider again. The execution ends with the error, and with the
+            // usage and cost the provider did bill.
+            Err(e) if e.is_rejection() => {
+                let failure = Failure::new(
+                    ErrorCode::StoreRejected,
+                    format!("the database refused the answer: {e}"),
+                );
+                let failed = FinishedExecution {
+                    model_name: done.model_name.clone(),
+                    usage: done.usage,
+                    cost: done.cost,
+                    pricing_id: done.pricing_id.clone(),
+                    warnings: done.warnings.clone(),
+                    plugin_version: done.plugin_version.clone(),
+                    ..FinishedExecution::failed(failure.code, failure.message.clone())
+                };
+                if store
+                    .finish_execution(&self.ids.execution_id, &failed)
+                    .await?
+                {
+                    self.ledger
+                        .publish(&self.ids, Change::Error { error: &failure });
+                }
+                return Err(StoreError::Rejected(e.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
         if saved {
             self.ledger.publish(&self.ids, Change::Completed { result });
         }

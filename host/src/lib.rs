@@ -18,6 +18,7 @@ pub mod egress;
 pub mod events;
 pub mod execution;
 pub mod ledger;
+pub mod limiter;
 pub mod plugins;
 pub mod pod_store;
 pub mod queue;

@@ -45,9 +45,10 @@ enum Command {
         /// User id or email.
         #[arg(long)]
         user: String,
-        /// Lifetime in hours.
-        #[arg(long, default_value_t = 24 * 30)]
-        ttl_hours: u64,
+        /// Lifetime in hours; default and most: the server's token lifetime
+        /// (`PODS_TOKEN_TTL_HOURS`, 24).
+        #[arg(long)]
+        ttl_hours: Option<u64>,
     },
     /// Users and workspaces.
     #[command(subcommand)]
@@ -91,6 +92,19 @@ enum AdminCommand {
         user: String,
         #[arg(long, default_value = "member")]
         role: String,
+    },
+    /// Disable a user: every token of theirs fails from now on, on every node. (Their open
+    /// WebSockets close at once when done through the API, within a minute from here.)
+    DisableUser {
+        /// User id or email.
+        #[arg(long)]
+        user: String,
+    },
+    /// Enable a disabled user again.
+    EnableUser {
+        /// User id or email.
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -204,10 +218,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .user(&user)
                 .await
                 .with_context(|| format!("user {user:?}"))?;
-            let token = settings
-                .tokens()?
-                .mint(&user.id, Duration::from_secs(ttl_hours * 3600));
-            println!("{token}");
+            let tokens = settings.tokens()?;
+            let ttl = ttl_hours.map_or(tokens.max_ttl(), |h| Duration::from_secs(h * 3600));
+            println!("{}", tokens.mint(&user.id, ttl)?);
         }
         Command::Admin(AdminCommand::CreateUser {
             email,
@@ -221,9 +234,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Some(name) => Some(store.create_workspace(&name, &user.id).await?.id),
                 None => None,
             };
-            let token = settings
-                .tokens()?
-                .mint(&user.id, Duration::from_secs(30 * 24 * 3600));
+            let tokens = settings.tokens()?;
+            let token = tokens.mint(&user.id, tokens.max_ttl())?;
             println!(
                 "{}",
                 serde_json::json!({"userId": user.id, "email": user.email, "workspaceId": workspace, "token": token})
@@ -243,10 +255,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("user {user:?}"))?;
             store.set_member(&workspace, &user.id, role).await?;
         }
+        Command::Admin(AdminCommand::DisableUser { user }) => {
+            set_disabled(&settings, &user, true).await?;
+        }
+        Command::Admin(AdminCommand::EnableUser { user }) => {
+            set_disabled(&settings, &user, false).await?;
+        }
         Command::Keys(KeysCommand::Rotate { new }) => rotate_keys(&settings, new).await?,
         Command::Plugin(command) => return plugin_command(&settings, command).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Disables or enables a user, and records it in the audit log as the operator's doing.
+async fn set_disabled(settings: &Settings, user: &str, disabled: bool) -> Result<()> {
+    let store = settings.store().await?;
+    let user = store
+        .set_user_disabled(user, disabled)
+        .await
+        .with_context(|| format!("user {user:?}"))?;
+    store
+        .record_audit(pods::store::NewAuditEntry {
+            action: if disabled {
+                "user.disable"
+            } else {
+                "user.enable"
+            },
+            target: user.id.clone(),
+            detail: serde_json::json!({"email": user.email, "via": "cli"}),
+            ..Default::default()
+        })
+        .await?;
+    println!(
+        "{}",
+        serde_json::json!({"userId": user.id, "email": user.email, "disabled": user.disabled})
+    );
+    Ok(())
 }
 
 async fn rotate_keys(settings: &Settings, new: bool) -> Result<()> {

@@ -16,9 +16,13 @@ pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<()> {
             tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    // Handlers learn the client's address (rate limits, the audit log).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
 }
 
 async fn shutdown_signal() {

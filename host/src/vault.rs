@@ -13,6 +13,51 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+/// Keys shorter than this get no tail in their hint.
+pub const HINT_MIN_CHARS: usize = 12;
+
+/// What one sealed provider secret holds: the key and, when its base URL carries a query string
+/// (Azure's `?api-version=…`, a gateway's token), that whole URL. Sealed together as
+/// `key\nurl` — a key is one line, so the split is unambiguous; a key alone has no newline.
+pub struct Secret {
+    pub key: ApiKey,
+    pub base_url: Option<String>,
+}
+
+impl Secret {
+    /// The plaintext to seal.
+    pub fn joined(key: &str, base_url: Option<&str>) -> String {
+        match base_url {
+            Some(url) => format!("{key}\n{url}"),
+            None => key.to_string(),
+        }
+    }
+
+    /// The parts of an opened plaintext.
+    pub fn split(opened: ApiKey) -> Secret {
+        match opened.0.split_once('\n') {
+            Some((key, url)) => Secret {
+                key: ApiKey::new(key),
+                base_url: Some(url.to_string()),
+            },
+            None => Secret {
+                key: opened,
+                base_url: None,
+            },
+        }
+    }
+}
+
+/// A URL as it may be shown: scheme, host, port and path — no user, query or fragment.
+pub fn redacted_url(url: &url::Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path().trim_end_matches('/'));
+    shown
+}
+
 /// A provider API key. It is never printed: `Debug` shows only its last four characters.
 #[derive(Clone)]
 pub struct ApiKey(String);
@@ -22,8 +67,12 @@ impl ApiKey {
         ApiKey(key.into())
     }
 
-    /// `…a1b2`: enough for a person to tell keys apart, never enough to use one.
+    /// `…a1b2`: enough for a person to tell keys apart, never enough to use one. A key shorter
+    /// than [`HINT_MIN_CHARS`] shows nothing (`…`): its tail would be too much of it.
     pub fn hint(&self) -> String {
+        if self.0.chars().count() < HINT_MIN_CHARS {
+            return "…".into();
+        }
         let tail: String = self
             .0
             .chars()
@@ -251,8 +300,8 @@ mod tests {
     #[test]
     fn seals_and_opens_with_a_fresh_nonce_each_time() {
         let v = vault(&["k1"]);
-        let a = v.seal(&BIND, "sk-secret");
-        let b = v.seal(&BIND, "sk-secret");
+        let a = v.seal(&BIND, "sk-top-secret");
+        let b = v.seal(&BIND, "sk-top-secret");
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
         assert!(!a.ciphertext.contains("secret"));
@@ -289,7 +338,7 @@ mod tests {
     fn previous_master_keys_open_and_unknown_ones_fail() {
         let old_key = Vault::generate_key();
         let old = Vault::new(&[("k1".into(), old_key.clone())]).expect("vault");
-        let sealed = old.seal(&BIND, "sk-secret");
+        let sealed = old.seal(&BIND, "sk-top-secret");
         let rotated = Vault::new(&[("k2".into(), Vault::generate_key()), ("k1".into(), old_key)])
             .expect("vault");
         assert_eq!(
@@ -312,5 +361,23 @@ mod tests {
             Vault::new(&[("k1".into(), "c2hvcnQ=".into())]).is_err(),
             "5 bytes is not a key"
         );
+    }
+
+    #[test]
+    fn short_keys_show_no_tail_and_a_secret_url_travels_with_its_key() {
+        assert_eq!(ApiKey::new("abcd").hint(), "…");
+        assert_eq!(ApiKey::new("sk-123456789").hint(), "…6789");
+        let v = vault(&["k1"]);
+        let url = "https://gw.example.com/openai?api-version=2024-10-21&sig=s3cr3t";
+        let sealed = v.seal(&BIND, &Secret::joined("sk-key", Some(url)));
+        let secret = Secret::split(v.open(&BIND, &sealed).expect("opens"));
+        assert_eq!(secret.key.expose(), "sk-key");
+        assert_eq!(secret.base_url.as_deref(), Some(url));
+        let plain = Secret::split(ApiKey::new("sk-key"));
+        assert_eq!((plain.key.expose(), plain.base_url), ("sk-key", None));
+        let parsed = url::Url::parse(url).expect("url");
+        assert_eq!(redacted_url(&parsed), "https://gw.example.com/openai");
+        let with_port = url::Url::parse("http://h.example:8080/v1/?q=1#f").expect("url");
+        assert_eq!(redacted_url(&with_port), "http://h.example:8080/v1");
     }
 }

@@ -164,6 +164,15 @@ impl Server {
         started.elapsed()
     }
 
+    /// The database this server uses (`DATABASE_URL`).
+    pub fn database_url(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     /// A fresh bearer token for the user with this email (`pods token`).
     pub fn token(&self, email: &str) -> String {
         let out = self.cli_with(&["token", "--user", email], &[]);

@@ -41,12 +41,17 @@ fn count_for(mock: &MockProvider, model: &str) -> usize {
         .count()
 }
 
+/// The body of a `…html-error` model's 502: an internal service's page.
+pub const HTML_ERROR_PAGE: &str =
+    "<html><body><h1>502</h1>internal-banner admin-console 10.0.0.7</body></html>";
 /// What the mock answers.
 pub const OPENAI_ANSWER: &str = "Quantum computing uses qubits, which can be 0 and 1 at once.";
 /// The `summary` field of a `…json` model's answer.
 pub const JSON_SUMMARY: &str = "Qubits hold 0 and 1 at once.";
 /// How much text a `…large` model answers.
 pub const LARGE_ANSWER_BYTES: usize = 256 * 1024;
+/// How much text a `…huge` model answers (more than the answer cap, under the response cap).
+pub const HUGE_ANSWER_BYTES: usize = 12 << 20;
 pub const ANTHROPIC_ANSWER: &str = "- Qubits\n- Superposition\n- Entanglement";
 /// Deltas in the stream of a model whose name ends in `long`.
 pub const LONG_STREAM_CHUNKS: usize = 300;
@@ -169,6 +174,14 @@ async fn answer(
             "data: {\"id\":\"chatcmpl-cut\",\"object\":\"chat.completion.chunk\",\"model\":\"cut\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Half an ans\"},\"finish_reason\":null}]}\n\n".to_string(),
         );
     }
+    if model.ends_with("html-error") {
+        // What an internal service (not a provider) might answer: its words must not come back.
+        return Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .header("content-type", "text/html")
+            .body(Body::from(HTML_ERROR_PAGE))
+            .unwrap_or_default();
+    }
     if model.ends_with("bad-request") {
         return json_response(
             StatusCode::BAD_REQUEST,
@@ -184,9 +197,11 @@ async fn answer(
         );
     }
     let stream = body["stream"].as_bool() == Some(true) || path.contains("alt=sse");
-    if path.ends_with("/chat/completions") {
+    // Routed by path alone: a base URL may carry a query (Azure's `?api-version=`).
+    let route = uri.path();
+    if route.ends_with("/chat/completions") {
         openai(&body, stream)
-    } else if path.ends_with("/v1/messages") {
+    } else if route.ends_with("/v1/messages") {
         anthropic(stream)
     } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
         gemini(stream)
@@ -197,6 +212,24 @@ async fn answer(
             &[],
         )
     }
+}
+
+/// A `…huge` model's answer, built once: a test that asks for twenty measures the server, not
+/// the stand-in's JSON writer.
+fn huge_response() -> Response {
+    static BODY: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = BODY.get_or_init(|| {
+        json!({
+            "id": "chatcmpl-huge", "object": "chat.completion", "created": 1741569952, "model": "gpt-4o-mini-huge",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "y".repeat(HUGE_ANSWER_BYTES)}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32}})
+        .to_string()
+        .into()
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(body.clone()))
+        .unwrap_or_default()
 }
 
 fn json_response(status: StatusCode, body: Value, headers: &[(&str, &str)]) -> Response {
@@ -224,6 +257,9 @@ fn openai(request: &Value, stream: bool) -> Response {
     let usage = json!({"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32,
         "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}});
+    if model.ends_with("huge") && !stream {
+        return huge_response();
+    }
     let content = if model.ends_with("large") {
         "x".repeat(LARGE_ANSWER_BYTES)
     } else if model.ends_with("nul") {

@@ -65,7 +65,7 @@ async fn run() {
         let plain = find(&vectors, "plain");
         let stream = find(&vectors, "stream_plain");
         let instantiate = measure(iterations, async || {
-            plugin.instantiate().await.expect("instance");
+            plugin.instantiate(None).await.expect("instance");
         })
         .await;
         row(id, "instantiate only", &instantiate);
@@ -92,7 +92,7 @@ fn find<'a>(vectors: &'a [Vector], name: &str) -> &'a Vector {
 }
 
 async fn sync_call(plugin: &Plugin, vector: &Vector) {
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     instance
         .build_request(&vector.spec.request, BASE_URL)
         .await
@@ -111,7 +111,7 @@ async fn sync_call(plugin: &Plugin, vector: &Vector) {
 }
 
 async fn stream_call(plugin: &Plugin, vector: &Vector, events: &[SseEvent]) {
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     instance
         .build_request(&vector.spec.request, BASE_URL)
         .await

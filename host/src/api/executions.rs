@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         (status = 200, body = ExecutionResult, description = "The finished execution (or, with `stream: true`, a text/event-stream of start, token, done and error events)"),
         (status = 202, description = "With `async: true`: `{executionId, status: \"queued\"}`; a worker runs it"),
         (status = 400, description = "Invalid request, unknown provider or model, missing provider key: nothing is recorded"),
+        (status = 429, description = "RATE_LIMITED: the caller started more executions than `PODS_RATE_EXECUTIONS_PER_MIN` allows; `Retry-After` says when to try again"),
         (status = 502, description = "The provider or its plugin failed; the execution is stored with the error"),
         (status = 504, description = "The provider did not answer in time")))]
 pub async fn execute(
@@ -42,6 +43,13 @@ pub async fn execute(
     Path(ws): Path<String>,
     Body(req): Body<ExecuteRequest>,
 ) -> Result<Response, ApiError> {
+    state
+        .limit(
+            &format!("user:{}", caller.user_id),
+            state.rates.executions,
+            1,
+        )
+        .await?;
     // The executor checks the caller's role (from its cache of the workspace's configuration).
     // With `stream` too, the queued call is streamed and its tokens go to the flow's WebSocket.
     if req.run_async {

@@ -10,7 +10,7 @@ use super::{ApiError, AppState, Body, Caller};
 use crate::domain::ErrorCode;
 use crate::domain::Role;
 use crate::store::{KeySummary, StoreError, StoredKey};
-use crate::vault::Binding;
+use crate::vault::{Binding, Secret};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,7 +28,9 @@ pub struct KeyInput {
     #[schema(pattern = "\\S")]
     pub api_key: String,
     /// Send this provider's requests here instead of the plugin's default base URL (e.g. an
-    /// OpenAI-compatible server such as vLLM or Ollama).
+    /// OpenAI-compatible server such as vLLM or Ollama). A query string (Azure's
+    /// `?api-version=…`) is allowed: the whole URL is then sealed with the key and shown redacted
+    /// (scheme, host and path only). Credentials (`user:pass@`) are refused.
     #[schema(pattern = "^https?://[^/?#]+")]
     pub base_url: Option<String>,
 }
@@ -67,6 +69,12 @@ pub async fn put_key(
             "apiKey must be a non-empty single line",
         ));
     }
+    // A base URL with a query string is sealed with the key; the row shows it redacted.
+    let mut sealed_url = None;
+    let mut shown_url = body
+        .base_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_string());
     if let Some(url) = &body.base_url {
         let url = match url::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
@@ -91,16 +99,22 @@ pub async fn put_key(
                 refused.to_string(),
             ));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            shown_url = Some(crate::vault::redacted_url(&url));
+            sealed_url = Some(url.to_string());
+        }
     }
-    let store = state.store;
+    let store = &state.store;
     let key_id = store.key_id(&ws, &provider).await?;
+    let hint = crate::vault::ApiKey::new(secret).hint();
+    let provider_name = provider.clone();
     let sealed = state.vault.seal(
         &Binding {
             workspace_id: &ws,
             provider: &provider,
             key_id: &key_id,
         },
-        secret,
+        &Secret::joined(secret, sealed_url.as_deref()),
     );
     store
         .put_key(&StoredKey {
@@ -110,11 +124,15 @@ pub async fn put_key(
             ciphertext: sealed.ciphertext,
             nonce: sealed.nonce,
             master_key_id: sealed.master_key_id,
-            hint: crate::vault::ApiKey::new(secret).hint(),
-            base_url: body.base_url.map(|u| u.trim_end_matches('/').to_string()),
+            hint: hint.clone(),
+            base_url: shown_url,
             updated_at: 0,
         })
         .await?;
+    let detail = serde_json::json!({"hint": hint});
+    state
+        .audit(&caller, Some(&ws), "key.set", &provider_name, detail)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,12 +144,19 @@ pub async fn delete_key(
     Path((ws, provider)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Admin).await?;
-    match state
-        .store
-        .delete_key(&ws, &provider.to_ascii_lowercase())
-        .await
-    {
-        Err(StoreError::NotFound) => Err(ApiError::not_found("provider key")),
-        other => other.map(|_| StatusCode::NO_CONTENT).map_err(Into::into),
-    }
+    let provider = provider.to_ascii_lowercase();
+    match state.store.delete_key(&ws, &provider).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("provider key")),
+        other => other?,
+    };
+    state
+        .audit(
+            &caller,
+            Some(&ws),
+            "key.delete",
+            &provider,
+            serde_json::json!({}),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -38,7 +38,7 @@ pub async fn queue_metrics(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<QueueMetrics>, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     let jobs = state.queue.metrics().await?;
     let executions = state
         .store
@@ -60,7 +60,7 @@ pub async fn prometheus(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     let jobs = state.queue.metrics().await?;
     let mut out = String::new();
     let _ = writeln!(

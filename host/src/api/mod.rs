@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod plugins;
 mod pricing;
+mod users;
 mod workspaces;
 mod ws;
 
@@ -23,15 +24,18 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::Tokens;
+use std::net::IpAddr;
+
+use crate::auth::{AuthError, Tokens};
 use crate::config::Node;
 use crate::domain::{ErrorCode, Role};
 use crate::events::Hub;
 use crate::execution::{ExecError, Executor};
+use crate::limiter::{Limiter, Rate, Rates};
 use crate::plugins::Registry;
 use crate::pod_store::PodStore;
 use crate::queue::Queue;
-use crate::store::{Store, StoreError};
+use crate::store::{NewAuditEntry, Store, StoreError};
 use crate::vault::Vault;
 
 /// What every handler can reach: the node's services.
@@ -47,6 +51,8 @@ pub struct AppState {
     /// Where provider calls may connect (base URLs are judged against it when saved).
     pub egress_policy: crate::egress::EgressPolicy,
     pub tokens: Tokens,
+    pub limiter: std::sync::Arc<Limiter>,
+    pub rates: Rates,
 }
 
 impl AppState {
@@ -61,18 +67,84 @@ impl AppState {
             executor: node.executor,
             egress_policy: node.egress_policy,
             tokens,
+            limiter: node.limiter,
+            rates: node.rates,
         }
     }
 
     /// Only system admins pass.
-    async fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
-        if !self.store.user(&caller.user_id).await?.is_admin {
+    fn require_admin(&self, caller: &Caller) -> Result<(), ApiError> {
+        if !caller.is_admin {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "only system admins may do this",
             ));
         }
         Ok(())
+    }
+
+    /// The caller a verified token names, if that user exists and is not disabled. A credential
+    /// that fails counts against the client address's budget (past it the answer is 429); a
+    /// request without any guesses nothing and is simply 401.
+    async fn authenticate(
+        &self,
+        verified: Result<String, AuthError>,
+        address: Option<IpAddr>,
+    ) -> Result<Caller, ApiError> {
+        let refused = match verified {
+            Ok(user_id) => match self.store.active_user(&user_id).await? {
+                Some(user) => {
+                    return Ok(Caller {
+                        user_id: user.id,
+                        is_admin: user.is_admin,
+                        address,
+                    });
+                }
+                None => "the token's user does not exist or is disabled".to_string(),
+            },
+            Err(AuthError::Missing) => {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    AuthError::Missing.to_string(),
+                ));
+            }
+            Err(e) => e.to_string(),
+        };
+        let address = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        self.limit(&format!("auth:{address}"), self.rates.auth_failures, 1)
+            .await?;
+        Err(ApiError::new(ErrorCode::Unauthorized, refused))
+    }
+
+    /// Takes `cost` from `key`'s bucket; over the limit: 429 `RATE_LIMITED` with `Retry-After`.
+    async fn limit(&self, key: &str, rate: Rate, cost: u32) -> Result<(), ApiError> {
+        self.limiter
+            .take(key, rate, cost)
+            .await
+            .map_err(|exceeded| ApiError::rate_limited(exceeded.retry_after))
+    }
+
+    /// Records a security-relevant action in the audit log. A failed write is logged, not
+    /// answered: the action itself has happened.
+    async fn audit(
+        &self,
+        caller: &Caller,
+        workspace_id: Option<&str>,
+        action: &'static str,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        let entry = NewAuditEntry {
+            actor_id: Some(caller.user_id.clone()),
+            actor_address: caller.address.map(|a| a.to_string()),
+            workspace_id: workspace_id.map(str::to_string),
+            action,
+            target: target.to_string(),
+            detail,
+        };
+        if let Err(e) = self.store.record_audit(entry).await {
+            tracing::error!(error = %e, action, "could not write the audit log");
+        }
     }
 
     /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
@@ -94,6 +166,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(keys::routes())
         .merge(pricing::routes())
         .merge(ws::routes())
+        .merge(users::routes())
         .merge(metrics::api_routes())
         .merge(plugins::routes(state.plugins.limits().max_bytes));
     Router::new()
@@ -124,9 +197,32 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     ))
 }
 
-/// The authenticated user.
+/// The authenticated user: a valid token of an existing, enabled user.
 pub struct Caller {
     pub user_id: String,
+    /// A system admin.
+    pub is_admin: bool,
+    /// The client's address, where the connection tells it.
+    pub address: Option<IpAddr>,
+}
+
+/// The client address of a request served with connect info (the server always is).
+fn client_address(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The client's address as an extractor; `None` where the router runs without connect info.
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(parts)))
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -137,11 +233,8 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state
-            .tokens
-            .verify_header(header)
-            .map(|user_id| Caller { user_id })
-            .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))
+        let verified = state.tokens.verify_header(header);
+        state.authenticate(verified, client_address(parts)).await
     }
 }
 
@@ -252,6 +345,7 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     execution_id: Option<String>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -260,6 +354,21 @@ impl ApiError {
             code,
             message: message.into(),
             execution_id: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 `RATE_LIMITED`, with `Retry-After` in whole seconds.
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many requests; retry in {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            )
         }
     }
 
@@ -274,7 +383,13 @@ impl IntoResponse for ApiError {
         if let Some(id) = self.execution_id {
             body["executionId"] = json!(id);
         }
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, after.as_secs().max(1).into());
+        }
+        response
     }
 }
 
@@ -283,6 +398,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(why) => ApiError::new(ErrorCode::Conflict, why),
+            StoreError::Rejected(why) => ApiError::new(ErrorCode::StoreRejected, why),
             StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::new(ErrorCode::Internal, "a stored record could not be read")

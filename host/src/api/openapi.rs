@@ -25,6 +25,7 @@ use super::AppState;
         super::executions::execute, super::executions::get_execution, super::executions::cancel_execution, super::executions::pod_history,
         super::keys::list, super::keys::put_key, super::keys::delete_key,
         super::pricing::list, super::pricing::add, super::metrics::queue_metrics, super::metrics::prometheus,
+        super::users::disable, super::users::enable, super::users::all_audit, super::users::workspace_audit,
     ),
     modifiers(&BearerAuth, &ErrorResponses)
 )]
@@ -111,7 +112,14 @@ impl Modify for ErrorResponses {
                     "STORE_UNAVAILABLE or QUEUE_UNAVAILABLE: a backend is down or full; try again",
                 );
                 if secured {
-                    add("401", "UNAUTHORIZED: no valid bearer token");
+                    add(
+                        "401",
+                        "UNAUTHORIZED: no valid bearer token, or its user is unknown or disabled",
+                    );
+                    add(
+                        "429",
+                        "RATE_LIMITED: too many failed authentications from this address (or, on the execution route, executions by this user); `Retry-After` says when to retry",
+                    );
                     add("403", "FORBIDDEN: the caller's role does not allow this");
                 }
                 if path.contains('{') {

@@ -74,7 +74,7 @@ pub async fn upload_plugin(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             ErrorCode::PluginTooLarge,
@@ -86,7 +86,12 @@ pub async fn upload_plugin(
         _ => ApiError::new(ErrorCode::BadBody, e.body_text()),
     })?;
     let loaded = state.plugins.upload(body.to_vec()).await;
-    Ok((StatusCode::CREATED, swapped(loaded.map_err(load_error)?)))
+    let loaded = loaded.map_err(load_error)?;
+    let detail = json!({"version": loaded.manifest.version, "bytes": body.len()});
+    state
+        .audit(&caller, None, "plugin.upload", &loaded.manifest.id, detail)
+        .await;
+    Ok((StatusCode::CREATED, swapped(loaded)))
 }
 
 #[utoipa::path(post, path = "/api/v1/plugins/{id}/reload", tag = "system", security(("bearer" = [])),
@@ -97,9 +102,13 @@ pub async fn reload_plugin(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.require_admin(&caller).await?;
-    let reloaded = state.plugins.reload(&id).await;
-    Ok(swapped(reloaded.map_err(load_error)?))
+    state.require_admin(&caller)?;
+    let reloaded = state.plugins.reload(&id).await.map_err(load_error)?;
+    let detail = json!({"version": reloaded.manifest.version});
+    state
+        .audit(&caller, None, "plugin.reload", &id, detail)
+        .await;
+    Ok(swapped(reloaded))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -118,10 +127,16 @@ pub async fn delete_plugin(
     Path(id): Path<String>,
     Query(q): Query<VersionQuery>,
 ) -> Result<StatusCode, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     match state.plugins.remove(&id, q.version.as_deref()) {
         Ok(0) => Err(ApiError::not_found("plugin")),
-        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Ok(_) => {
+            let detail = json!({"version": q.version});
+            state
+                .audit(&caller, None, "plugin.delete", &id, detail)
+                .await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(e) => Err(ApiError::new(ErrorCode::Conflict, e.to_string())),
     }
 }
@@ -133,7 +148,7 @@ pub async fn get_limits(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<PluginLimits>, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     Ok(Json(state.plugins.limits_of(&id).unwrap_or_default()))
 }
 
@@ -147,7 +162,7 @@ pub async fn put_limits(
     Path(id): Path<String>,
     Body(limits): Body<PluginLimits>,
 ) -> Result<Json<PluginLimits>, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     let registry = &state.plugins;
     let max_mb = (registry.default_limits().memory_cap >> 20) as u32;
     limits
@@ -156,6 +171,10 @@ pub async fn put_limits(
     let stored = serde_json::to_string(&limits).unwrap_or_default();
     state.store.set_plugin_limits(&id, &stored).await?;
     registry.set_limits(&id, Some(limits.clone()));
+    let detail = serde_json::to_value(&limits).unwrap_or_else(|_| json!({}));
+    state
+        .audit(&caller, None, "plugin.limits", &id, detail)
+        .await;
     Ok(Json(limits))
 }
 
@@ -166,11 +185,14 @@ pub async fn delete_limits(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     if !state.store.delete_plugin_limits(&id).await? {
         return Err(ApiError::not_found("plugin limits"));
     }
     state.plugins.set_limits(&id, None);
+    state
+        .audit(&caller, None, "plugin.limits", &id, json!({"reset": true}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,7 +204,7 @@ pub async fn plugin_events(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    state.require_admin(&caller).await?;
+    state.require_admin(&caller)?;
     let (recent, rx) = state.plugins.subscribe();
     let event = |e: &crate::plugins::PluginEvent| {
         Ok::<_, Infallible>(

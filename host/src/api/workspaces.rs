@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::{ApiError, AppState, Body, Caller};
 use crate::domain::{ErrorCode, Role, member};
@@ -59,6 +60,15 @@ pub async fn create(
         ));
     }
     let ws = state.store.create_workspace(name, &caller.user_id).await?;
+    state
+        .audit(
+            &caller,
+            Some(&ws.id),
+            "workspace.create",
+            &ws.id,
+            json!({"name": ws.name}),
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(ws)))
 }
 
@@ -110,15 +120,21 @@ pub async fn set_member(
         other => other?,
     };
     // Someone new is judged as if they were a viewer: only the role granted counts.
-    let current = match state.store.role(&ws, &user.id).await {
-        Err(StoreError::NotFound) => Role::Viewer,
-        other => other?,
+    let previous = match state.store.role(&ws, &user.id).await {
+        Err(StoreError::NotFound) => None,
+        other => Some(other?),
     };
-    member::may_change(mine, current, Some(body.role)).map_err(ExecError::from)?;
+    member::may_change(mine, previous.unwrap_or(Role::Viewer), Some(body.role))
+        .map_err(ExecError::from)?;
     state
         .store
         .change_member(&ws, &user.id, Some(body.role))
         .await?;
+    state.events.access_changed(&user.id);
+    let detail = json!({"email": user.email, "role": body.role, "previous": previous});
+    state
+        .audit(&caller, Some(&ws), "member.set", &user.id, detail)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -145,5 +161,10 @@ pub async fn remove_member(
         member::may_change(mine, current, None).map_err(ExecError::from)?;
     }
     state.store.change_member(&ws, &user.id, None).await?;
+    state.events.access_changed(&user.id);
+    let detail = json!({"email": user.email, "previous": current});
+    state
+        .audit(&caller, Some(&ws), "member.remove", &user.id, detail)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

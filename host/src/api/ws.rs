@@ -1,6 +1,8 @@
 //! `GET /api/v1/workspaces/{ws}/flows/{flowId}/ws`: a flow's execution events over WebSocket.
 //! The token comes in the `Authorization` header or a `token` query parameter (browsers cannot
-//! set headers on WebSockets); membership is checked before the upgrade.
+//! set headers on WebSockets); membership is checked before the upgrade, and again whenever the
+//! user's access changes (removed, disabled: the socket is closed at once, code 4003) and every
+//! [`RECHECK_EVERY`] in case a change was made where no notice reaches this node.
 
 use std::time::Duration;
 
@@ -13,8 +15,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiError, AppState, Caller};
-use crate::domain::ErrorCode;
+use super::{ApiError, AppState, Caller, ClientAddress};
 use crate::domain::Role;
 use crate::store::StoreError;
 
@@ -22,6 +23,11 @@ use crate::store::StoreError;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Close code for a client that fell too far behind (application range).
 const TOO_SLOW: u16 = 4008;
+/// Close code for a client whose user lost access to the workspace.
+const ACCESS_REVOKED: u16 = 4003;
+/// How often an open socket checks its user's access without being told to (a change made where
+/// no notice reaches this node: the CLI, or several nodes without Redis).
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/workspaces/{ws}/flows/{flow_id}/ws", get(subscribe))
@@ -42,31 +48,97 @@ pub async fn subscribe(
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
+    ClientAddress(address): ClientAddress,
 ) -> Result<Response, ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user_id = match (header, query.token) {
+    let verified = match (header, query.token) {
         (None, Some(token)) => state.tokens.verify(&token),
         (header, _) => state.tokens.verify_header(header),
-    }
-    .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
-    state.access(&ws, &Caller { user_id }, Role::Viewer).await?;
+    };
+    let caller = state.authenticate(verified, address).await?;
+    state.access(&ws, &caller, Role::Viewer).await?;
     match state.store.flow(&ws, &flow_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("flow")),
         other => other?,
     };
     // Subscribe before the upgrade completes, so no event falls in between.
     let events = state.events.subscribe(&flow_id);
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, events)))
+    let changes = state.events.access_changes();
+    let watch = Watch {
+        state,
+        ws,
+        caller,
+        changes,
+    };
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, events, watch)))
+}
+
+/// What an open socket needs to keep checking its user's access.
+struct Watch {
+    state: AppState,
+    ws: String,
+    caller: Caller,
+    changes: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+}
+
+impl Watch {
+    /// Resolves when the user may no longer watch the workspace.
+    async fn revoked(&mut self) {
+        let mut recheck = tokio::time::interval(RECHECK_EVERY);
+        recheck.tick().await;
+        loop {
+            let check = tokio::select! {
+                change = self.changes.recv() => match change {
+                    Ok(user) => *user == *self.caller.user_id,
+                    // Missed some: one of them may have been ours.
+                    Err(RecvError::Lagged(_)) => true,
+                    // No more notices (the hub is going away): the timer alone decides.
+                    Err(RecvError::Closed) => {
+                        recheck.tick().await;
+                        true
+                    }
+                },
+                _ = recheck.tick() => true,
+            };
+            if check && !self.allowed().await {
+                return;
+            }
+        }
+    }
+
+    /// Whether the user is still active and a member; a store that cannot answer keeps the
+    /// socket open (the next check decides).
+    async fn allowed(&self) -> bool {
+        let store = &self.state.store;
+        match store.active_user(&self.caller.user_id).await {
+            Ok(None) => return false,
+            Ok(Some(_)) => {}
+            Err(_) => return true,
+        }
+        !matches!(
+            store.role(&self.ws, &self.caller.user_id).await,
+            Err(StoreError::NotFound)
+        )
+    }
 }
 
 async fn pump(
     mut socket: WebSocket,
     mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+    mut watch: Watch,
 ) {
+    let revoked = watch.revoked();
+    tokio::pin!(revoked);
     loop {
         tokio::select! {
+            () = &mut revoked => {
+                let reason = "access to the workspace was revoked";
+                let close = Message::Close(Some(CloseFrame { code: ACCESS_REVOKED, reason: reason.into() }));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+                return;
+            }
             event = events.recv() => match event {
                 Ok(text) => {
                     let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.as_ref().into()))).await;

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     Conflict,
+    /// The caller went over one of the server's rate limits; `Retry-After` says when to retry.
+    RateLimited,
     // Running a pod.
     UnknownProvider,
     UnknownPluginVersion,
@@ -66,6 +68,9 @@ pub enum ErrorCode {
     QueueUnavailable,
     KeyUnreadable,
     Internal,
+    /// The database refused an answer as it is (a constraint, an encoding): the execution ended
+    /// with this instead of being run again.
+    StoreRejected,
     // How an execution ended without an answer (recorded on it; never an HTTP answer).
     AttemptsExhausted,
     Interrupted,
@@ -75,7 +80,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for checks over all of them.
-    pub const ALL: [ErrorCode; 50] = [
+    pub const ALL: [ErrorCode; 52] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::InvalidField,
@@ -86,6 +91,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
+        ErrorCode::RateLimited,
         ErrorCode::UnknownProvider,
         ErrorCode::UnknownPluginVersion,
         ErrorCode::UnknownModel,
@@ -122,6 +128,7 @@ impl ErrorCode {
         ErrorCode::QueueUnavailable,
         ErrorCode::KeyUnreadable,
         ErrorCode::Internal,
+        ErrorCode::StoreRejected,
         ErrorCode::AttemptsExhausted,
         ErrorCode::Interrupted,
         ErrorCode::InternalError,
@@ -142,6 +149,7 @@ impl ErrorCode {
             Forbidden => "FORBIDDEN",
             NotFound => "NOT_FOUND",
             Conflict => "CONFLICT",
+            RateLimited => "RATE_LIMITED",
             UnknownProvider => "UNKNOWN_PROVIDER",
             UnknownPluginVersion => "UNKNOWN_PLUGIN_VERSION",
             UnknownModel => "UNKNOWN_MODEL",
@@ -178,6 +186,7 @@ impl ErrorCode {
             QueueUnavailable => "QUEUE_UNAVAILABLE",
             KeyUnreadable => "KEY_UNREADABLE",
             Internal => "INTERNAL",
+            StoreRejected => "STORE_REJECTED",
             AttemptsExhausted => "ATTEMPTS_EXHAUSTED",
             Interrupted => "INTERRUPTED",
             InternalError => "INTERNAL_ERROR",
@@ -212,6 +221,7 @@ impl ErrorCode {
             Conflict | AlreadyFinished | ExecutionCancelled => StatusCode::CONFLICT,
             BodyTooLarge | PluginTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             PluginError
             | PluginOutputTooLarge
             | HostNotPermitted
@@ -229,8 +239,8 @@ impl ErrorCode {
             PluginBusy | PluginsReadOnly | StoreUnavailable | QueueUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            KeyUnreadable | Internal | AttemptsExhausted | Interrupted | InternalError
-            | Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
+            KeyUnreadable | Internal | StoreRejected | AttemptsExhausted | Interrupted
+            | InternalError | Cancelled => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

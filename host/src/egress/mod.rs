@@ -34,6 +34,43 @@ pub struct Target {
     /// The operator's base URL for this provider; `None` = the manifest's default.
     pub base_url: Option<String>,
     pub key: ApiKey,
+    /// Whose share of the plugin sandbox the call's plugin work counts against.
+    pub workspace: Option<String>,
+}
+
+impl Target {
+    /// What of this target is secret: the key, and a base URL's query string (sealed with it).
+    fn secrets(&self) -> impl Iterator<Item = &str> {
+        let query = self
+            .base_url
+            .as_deref()
+            .and_then(|url| url.split_once('?'))
+            .map(|(_, query)| query);
+        [Some(self.key.expose()), query]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A provider may echo the key in an error message, and a URL in an error may carry the
+    /// secret query: neither may reach logs or clients.
+    fn redact(&self, error: CallError) -> CallError {
+        let clean = |mut text: String| {
+            for secret in self.secrets() {
+                text = text.replace(secret, "[redacted]");
+            }
+            text
+        };
+        match error {
+            CallError::Provider(mut err) => {
+                err.message = clean(err.message);
+                CallError::Provider(err)
+            }
+            CallError::BadRequest(text) => CallError::BadRequest(clean(text)),
+            CallError::Transport(text) => CallError::Transport(clean(text)),
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +293,18 @@ impl Egress {
         plugin: &Plugin,
         request: &ChatRequest,
         target: &Target,
+        on_delta: impl FnMut(&StreamDelta),
+    ) -> Result<Answer, CallError> {
+        self.attempt(plugin, request, target, on_delta)
+            .await
+            .map_err(|e| target.redact(e))
+    }
+
+    async fn attempt(
+        &self,
+        plugin: &Plugin,
+        request: &ChatRequest,
+        target: &Target,
         mut on_delta: impl FnMut(&StreamDelta),
     ) -> Result<Answer, CallError> {
         let manifest = plugin.manifest();
@@ -269,7 +318,7 @@ impl Egress {
                 manifest.id
             )));
         }
-        let mut instance = plugin.instantiate().await?;
+        let mut instance = plugin.instantiate(target.workspace.as_deref()).await?;
         let caps = self.config.caps;
         let built = instance
             .build_request(request, base_url)
@@ -279,7 +328,7 @@ impl Egress {
         let http = self.prepare(built, plugin, target)?;
         let response = self.send(http).await?;
 
-        let result = if request.stream && (200..300).contains(&response.status().as_u16()) {
+        if request.stream && (200..300).contains(&response.status().as_u16()) {
             self.read_stream(&mut instance, request, base_url, response, &mut on_delta)
                 .await
                 .map(|completion| Answer {
@@ -297,15 +346,7 @@ impl Egress {
                     completion,
                     raw: Some(answer.body),
                 })
-        };
-        // A provider may echo the key in an error message; it must not reach logs or clients.
-        result.map_err(|e| match e {
-            CallError::Provider(mut err) if !target.key.expose().is_empty() => {
-                err.message = err.message.replace(target.key.expose(), "[redacted]");
-                CallError::Provider(err)
-            }
-            other => other,
-        })
+        }
     }
 
     /// Checks the destination and attaches the key.
@@ -406,7 +447,10 @@ impl Egress {
     async fn read_whole(&self, response: reqwest::Response) -> Result<HttpResponse, CallError> {
         let status = response.status().as_u16();
         let headers = header_pairs(response.headers());
-        let mut body = Vec::new();
+        // Room for what the provider announced (within the cap): no regrowing copies.
+        let announced = response.content_length().unwrap_or(0);
+        let mut body =
+            Vec::with_capacity(announced.min(self.config.max_response_bytes as u64) as usize);
         let mut chunks = response.bytes_stream();
         while let Some(chunk) = self.next_chunk(&mut chunks).await? {
             if body.len() + chunk.len() > self.config.max_response_bytes {

@@ -7,6 +7,7 @@ pub mod limits;
 mod manifest;
 mod registry;
 mod runtime;
+mod share;
 pub mod types;
 pub mod watch;
 
@@ -16,7 +17,9 @@ pub use manifest::validate as validate_manifest;
 pub use registry::{
     LoadError, LoadLimits, Missing, PluginEvent, PluginInfo, Registry, Source, Swapped, Vetting,
 };
-pub use runtime::{Instance, Limits, Plugin, PluginError, Runtime, RuntimeConfig, Stats};
+pub use runtime::{
+    Instance, Limits, Plugin, PluginError, Runtime, RuntimeConfig, Stats, default_workspace_calls,
+};
 
 /// The built-in plugins as (id, WebAssembly component) pairs, built by `host/build.rs`: three
 /// providers and the `json-field` output extractor.

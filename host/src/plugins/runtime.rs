@@ -8,30 +8,34 @@
 //! done. A trap, a timeout or a memory blow-up poisons only that instance.
 //!
 //! Plugins run on wasmtime's async support, so a guest's WASI calls (a panic message written to
-//! stderr, a sleep) never block a thread of the server's tokio runtime; a call's deadline is both
-//! the epoch interruption (a guest spinning) and a timer around the call (a guest waiting).
+//! stderr, a sleep) never block a thread of the server's tokio runtime, and a guest that computes
+//! gives its thread back at every epoch tick ([`TICK`]): a spinning plugin delays other tasks by
+//! a tick at most, never by its whole deadline. A call's deadline is checked at those ticks (a
+//! guest spinning) and by a timer around the call (a guest waiting). Each workspace's calls run
+//! under its [`Share`] of the sandbox, so one tenant cannot fill it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap,
+    ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Bindings, Pre};
 use super::limits::Policy;
 use super::manifest::validate;
+use super::share::{Share, Shares};
 use super::types::{
     ChatRequest, Completion, HttpRequest, HttpResponse, Manifest, ProviderError, SseEvent,
     StreamDelta,
 };
 
-/// How often the epoch advances; deadlines are measured in these ticks.
+/// How often the epoch advances: a computing guest yields its thread this often.
 const TICK: Duration = Duration::from_millis(5);
 
 /// What one plugin instance may use.
@@ -60,6 +64,8 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Where compiled plugins are cached; `None` disables the on-disk cache.
     pub cache_dir: Option<PathBuf>,
+    /// Most plugin calls of one workspace running at once on this node.
+    pub workspace_calls: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +74,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             max_instances: 256,
             cache_dir: None,
+            workspace_calls: default_workspace_calls(),
         }
     }
 }
@@ -127,7 +134,14 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     config: RuntimeConfig,
+    shares: Arc<Shares>,
     _ticker: EpochTicker,
+}
+
+/// The default share of a workspace: as many calls as the machine has cores, so one workspace
+/// alone can use the whole machine, and never more.
+pub fn default_workspace_calls() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 /// How much of a freed instance's memory and tables is reset in place rather than released.
@@ -171,6 +185,7 @@ impl Runtime {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             linker,
+            shares: Arc::new(Shares::new(config.workspace_calls)),
             config,
         })
     }
@@ -216,6 +231,7 @@ impl Runtime {
                 limits: self.config.limits,
                 manifest,
                 stats: Stats::default(),
+                shares: self.shares.clone(),
             }),
             policy: Arc::default(),
         })
@@ -244,6 +260,7 @@ struct PluginInner {
     limits: Limits,
     manifest: Manifest,
     stats: Stats,
+    shares: Arc<Shares>,
 }
 
 impl Plugin {
@@ -281,8 +298,9 @@ impl Plugin {
         self.policy.limits.unwrap_or(self.inner.limits)
     }
 
-    /// A fresh instance with its own store, memory cap and deadline.
-    pub async fn instantiate(&self) -> Result<Instance, PluginError> {
+    /// A fresh instance with its own store, memory cap and deadline, whose calls count against
+    /// `workspace`'s share (`None`: the operator's own calls, e.g. a conformance run).
+    pub async fn instantiate(&self, workspace: Option<&str>) -> Result<Instance, PluginError> {
         let stats = &self.inner.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
         let permit = match (&self.policy.permits, self.policy.setting.max_concurrent) {
@@ -304,6 +322,7 @@ impl Plugin {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
             })?;
         instance.owner = Some((self.inner.clone(), permit));
+        instance.share = workspace.map(|ws| self.inner.shares.of(ws));
         Ok(instance)
     }
 }
@@ -319,10 +338,22 @@ async fn new_instance(pre: &Pre<HostState>, limits: Limits) -> Result<Instance, 
             cap: limits.memory_cap,
             hit: false,
         },
+        call_ends: Instant::now() + limits.deadline,
     };
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|s| &mut s.memory);
-    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    // At each tick a running guest yields its thread; past its call's deadline it is stopped.
+    // Tokio's own yield: the worker then checks for I/O before it runs the guest again (with a
+    // plain wake-up a busy worker looks for I/O only every 61 polls — 61 ticks of a spinning
+    // guest, a third of a second before a new request is even read).
+    store.epoch_deadline_callback(|ctx| {
+        Ok(if Instant::now() >= ctx.data().call_ends {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+    store.set_epoch_deadline(1);
     // Instantiation runs no guest code of ours beyond data initialisers; a failure here is most
     // likely the pool of instance slots being full.
     let bindings =
@@ -338,6 +369,7 @@ async fn new_instance(pre: &Pre<HostState>, limits: Limits) -> Result<Instance, 
         limits,
         stream: None,
         owner: None,
+        share: None,
         poisoned: false,
     })
 }
@@ -352,6 +384,8 @@ pub struct Instance {
     /// The plugin it came from (for its error count) and its concurrency permit; `None` for the
     /// instance that reads the manifest at load time.
     owner: Option<(Arc<PluginInner>, Option<tokio::sync::OwnedSemaphorePermit>)>,
+    /// The workspace's share its calls wait for; `None`: unattributed.
+    share: Option<Share>,
     /// A call was abandoned midway (its deadline passed while the guest waited): the store may
     /// hold a half-done call, so nothing more runs in it.
     poisoned: bool,
@@ -360,6 +394,7 @@ pub struct Instance {
 impl Instance {
     pub async fn manifest(&mut self) -> Result<Manifest, PluginError> {
         self.ready()?;
+        let _turn = self.begin().await;
         let r = timed(self.limits, self.bindings.describe(&mut self.store)).await;
         self.settle(r)
     }
@@ -370,6 +405,7 @@ impl Instance {
         base_url: &str,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginError> {
         self.provider_ready()?;
+        let _turn = self.begin().await;
         let call = self
             .bindings
             .build_request(&mut self.store, request, base_url);
@@ -384,6 +420,7 @@ impl Instance {
         response: &HttpResponse,
     ) -> Result<Result<Completion, ProviderError>, PluginError> {
         self.provider_ready()?;
+        let _turn = self.begin().await;
         let call = self
             .bindings
             .parse_response(&mut self.store, request, base_url, response);
@@ -398,6 +435,7 @@ impl Instance {
         base_url: &str,
     ) -> Result<(), PluginError> {
         self.provider_ready()?;
+        let _turn = self.begin().await;
         let call = self.bindings.stream_new(&mut self.store, request, base_url);
         let r = timed(self.limits, call).await;
         self.stream = Some(self.settle(r)?);
@@ -412,6 +450,7 @@ impl Instance {
             .stream
             .ok_or(PluginError::Misuse("stream_push before stream_start"))?;
         self.provider_ready()?;
+        let _turn = self.begin().await;
         let call = self.bindings.stream_push(&mut self.store, parser, event);
         let r = timed(self.limits, call).await;
         self.settle(r)
@@ -425,6 +464,7 @@ impl Instance {
             .take()
             .ok_or(PluginError::Misuse("stream_finish before stream_start"))?;
         self.provider_ready()?;
+        let _turn = self.begin().await;
         let call = self.bindings.stream_finish(&mut self.store, parser);
         let r = timed(self.limits, call).await;
         let r = self.settle(r)?;
@@ -440,6 +480,7 @@ impl Instance {
         args: Option<&str>,
     ) -> Result<Result<String, String>, PluginError> {
         self.ready()?;
+        let _turn = self.begin().await;
         let call = self.bindings.extract(&mut self.store, raw_response, args);
         let r = timed(self.limits, call).await;
         self.settle(r)
@@ -455,16 +496,26 @@ impl Instance {
         self.ready()
     }
 
-    /// Refuses a poisoned instance; arms the deadline so every call gets all of it.
+    /// Refuses a poisoned instance.
     fn ready(&mut self) -> Result<(), PluginError> {
         if self.poisoned {
             return Err(PluginError::Misuse(
                 "the instance was abandoned by an earlier call that passed its deadline",
             ));
         }
-        self.store
-            .set_epoch_deadline(deadline_ticks(self.limits.deadline));
         Ok(())
+    }
+
+    /// Waits for the workspace's turn, then arms the deadline so the call gets all of it. The
+    /// call runs while the returned permit lives.
+    async fn begin(&mut self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let turn = match &self.share {
+            Some(share) => share.turn().await,
+            None => None,
+        };
+        self.store.data_mut().call_ends = Instant::now() + self.limits.deadline;
+        self.store.set_epoch_deadline(1);
+        turn
     }
 
     /// A call's outcome as the host sees it; counts the plugin's failures.
@@ -502,16 +553,13 @@ fn classify(e: wasmtime::Error, store: &Store<HostState>, limits: Limits) -> Plu
     }
 }
 
-fn deadline_ticks(deadline: Duration) -> u64 {
-    // The deadline fires between (ticks-1) and ticks tick periods after being armed.
-    (deadline.as_nanos() / TICK.as_nanos()) as u64 + 1
-}
-
 /// What a plugin's store holds: an empty WASI context and the memory accounting.
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryLimit,
+    /// When the running call passes its deadline.
+    call_ends: Instant,
 }
 
 impl WasiView for HostState {

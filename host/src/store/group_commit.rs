@@ -37,7 +37,7 @@ pub struct Written {
 
 struct Pending {
     statement: Prepared,
-    done: oneshot::Sender<std::result::Result<Written, String>>,
+    done: oneshot::Sender<Result<Written>>,
 }
 
 #[derive(Clone)]
@@ -94,7 +94,7 @@ impl GroupCommit {
             }
         };
         match result {
-            Some(written) => written.map_err(StoreError::Commit),
+            Some(written) => written,
             None => Err(StoreError::Commit("the committer stopped".into())),
         }
     }
@@ -109,7 +109,7 @@ const INLINE: usize = 4;
 async fn run(
     mut writer: OwnedMutexGuard<Writer>,
     statements: Vec<Prepared>,
-) -> Vec<std::result::Result<Written, String>> {
+) -> Vec<Result<Written>> {
     if statements.len() <= INLINE
         && let Some(results) = writer.run(&statements, false)
     {
@@ -124,7 +124,9 @@ async fn run(
                 Err(e) => format!("the committer failed: {e}"),
                 _ => "the writer gave no results".to_string(),
             };
-            (0..count).map(|_| Err(why.clone())).collect()
+            (0..count)
+                .map(|_| Err(StoreError::Commit(why.clone())))
+                .collect()
         }
     }
 }
@@ -140,7 +142,7 @@ async fn commit(writer: OwnedMutexGuard<Writer>, batch: Vec<Pending>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{Store, StoreError};
+    use crate::store::Store;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_commits_together_and_a_failing_statement_fails_alone() {
@@ -169,7 +171,7 @@ mod tests {
         for t in tasks {
             match t.await.expect("task") {
                 Ok(1) => ok += 1,
-                Err(StoreError::Commit(_)) | Err(StoreError::Database(_)) => failed += 1,
+                Err(e) if e.is_rejection() => failed += 1,
                 other => panic!("{other:?}"),
             }
         }

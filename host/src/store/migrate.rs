@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0009_queued_request.sqlite.sql"),
         include_str!("../../migrations/0009_queued_request.postgres.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/0010_users_disabled_and_audit.sql"),
+        include_str!("../../migrations/0010_users_disabled_and_audit.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

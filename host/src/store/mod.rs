@@ -7,6 +7,7 @@
 //! string, and every query that reads workspace data filters by workspace id — a row of another
 //! workspace is simply not found.
 
+mod audit;
 mod executions;
 mod flows;
 mod group_commit;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
+pub use audit::{AuditEntry, NewAuditEntry};
 pub use executions::{Execution, FinishedExecution, NewExecution};
 pub(crate) use flows::version_conflict;
 pub use flows::{Edge, Flow, Pod, PodConfig};
@@ -44,7 +46,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The SQLite writer could not open the database.
+    /// The SQLite writer could not open the database, or a statement it ran failed.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
     /// A group-committed batch failed (the statements of a failed commit are not kept).
@@ -57,6 +59,39 @@ pub enum StoreError {
     /// The pod store's DynamoDB failed.
     #[error("pod store: {0}")]
     PodBackend(String),
+    /// The database refused an execution's answer as it is; the execution was ended with
+    /// `STORE_REJECTED` instead (see [`StoreError::is_rejection`]).
+    #[error("the database refused the answer: {0}")]
+    Rejected(String),
+}
+
+impl StoreError {
+    /// The database refused the data itself — a constraint, an encoding, a value out of range —
+    /// so writing the same again fails again: not worth a retry (and never worth calling a
+    /// provider again for).
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                use sqlx::error::ErrorKind;
+                matches!(
+                    db.kind(),
+                    ErrorKind::UniqueViolation
+                        | ErrorKind::ForeignKeyViolation
+                        | ErrorKind::NotNullViolation
+                        | ErrorKind::CheckViolation
+                ) || db.code().is_some_and(|code| {
+                    // PostgreSQL's classes 22 (data exception) and 23 (integrity constraint).
+                    code.len() == 5 && (code.starts_with("22") || code.starts_with("23"))
+                })
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TooBig
+            ),
+            StoreError::Rejected(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

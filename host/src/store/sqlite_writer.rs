@@ -25,6 +25,7 @@ use sqlx_core::any::{
     AnyArguments, AnyColumn, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue, AnyValueKind,
 };
 
+use super::StoreError;
 use super::group_commit::{Statement, Written};
 
 /// How long a write waits for SQLite's lock on the blocking pool (the pool's connections wait
@@ -85,10 +86,15 @@ impl Writer {
         &mut self,
         statements: &[Prepared],
         wait: bool,
-    ) -> Option<Vec<Result<Written, String>>> {
+    ) -> Option<Vec<Result<Written, StoreError>>> {
         let timeout = if wait { BUSY_TIMEOUT } else { Duration::ZERO };
         let fail_all = |e: &dyn std::fmt::Display| {
-            Some(statements.iter().map(|_| Err(e.to_string())).collect())
+            Some(
+                statements
+                    .iter()
+                    .map(|_| Err(StoreError::Commit(e.to_string())))
+                    .collect(),
+            )
         };
         if let Err(e) = self.conn.busy_timeout(timeout) {
             return fail_all(&e);
@@ -96,7 +102,7 @@ impl Writer {
         if let [one] = statements {
             return match self.run_one(one) {
                 Err(e) if !wait && is_busy(&e) => None,
-                result => Some(vec![result.map_err(|e| e.to_string())]),
+                result => Some(vec![result.map_err(StoreError::Sqlite)]),
             };
         }
         match self.conn.execute_batch("BEGIN IMMEDIATE") {
@@ -106,7 +112,7 @@ impl Writer {
         }
         let results: Vec<_> = statements
             .iter()
-            .map(|s| self.run_one(s).map_err(|e| e.to_string()))
+            .map(|s| self.run_one(s).map_err(StoreError::Sqlite))
             .collect();
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => Some(results),

@@ -13,6 +13,8 @@ pub struct User {
     pub email: String,
     pub name: String,
     pub is_admin: bool,
+    /// A disabled user's tokens are refused.
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -43,18 +45,42 @@ impl Store {
             email: email.into(),
             name: name.into(),
             is_admin,
+            disabled: false,
         })
     }
 
     /// A user by id or email.
     pub async fn user(&self, id_or_email: &str) -> Result<User> {
-        let row =
-            sqlx::query("SELECT id, email, name, is_admin FROM users WHERE id = $1 OR email = $1")
-                .bind(id_or_email)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT id, email, name, is_admin, disabled_at FROM users WHERE id = $1 OR email = $1",
+        )
+        .bind(id_or_email)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         user_row(&row)
+    }
+
+    /// The user a token names, by id only; `None` if there is none or it is disabled.
+    pub async fn active_user(&self, id: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, email, name, is_admin, disabled_at FROM users WHERE id = $1 AND disabled_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    /// Disables (every token of the user fails from now on) or enables a user.
+    pub async fn set_user_disabled(&self, id_or_email: &str, disabled: bool) -> Result<User> {
+        let user = self.user(id_or_email).await?;
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled.then(now_ms))
+            .bind(&user.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(User { disabled, ..user })
     }
 
     /// Creates a workspace owned by `owner`.
@@ -159,7 +185,7 @@ impl Store {
     /// The workspace's members: (user, role), owners first.
     pub async fn members(&self, workspace_id: &str) -> Result<Vec<(User, Role)>> {
         let rows = sqlx::query(
-            "SELECT u.id, u.email, u.name, u.is_admin, m.role FROM memberships m JOIN users u ON u.id = m.user_id
+            "SELECT u.id, u.email, u.name, u.is_admin, u.disabled_at, m.role FROM memberships m JOIN users u ON u.id = m.user_id
              WHERE m.workspace_id = $1 ORDER BY m.created_at, u.email",
         )
         .bind(workspace_id)
@@ -231,5 +257,6 @@ fn user_row(row: &sqlx::any::AnyRow) -> Result<User> {
         email: get(row, "email")?,
         name: get(row, "name")?,
         is_admin: get::<i64>(row, "is_admin")? != 0,
+        disabled: get::<Option<i64>>(row, "disabled_at")?.is_some(),
     })
 }

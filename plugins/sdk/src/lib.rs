@@ -117,13 +117,16 @@ pub fn provider_error(
 }
 
 /// The error for a failed answer whose body is not the provider's error JSON (a proxy's HTML
-/// page, say): classified by status alone.
+/// page, say): classified by status alone. The body is not quoted: whatever answered is not
+/// known to be the provider, and its words must not reach the caller.
 pub fn status_error(response: &types::HttpResponse) -> ProviderError {
-    let text = String::from_utf8_lossy(&response.body);
-    let excerpt: String = text.chars().take(200).collect();
     provider_error(
         kind_for_status(response.status),
-        &format!("HTTP {}: {excerpt}", response.status),
+        &format!(
+            "HTTP {} with a body that is not the provider's error format ({} bytes)",
+            response.status,
+            response.body.len()
+        ),
         response.status,
         None,
         retry_after_ms(&response.headers),
@@ -211,13 +214,23 @@ pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, ProviderError> {
     serde_json::from_slice(body).map_err(|e| malformed(format!("response is not JSON: {e}")))
 }
 
-/// `base` + `path`, with exactly one slash between them.
+/// `base` + `path`, with exactly one slash between them. A query string on `base` (Azure's
+/// `?api-version=…`) goes after the path, joined with the path's own.
 pub fn join_url(base: &str, path: &str) -> String {
-    format!(
+    let (base, base_query) = match base.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (base, None),
+    };
+    let joined = format!(
         "{}/{}",
         base.trim_end_matches('/'),
         path.trim_start_matches('/')
-    )
+    );
+    match base_query.filter(|q| !q.is_empty()) {
+        None => joined,
+        Some(q) if joined.contains('?') => format!("{joined}&{q}"),
+        Some(q) => format!("{joined}?{q}"),
+    }
 }
 
 /// The host part of an absolute URL (`https://host:port/path` → `host`), lowercase.
@@ -326,5 +339,13 @@ mod tests {
     fn join_url_has_one_slash() {
         assert_eq!(join_url("http://x/", "/v1/a"), "http://x/v1/a");
         assert_eq!(join_url("http://x/v1", "chat"), "http://x/v1/chat");
+        assert_eq!(
+            join_url("http://x/v1/?api-version=1", "/chat"),
+            "http://x/v1/chat?api-version=1"
+        );
+        assert_eq!(
+            join_url("http://x/v1?api-version=1", "/m:stream?alt=sse"),
+            "http://x/v1/m:stream?alt=sse&api-version=1"
+        );
     }
 }

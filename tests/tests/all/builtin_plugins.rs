@@ -69,7 +69,7 @@ async fn openai_uses_max_completion_tokens_on_api_openai_com_and_max_tokens_else
         max_tokens: Some(100),
         ..Default::default()
     };
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     let official = instance
         .build_request(&request, "https://api.openai.com/v1")
         .await
@@ -91,7 +91,7 @@ async fn openai_uses_max_completion_tokens_on_api_openai_com_and_max_tokens_else
 async fn extractors_take_a_json_pointer_as_the_seed_did() {
     let raw = r#"{"content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"Hi"}]}"#;
     let plugin = load("anthropic").await;
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     assert_eq!(
         instance.extract(raw, None).await.expect("no trap"),
         Ok("Hi".into())
@@ -122,7 +122,7 @@ async fn json_field_is_an_extractor_only_plugin() {
         pods::plugins::types::PluginKind::Extractor
     );
     let raw = r#"{"choices":[{"message":{"content":"{\"summary\": \"short\", \"n\": 2}"}}]}"#;
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     assert_eq!(
         instance
             .extract(raw, Some("/summary"))

@@ -201,7 +201,7 @@ proptest! {
         };
         let id = &plugin.manifest().id;
         let result = TOKIO.block_on(async {
-            let mut instance = plugin.instantiate().await?;
+            let mut instance = plugin.instantiate(None).await?;
             instance.parse_response(&vector.spec.request, "https://example.test/v1", &response).await
         });
         no_sandbox_failure(id, &result)?;
@@ -221,7 +221,7 @@ proptest! {
         let events = frame(&[&mutated(&vector.body, &flips, cut, &noise)]);
         let id = &plugin.manifest().id;
         let result = TOKIO.block_on(async {
-            let mut instance = plugin.instantiate().await?;
+            let mut instance = plugin.instantiate(None).await?;
             instance.stream_start(&vector.spec.request, "https://example.test/v1").await?;
             for event in &events {
                 if instance.stream_push(event).await?.is_err() {

@@ -16,6 +16,7 @@ mod plugin_uploads;
 mod pod_store;
 mod queue;
 mod queue_conformance;
+mod rate_limits;
 mod sandbox;
 mod schema;
 mod security;

@@ -47,7 +47,7 @@ fn request(model: &str) -> ChatRequest {
 
 /// What the hostile plugin reported about its attempt (it answers with an error carrying it).
 async fn probe(plugin: &Plugin, model: &str) -> String {
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     match instance
         .build_request(&request(model), "https://api.hostile.test")
         .await
@@ -77,7 +77,7 @@ async fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 async fn a_looping_plugin_is_stopped_by_the_deadline() {
     let runtime = runtime();
     let plugin = hostile(&runtime).await;
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     let started = Instant::now();
     let result = instance
         .build_request(&request("loop"), "https://api.hostile.test")
@@ -97,13 +97,95 @@ async fn a_looping_plugin_is_stopped_by_the_deadline() {
     );
 }
 
+/// A plugin that computes gives its thread back at every epoch tick: on a runtime of one thread,
+/// another task keeps running while the plugin spins (before, it ran only once the deadline had
+/// stopped the plugin).
+#[tokio::test(flavor = "current_thread")]
+async fn a_spinning_plugin_does_not_hold_the_thread() {
+    let runtime = runtime();
+    let plugin = hostile(&runtime).await;
+    let beats = Arc::new(AtomicUsize::new(0));
+    let counter = beats.clone();
+    let heart = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut instance = plugin.instantiate(None).await.expect("instance");
+    let result = instance
+        .build_request(&request("loop"), "https://api.hostile.test")
+        .await;
+    heart.abort();
+    assert!(matches!(result, Err(PluginError::Timeout(_))), "{result:?}");
+    // 250 ms of spinning: 25 beats if the thread were free; a held thread gives 0 or 1.
+    let beats = beats.load(Ordering::SeqCst);
+    assert!(beats >= 10, "{beats} beats while the plugin spun");
+}
+
+/// One workspace's calls run at most its share at once; another workspace's calls do not wait
+/// for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workspaces_spinning_calls_do_not_queue_anothers() {
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            deadline: DEADLINE,
+            memory_cap: MEMORY_CAP,
+        },
+        workspace_calls: 2,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let plugin = hostile(&runtime).await;
+    let spinning: Vec<_> = (0..6)
+        .map(|_| {
+            let plugin = plugin.clone();
+            tokio::spawn(async move {
+                let mut instance = plugin.instantiate(Some("tenant-a")).await.expect("a");
+                let started = Instant::now();
+                let r = instance
+                    .build_request(&request("loop"), "https://api.hostile.test")
+                    .await;
+                (r.is_err(), started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut polite = Vec::new();
+    for _ in 0..10 {
+        let mut instance = plugin.instantiate(Some("tenant-b")).await.expect("b");
+        let started = Instant::now();
+        let r = instance
+            .build_request(&request("polite"), "https://api.hostile.test")
+            .await;
+        assert!(matches!(r, Ok(Ok(_))), "{r:?}");
+        polite.push(started.elapsed());
+    }
+    let slowest = polite.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(100),
+        "tenant b waited {slowest:?} behind tenant a's spinning calls"
+    );
+    // Tenant a's six calls ran two at a time: the last ones waited for earlier ones to end.
+    let mut a = Vec::new();
+    for task in spinning {
+        a.push(task.await.expect("task"));
+    }
+    assert!(a.iter().all(|(failed, _)| *failed));
+    let longest = a.iter().map(|(_, d)| *d).max().unwrap_or_default();
+    assert!(
+        longest >= DEADLINE * 2,
+        "six calls under a share of two all ran at once ({longest:?})"
+    );
+}
+
 /// WASI calls that wait (a sleep) or write (stdout, stderr, a panic message) never block or panic
 /// a thread of the host's async runtime: the plugin runs on wasmtime's async support.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleeping_or_printing_plugin_cannot_stall_or_crash_the_host() {
     let runtime = runtime();
     let plugin = hostile(&runtime).await;
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     let started = Instant::now();
     let result = instance
         .build_request(&request("sleep"), "https://api.hostile.test")
@@ -120,7 +202,7 @@ async fn a_sleeping_or_printing_plugin_cannot_stall_or_crash_the_host() {
     assert!(matches!(again, Err(PluginError::Misuse(_))), "{again:?}");
 
     assert_eq!(probe(&plugin, "print").await, "printed");
-    let mut trapped = plugin.instantiate().await.expect("instance");
+    let mut trapped = plugin.instantiate(None).await.expect("instance");
     let result = trapped
         .build_request(&request("trap"), "https://api.hostile.test")
         .await;
@@ -145,7 +227,7 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
         },
         defaults,
     )));
-    let mut first = plugin.instantiate().await.expect("first");
+    let mut first = plugin.instantiate(None).await.expect("first");
     let started = Instant::now();
     let result = first
         .build_request(&request("loop"), "https://api.hostile.test")
@@ -155,15 +237,15 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
         "{result:?}"
     );
     assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
-    let _second = plugin.instantiate().await.expect("second");
-    let third = plugin.instantiate().await;
+    let _second = plugin.instantiate(None).await.expect("second");
+    let third = plugin.instantiate(None).await;
     assert!(
         matches!(&third, Err(e @ PluginError::Busy { max: 2, .. }) if e.code() == ErrorCode::PluginBusy),
         "{:?}",
         third.err()
     );
     drop(first);
-    plugin.instantiate().await.expect("a place was freed");
+    plugin.instantiate(None).await.expect("a place was freed");
 
     // Its own memory cap, below the runtime's.
     let small = hostile(&runtime).await.with_policy(Arc::new(Policy::new(
@@ -173,7 +255,7 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
         },
         defaults,
     )));
-    let mut instance = small.instantiate().await.expect("instance");
+    let mut instance = small.instantiate(None).await.expect("instance");
     let result = instance
         .build_request(&request("grow"), "https://api.hostile.test")
         .await;
@@ -187,7 +269,7 @@ async fn a_plugins_policy_sets_its_deadline_and_concurrency() {
 async fn a_hoarding_plugin_is_stopped_at_the_memory_cap() {
     let runtime = runtime();
     let plugin = hostile(&runtime).await;
-    let mut instance = plugin.instantiate().await.expect("instance");
+    let mut instance = plugin.instantiate(None).await.expect("instance");
     let result = instance
         .build_request(&request("grow"), "https://api.hostile.test")
         .await;
@@ -201,7 +283,7 @@ async fn a_hoarding_plugin_is_stopped_at_the_memory_cap() {
 async fn a_trapping_plugin_fails_only_its_own_call() {
     let runtime = runtime();
     let plugin = hostile(&runtime).await;
-    let mut trapped = plugin.instantiate().await.expect("instance");
+    let mut trapped = plugin.instantiate(None).await.expect("instance");
     let result = trapped
         .build_request(&request("trap"), "https://api.hostile.test")
         .await;
@@ -212,7 +294,7 @@ async fn a_trapping_plugin_fails_only_its_own_call() {
     );
 
     // The next execution gets a fresh instance of the same plugin and works.
-    let mut fresh = plugin.instantiate().await.expect("instance");
+    let mut fresh = plugin.instantiate(None).await.expect("instance");
     let built = fresh
         .build_request(&request("polite"), "https://api.hostile.test")
         .await
@@ -224,7 +306,7 @@ async fn a_trapping_plugin_fails_only_its_own_call() {
     let (_, openai) = pods::plugins::BUILTIN[0];
     let openai = runtime.load(openai).await.expect("openai loads");
     assert_eq!(openai.manifest().id, "openai");
-    openai.instantiate().await.expect("openai instance");
+    openai.instantiate(None).await.expect("openai instance");
 }
 
 #[tokio::test]
@@ -266,6 +348,7 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
         let target = Target {
             base_url: configured.clone(),
             key: ApiKey::new("sk-must-not-leak"),
+            workspace: None,
         };
         let result = egress
             .call(
@@ -288,6 +371,7 @@ async fn a_request_to_an_undeclared_host_is_refused_before_any_byte() {
     let target = Target {
         base_url: None,
         key: ApiKey::new("sk-must-not-leak"),
+        workspace: None,
     };
     let result = egress
         .call(
@@ -336,14 +420,17 @@ async fn a_full_instance_pool_refuses_new_instances_until_one_is_freed() {
     })
     .expect("runtime");
     let plugin = hostile(&runtime).await;
-    let first = plugin.instantiate().await.expect("first slot");
-    let _second = plugin.instantiate().await.expect("second slot");
-    let third = plugin.instantiate().await;
+    let first = plugin.instantiate(None).await.expect("first slot");
+    let _second = plugin.instantiate(None).await.expect("second slot");
+    let third = plugin.instantiate(None).await;
     assert!(
         matches!(third, Err(PluginError::Instantiate(_))),
         "{:?}",
         third.err()
     );
     drop(first);
-    plugin.instantiate().await.expect("a freed slot is reused");
+    plugin
+        .instantiate(None)
+        .await
+        .expect("a freed slot is reused");
 }

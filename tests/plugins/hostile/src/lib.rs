@@ -136,6 +136,12 @@ impl provider::Guest for Hostile {
         request: ChatRequest,
         response: HttpResponse,
     ) -> Result<Completion, ProviderError> {
+        if request.model == "loop-parse" {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         let content = if request.model == "huge-content" {
             "x".repeat(9 << 20)
         } else {

@@ -2,6 +2,8 @@
 //! what must happen and what did. It prints a table (attack | expected | observed | pass) — the
 //! one in docs/security.md — and fails if any row does not pass.
 
+mod access;
+
 use pods_e2e::mock::{LARGE_ANSWER_BYTES, MockProvider, OPENAI_ANSWER};
 use pods_e2e::{Backend, Client, Server};
 use serde_json::{Value, json};
@@ -652,4 +654,250 @@ async fn an_extractor_cannot_hand_back_more_than_an_answer_may_hold() {
         ),
         pass: r.status == 200 && content.len() == LARGE_ANSWER_BYTES && warned,
     }]);
+}
+
+/// The p-th percentile of `samples` (sorted in place).
+fn percentile(samples: &mut [std::time::Duration], p: f64) -> std::time::Duration {
+    samples.sort();
+    let at = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
+    samples.get(at).copied().unwrap_or_default()
+}
+
+/// Twenty parallel 12 MiB answers from a tenant's own base URL, each parsed by the built-in
+/// openai plugin, do not stall the server: `/health` keeps answering meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_huge_answers_does_not_stall_the_server() {
+    let mock = MockProvider::start().await;
+    let server = Server::start("security_huge", Backend::Sqlite, &[mock.egress()]).await;
+    let (owner, ws, _) = server.user_with_workspace("huge@pods.test", false);
+    let (_, pod) = owner
+        .openai_pod(&ws, "sk-huge-key-123456", &mock.url, "gpt-4o-mini-huge")
+        .await;
+    let flood: Vec<_> = (0..20)
+        .map(|_| {
+            let (owner, ws, pod) = (owner.clone(), ws.clone(), pod.clone());
+            tokio::spawn(async move {
+                owner
+                    .post(
+                        &format!("/api/v1/workspaces/{ws}/executions"),
+                        json!({"podId": pod}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let probe = Client::new(&server.url, "");
+    let mut health_times = vec![];
+    while !flood.iter().all(|t| t.is_finished()) && health_times.len() < 200 {
+        let started = std::time::Instant::now();
+        let health = probe.get("/health").await;
+        assert_eq!(health.status, 200);
+        health_times.push(started.elapsed());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut outcomes = vec![];
+    for task in flood {
+        let r = task.await.expect("task");
+        outcomes.push(format!("{} {}", r.status, code(&r.body)));
+    }
+    outcomes.sort();
+    outcomes.dedup();
+    let slowest = health_times.iter().max().copied().unwrap_or_default();
+    let median = percentile(&mut health_times, 0.5);
+    // 240 MiB cross this machine's two cores meanwhile (sent by the stand-in in this very
+    // process): the bound is on the server staying responsive, not on copying being free.
+    finish(&[Row {
+        attack: "20 parallel 12 MiB answers from the tenant's own base URL, parsed by the built-in openai plugin; meanwhile `/health`".into(),
+        expected: "`/health` median < 50 ms, every one < 500 ms (was 2.6 s); each call ends with a typed error (the answer is over the 8 MiB cap)".into(),
+        observed: format!(
+            "median {median:.1?}, slowest {slowest:.1?} of {}; calls: {}",
+            health_times.len(),
+            outcomes.join(", ")
+        ),
+        pass: median < std::time::Duration::from_millis(50)
+            && slowest < std::time::Duration::from_millis(500)
+            && outcomes.iter().all(|o| o.starts_with("502 PLUGIN_")),
+    }]);
+}
+
+/// One tenant's spinning plugin cannot stall the server: while 20 of its calls spin (10 in
+/// `build-request`, 10 in `parse-response`), another workspace's executions and `/health` keep
+/// answering (bounds generous on purpose: this is isolation, not speed).
+#[tokio::test]
+async fn a_spinning_plugin_stalls_neither_other_tenants_nor_the_server() {
+    let mock = MockProvider::start().await;
+    let server = Server::start("security_spin", Backend::Sqlite, &[mock.egress()]).await;
+    let (admin, ws, _) = server.user_with_workspace("spin@pods.test", true);
+    let (other, other_ws, _) = server.user_with_workspace("calm@pods.test", false);
+    let r = admin
+        .raw(
+            "POST",
+            "/api/v1/plugins",
+            "application/wasm",
+            pods_e2e::hostile_wasm(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (_, spinner) = admin
+        .provider_pod(&ws, "hostile", "sk-hostile", &mock.url, "loop")
+        .await;
+    let (_, calm) = other
+        .openai_pod(&other_ws, "sk-calm", &mock.url, "gpt-4o-mini")
+        .await;
+
+    let spinning: Vec<_> = (0..20)
+        .map(|i| {
+            let (admin, ws, pod) = (admin.clone(), ws.clone(), spinner.clone());
+            let model = if i % 2 == 0 { "loop" } else { "loop-parse" };
+            tokio::spawn(async move {
+                admin
+                    .post(
+                        &format!("/api/v1/workspaces/{ws}/executions"),
+                        json!({"podId": pod, "model": model}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let window = std::time::Instant::now();
+    let (mut calm_times, mut health_times, mut calm_ok) = (vec![], vec![], 0);
+    let probe = Client::new(&server.url, "");
+    while window.elapsed() < std::time::Duration::from_secs(3) {
+        let started = std::time::Instant::now();
+        let r = other
+            .post(
+                &format!("/api/v1/workspaces/{other_ws}/executions"),
+                json!({"podId": calm}),
+            )
+            .await;
+        calm_times.push(started.elapsed());
+        calm_ok += usize::from(r.status == 200);
+        let started = std::time::Instant::now();
+        let health = probe.get("/health").await;
+        assert_eq!(health.status, 200);
+        health_times.push(started.elapsed());
+    }
+    let calls = calm_times.len();
+    let calm_p99 = percentile(&mut calm_times, 0.99);
+    let health_max = health_times.iter().max().copied().unwrap_or_default();
+    let mut spun = vec![];
+    for task in spinning {
+        let r = task.await.expect("task");
+        spun.push(format!("{} {}", r.status, code(&r.body)));
+    }
+    spun.dedup();
+    let rows = vec![
+        Row {
+            attack: "20 parallel calls to a plugin spinning in build-request / parse-response \
+                     (one workspace); meanwhile another workspace executes"
+                .into(),
+            expected: "the other workspace's p99 < 250 ms, all answered".into(),
+            observed: format!("p99 {calm_p99:.1?} over {calls} calls, {calm_ok} answered 200"),
+            pass: calm_p99 < std::time::Duration::from_millis(250) && calm_ok == calls,
+        },
+        Row {
+            attack: "the same; meanwhile `/health`".into(),
+            expected: "every answer < 100 ms".into(),
+            observed: format!("slowest {health_max:.1?} of {}", health_times.len()),
+            pass: health_max < std::time::Duration::from_millis(100),
+        },
+        Row {
+            attack: "the same; the spinning calls themselves".into(),
+            expected: "each ends 502 PLUGIN_ERROR (stopped at its deadline)".into(),
+            observed: spun.join(", "),
+            pass: spun == ["502 PLUGIN_ERROR"],
+        },
+    ];
+    finish(&rows);
+}
+
+/// A write the database refuses for what it holds (here: a PostgreSQL trigger raising a data
+/// exception on the answer text) is not transient: the execution ends `STORE_REJECTED` with the
+/// usage the provider billed, and the provider is not called again — sync or queued.
+#[tokio::test]
+async fn an_answer_the_database_refuses_ends_the_execution_without_calling_the_provider_again() {
+    let mock = MockProvider::start().await;
+    let server = Server::start("security_rejected", Backend::Postgres, &[mock.egress()]).await;
+    let (owner, ws, _) = server.user_with_workspace("refused@pods.test", false);
+    let (_, pod) = owner
+        .openai_pod(&ws, "sk-refused-key-1234", &mock.url, "gpt-4o-mini")
+        .await;
+    let db = sqlx::PgPool::connect(&server.database_url())
+        .await
+        .expect("connect to the server's database");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_qubits() RETURNS trigger AS $$
+         BEGIN
+           IF NEW.content LIKE '%qubits%' THEN
+             RAISE EXCEPTION 'answers about qubits are refused' USING ERRCODE = '22023';
+           END IF;
+           RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse_qubits BEFORE UPDATE ON executions
+           FOR EACH ROW EXECUTE FUNCTION refuse_qubits();",
+    )
+    .execute(&db)
+    .await
+    .expect("install the trigger");
+    let executions = format!("/api/v1/workspaces/{ws}/executions");
+    let calls = |model: &str| {
+        mock.seen()
+            .iter()
+            .filter(|s| s.body["model"] == model)
+            .count()
+    };
+    let mut rows = vec![];
+
+    let r = owner
+        .post(
+            &executions,
+            json!({"podId": pod, "model": "gpt-4o-mini-sync"}),
+        )
+        .await;
+    rows.push(Row {
+        attack: "sync: the database refuses the answer (a data exception)".into(),
+        expected: "500 STORE_REJECTED; the provider called once".into(),
+        observed: format!(
+            "{} {}; called {}",
+            r.status,
+            code(&r.body),
+            calls("gpt-4o-mini-sync")
+        ),
+        pass: r.status == 500
+            && code(&r.body) == "STORE_REJECTED"
+            && calls("gpt-4o-mini-sync") == 1,
+    });
+
+    let id = owner
+        .enqueue(&ws, json!({"podId": pod, "model": "gpt-4o-mini-queued"}))
+        .await;
+    let ended = owner
+        .wait_until_finished(
+            &ws,
+            std::slice::from_ref(&id),
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    // Long enough for a retry (the first backoff is 1 s) to have happened, were there one.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let stored = owner.get(&format!("{executions}/{id}")).await;
+    rows.push(Row {
+        attack: "queued: the same".into(),
+        expected: "ERROR STORE_REJECTED with the billed usage; the provider called once".into(),
+        observed: format!(
+            "{ended:?} {} prompt tokens {}; called {}",
+            stored.body["errorCode"].as_str().unwrap_or("-"),
+            stored.body["usage"]["promptTokens"],
+            calls("gpt-4o-mini-queued")
+        ),
+        pass: ended == ["ERROR"]
+            && stored.body["errorCode"] == "STORE_REJECTED"
+            && stored.body["usage"]["promptTokens"]
+                .as_i64()
+                .is_some_and(|n| n > 0)
+            && calls("gpt-4o-mini-queued") == 1,
+    });
+    finish(&rows);
 }

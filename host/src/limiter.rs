@@ -1,0 +1,230 @@
+//! The server's one rate limiter: token buckets keyed by whatever is limited (a user, an API
+//! key, a client address), local to the node by default, shared by every node through Redis when
+//! `REDIS_URL` is set.
+//!
+//! Each bucket holds `burst` tokens and refills at `per_minute` tokens a minute. It is kept as
+//! one number — GCRA's "theoretical arrival time" (`tat`): the moment the bucket will be full
+//! again — so a take is one comparison and one write, in process or in one Redis script (which
+//! reads Redis's own clock, so nodes with skewed clocks share one bucket correctly). If Redis
+//! cannot be reached the limiter lets the request through and says so in the log: a limiter
+//! outage must not become a service outage.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A bucket's shape. `per_minute == 0` turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `per_minute`, with a bucket that holds a minute's worth.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Rate {
+            per_minute,
+            burst: per_minute,
+        }
+    }
+
+    /// Microseconds for one token to come back.
+    fn interval_us(self) -> u64 {
+        60_000_000 / u64::from(self.per_minute.max(1))
+    }
+}
+
+/// The limits the API enforces, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    /// Executions a user may start (`user:{id}`).
+    pub executions: Rate,
+    /// Failed authentications from one client address (`auth:{address}`).
+    pub auth_failures: Rate,
+}
+
+/// Refused: try again after this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exceeded {
+    pub retry_after: Duration,
+}
+
+/// Past this many buckets held in process, full ones are forgotten (a full bucket and an absent
+/// one are the same).
+const PRUNE_ABOVE: usize = 100_000;
+
+/// GCRA in Redis: KEYS[1] the bucket, ARGV interval (µs), burst, cost. Returns 0 when taken, else
+/// the microseconds to wait.
+const SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + cost * interval
+local over = new_tat - now - burst * interval
+if over > 0 then return math.ceil(over) end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return 0
+";
+
+/// Where the buckets live.
+enum Buckets {
+    Local(Mutex<HashMap<String, u64>>),
+    Redis {
+        conn: redis::aio::ConnectionManager,
+        script: redis::Script,
+        prefix: String,
+    },
+}
+
+pub struct Limiter {
+    buckets: Buckets,
+}
+
+impl Limiter {
+    /// Buckets in this process.
+    pub fn local() -> Self {
+        Limiter {
+            buckets: Buckets::Local(Mutex::default()),
+        }
+    }
+
+    /// Buckets in Redis (keys `{prefix}:rate:{key}`), shared by every node using it.
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let conn = redis::Client::open(url)?.get_connection_manager().await?;
+        Ok(Limiter {
+            buckets: Buckets::Redis {
+                conn,
+                script: redis::Script::new(SCRIPT),
+                prefix: prefix.to_string(),
+            },
+        })
+    }
+
+    /// Takes `cost` tokens from `key`'s bucket, or says how long until they are there.
+    pub async fn take(&self, key: &str, rate: Rate, cost: u32) -> Result<(), Exceeded> {
+        if rate.per_minute == 0 {
+            return Ok(());
+        }
+        let wait_us = match &self.buckets {
+            Buckets::Local(map) => take_local(map, key, rate, cost, now_us()),
+            Buckets::Redis {
+                conn,
+                script,
+                prefix,
+            } => {
+                let mut conn = conn.clone();
+                let taken: redis::RedisResult<u64> = script
+                    .key(format!("{prefix}:rate:{key}"))
+                    .arg(rate.interval_us())
+                    .arg(rate.burst)
+                    .arg(cost)
+                    .invoke_async(&mut conn)
+                    .await;
+                match taken {
+                    Ok(wait) => wait,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the rate limiter could not reach Redis; not limiting");
+                        0
+                    }
+                }
+            }
+        };
+        match wait_us {
+            0 => Ok(()),
+            // Retry-After is in whole seconds: round up so a retry at that time succeeds.
+            us => Err(Exceeded {
+                retry_after: Duration::from_secs(us.div_ceil(1_000_000).max(1)),
+            }),
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The local bucket arithmetic; `now` in µs. Returns 0 when taken, else µs to wait.
+fn take_local(
+    map: &Mutex<HashMap<String, u64>>,
+    key: &str,
+    rate: Rate,
+    cost: u32,
+    now: u64,
+) -> u64 {
+    let interval = rate.interval_us();
+    // A poisoned lock only means a panic elsewhere while it was held; the map is intact.
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= PRUNE_ABOVE {
+        map.retain(|_, tat| *tat > now);
+    }
+    let tat = map.get(key).copied().unwrap_or(now).max(now);
+    let new_tat = tat + u64::from(cost) * interval;
+    let limit = now + u64::from(rate.burst) * interval;
+    if new_tat > limit {
+        return new_tat - limit;
+    }
+    map.insert(key.to_string(), new_tat);
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_refills_at_its_rate() {
+        let map = Mutex::default();
+        let rate = Rate {
+            per_minute: 60,
+            burst: 3,
+        };
+        let t0 = 1_000_000_000;
+        for _ in 0..3 {
+            assert_eq!(take_local(&map, "u", rate, 1, t0), 0);
+        }
+        // Empty: the next token is a second away.
+        assert_eq!(take_local(&map, "u", rate, 1, t0), 1_000_000);
+        // Another key has its own bucket.
+        assert_eq!(take_local(&map, "v", rate, 1, t0), 0);
+        // A second later, exactly one more.
+        assert_eq!(take_local(&map, "u", rate, 1, t0 + 1_000_000), 0);
+        assert!(take_local(&map, "u", rate, 1, t0 + 1_000_000) > 0);
+        // Idle for a long while: full again, never more than the burst.
+        let later = t0 + 3_600_000_000;
+        for _ in 0..3 {
+            assert_eq!(take_local(&map, "u", rate, 1, later), 0);
+        }
+        assert!(take_local(&map, "u", rate, 1, later) > 0);
+    }
+
+    #[test]
+    fn a_cost_larger_than_the_burst_is_never_granted() {
+        let map = Mutex::default();
+        let rate = Rate::per_minute(10);
+        assert!(take_local(&map, "u", rate, 11, 5_000_000) > 0);
+        assert_eq!(take_local(&map, "u", rate, 10, 5_000_000), 0);
+    }
+
+    #[tokio::test]
+    async fn zero_per_minute_is_off_and_refusals_round_retry_after_up() {
+        let limiter = Limiter::local();
+        let off = Rate::per_minute(0);
+        for _ in 0..1000 {
+            assert!(limiter.take("k", off, 1).await.is_ok());
+        }
+        let one = Rate::per_minute(1);
+        assert!(limiter.take("k", one, 1).await.is_ok());
+        let refused = limiter.take("k", one, 1).await.expect_err("empty");
+        assert!(
+            (59..=60).contains(&refused.retry_after.as_secs()),
+            "{refused:?}"
+        );
+    }
+}
