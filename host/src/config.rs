@@ -78,6 +78,15 @@ pub struct Settings {
         global = true
     )]
     pub provider_timeout_secs: u64,
+    /// Largest provider answer read (and handed to a plugin), in bytes; beyond it the call fails
+    /// with `PROVIDER_MALFORMED_RESPONSE`.
+    #[arg(
+        long,
+        env = "PODS_PROVIDER_MAX_RESPONSE_BYTES",
+        default_value_t = 32 << 20,
+        global = true
+    )]
+    pub provider_max_response_bytes: usize,
     /// Queued executions this process runs at once (0: none, an API-only node).
     #[arg(long, env = "PODS_WORKERS", default_value_t = 10, global = true)]
     pub workers: usize,
@@ -370,13 +379,13 @@ impl Settings {
         };
         let egress = Egress::new(EgressConfig {
             timeout: Duration::from_secs(self.provider_timeout_secs),
+            max_response_bytes: self.provider_max_response_bytes,
             policy: egress_policy.clone(),
             caps: crate::egress::OutputCaps {
                 text_bytes: self.plugin_max_output_bytes,
                 body_bytes: self.plugin_max_output_bytes,
                 ..crate::egress::OutputCaps::default()
             },
-            ..EgressConfig::default()
         })?;
         let queue = crate::queue::open(&self.queue_settings(), &store)
             .await

@@ -901,3 +901,41 @@ async fn an_answer_the_database_refuses_ends_the_execution_without_calling_the_p
     });
     finish(&rows);
 }
+
+/// The provider answer a server reads (and hands to a plugin) has a ceiling of its own.
+#[tokio::test]
+async fn a_provider_answer_over_the_response_cap_is_not_read() {
+    let mock = MockProvider::start().await;
+    let server = Server::start(
+        "security_response_cap",
+        Backend::Sqlite,
+        &[
+            mock.egress(),
+            ("PODS_PROVIDER_MAX_RESPONSE_BYTES", "100000"),
+        ],
+    )
+    .await;
+    let (owner, ws, _) = server.user_with_workspace("cap@pods.test", false);
+    let (_, pod) = owner
+        .openai_pod(&ws, "sk-cap-key-123456", &mock.url, "gpt-4o-mini-large")
+        .await;
+    let r = owner
+        .post(
+            &format!("/api/v1/workspaces/{ws}/executions"),
+            json!({"podId": pod}),
+        )
+        .await;
+    finish(&[Row {
+        attack: "a 256 KiB answer under PODS_PROVIDER_MAX_RESPONSE_BYTES=100000".into(),
+        expected: "502 PROVIDER_MALFORMED_RESPONSE naming the cap".into(),
+        observed: format!(
+            "{} {}: {}",
+            r.status,
+            code(&r.body),
+            r.body["error"]["message"]
+        ),
+        pass: r.status == 502
+            && code(&r.body) == "PROVIDER_MALFORMED_RESPONSE"
+            && r.text.contains("100000"),
+    }]);
+}
