@@ -70,6 +70,14 @@ pub struct Settings {
         global = true
     )]
     pub token_ttl_hours: u64,
+    /// The completion bound of a pod without `maxTokens`, in a flow run's cost estimate.
+    #[arg(
+        long,
+        env = "PODS_DEFAULT_MAX_TOKENS",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub default_max_tokens: u32,
     /// How long to wait for a provider's headers, or between two chunks of its answer.
     #[arg(
         long,
@@ -412,7 +420,15 @@ impl Settings {
             ledger: ledger.clone(),
             lease: self.lease(),
         });
+        let runs = crate::runs::Runs::new(
+            store.clone(),
+            pods.clone(),
+            ledger.clone(),
+            executor.clone(),
+            self.default_max_tokens,
+        );
         Ok(Node {
+            runs,
             egress_policy,
             limiter,
             rates: self.rates(),
@@ -442,6 +458,7 @@ pub struct Node {
     pub egress_policy: EgressPolicy,
     pub limiter: std::sync::Arc<crate::limiter::Limiter>,
     pub rates: crate::limiter::Rates,
+    pub runs: crate::runs::Runs,
 }
 
 impl Node {
@@ -451,6 +468,7 @@ impl Node {
             executor: self.executor.clone(),
             ledger: self.ledger.clone(),
             queue: self.queue.clone(),
+            runs: self.runs.clone(),
         }
     }
 }

@@ -72,17 +72,30 @@ pub fn execution_order(pods: &[Pod], edges: &[Edge]) -> Option<Vec<String>> {
     (order.len() == pods.len()).then_some(order)
 }
 
-/// Loads the outputs of every ancestor of `pod_id`.
-pub async fn resolve(store: &Store, ws: &str, pod_id: &str, edges: &[Edge]) -> Result<Context> {
+/// Loads the outputs of every ancestor of `pod_id`: an execution pinned on an edge leaving it;
+/// else, in a flow run, the run's own execution of it; else its latest completed one.
+pub async fn resolve(
+    store: &Store,
+    ws: &str,
+    pod_id: &str,
+    edges: &[Edge],
+    run_id: Option<&str>,
+) -> Result<Context> {
     let mut context = Context::default();
+    let run: HashMap<String, String> = match run_id {
+        Some(run) => store.run_outputs(run).await?.into_iter().collect(),
+        None => HashMap::new(),
+    };
     for ancestor in ancestors(pod_id, edges) {
         // An edge leaving the ancestor may pin one of its executions.
         let pinned = edges
             .iter()
             .filter(|e| e.source_pod_id == ancestor)
-            .find_map(|e| e.pinned_execution_id.as_deref());
+            .find_map(|e| e.pinned_execution_id.as_deref())
+            .or_else(|| run.get(&ancestor).map(String::as_str));
         let output = match pinned {
             Some(execution) => store.execution_output(ws, &ancestor, execution).await?,
+            None if run_id.is_some() => None,
             None => store
                 .latest_output(ws, &ancestor)
                 .await?

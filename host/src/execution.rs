@@ -34,11 +34,11 @@ const RESOLVE_ATTEMPTS: usize = 3;
 
 /// How a resolved execution is recorded.
 #[derive(Clone, Copy)]
-enum Record {
+enum Record<'a> {
     /// RUNNING, leased to this node.
     Running,
-    /// QUEUED, for a worker.
-    Queued,
+    /// QUEUED, for a worker; a pod of this flow run, if one.
+    Queued { run_id: Option<&'a str> },
 }
 
 /// What an executor works with.
@@ -189,8 +189,29 @@ impl Executor {
         user_id: &str,
         req: &ExecuteRequest,
     ) -> Result<String, ExecError> {
+        self.enqueue_for(ws, user_id, req, None).await
+    }
+
+    /// Queues a pod of a flow run: its context comes from the run's own executions.
+    pub async fn enqueue_run_pod(
+        &self,
+        ws: &str,
+        user_id: &str,
+        req: &ExecuteRequest,
+        run_id: &str,
+    ) -> Result<String, ExecError> {
+        self.enqueue_for(ws, user_id, req, Some(run_id)).await
+    }
+
+    async fn enqueue_for(
+        &self,
+        ws: &str,
+        user_id: &str,
+        req: &ExecuteRequest,
+        run_id: Option<&str>,
+    ) -> Result<String, ExecError> {
         let (_, recorded) = self
-            .resolve_and_record(ws, user_id, req, Record::Queued)
+            .resolve_and_record(ws, user_id, req, Record::Queued { run_id })
             .await?;
         let Recorded::Queued(ids) = recorded else {
             unreachable!("recorded as asked")
@@ -214,7 +235,7 @@ impl Executor {
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
-        record: Record,
+        record: Record<'_>,
     ) -> Result<(Resolved, Recorded), ExecError> {
         let (config, ledger) = (&self.config, &self.inner.ledger);
         let fresh = || async { config.fresh(ws).await.map_err(not_found("workspace")) };
@@ -222,7 +243,13 @@ impl Executor {
         let mut attempt = 1;
         loop {
             let resolved = match require_role(&view, user_id, Role::Member).await {
-                Ok(()) => self.resolve(&view, user_id, req).await,
+                Ok(()) => {
+                    let run_id = match record {
+                        Record::Queued { run_id } => run_id,
+                        Record::Running => None,
+                    };
+                    self.resolve(&view, user_id, req, run_id).await
+                }
                 Err(e) => Err(e),
             };
             let (resolved, mut new) = match resolved {
@@ -243,8 +270,9 @@ impl Executor {
                     .record_running(&new, lease)
                     .await
                     .map(Recorded::Running),
-                Record::Queued => {
+                Record::Queued { run_id } => {
                     new.queued = Some(QueuedRequest(req.clone()));
+                    new.run_id = run_id.map(str::to_string);
                     ledger
                         .record_queued(&new, lease)
                         .await
@@ -269,6 +297,7 @@ impl Executor {
         view: &View,
         user_id: &str,
         req: &ExecuteRequest,
+        run_id: Option<&str>,
     ) -> Result<(Resolved, NewExecution), ExecError> {
         let store = &self.inner.store;
         let ws = view.workspace();
@@ -355,7 +384,7 @@ impl Executor {
 
         // Context: every ancestor's output, interpolated into the prompts and messages.
         let edges = view.edges(&pod.flow_id).await?;
-        let context = context::resolve(store, ws, &pod.id, &edges).await?;
+        let context = context::resolve(store, ws, &pod.id, &edges, run_id).await?;
         let mut warnings = BTreeSet::new();
         let mut fill = |text: &str| context::interpolate(text, &context, &mut warnings);
         let system_prompt = req
@@ -418,6 +447,7 @@ impl Executor {
             warnings: warnings.clone(),
             queued: None,
             config_version: None,
+            run_id: None,
         };
         let resolved = Resolved {
             pod_id: pod.id,
@@ -482,6 +512,7 @@ impl Executor {
                     &self.config.detached(&execution.workspace_id),
                     &execution.user_id,
                     request,
+                    execution.run_id.as_deref(),
                 )
                 .await
                 .map(|(resolved, _)| resolved),

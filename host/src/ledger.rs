@@ -39,7 +39,7 @@ use crate::domain::{ErrorCode, ExecutionResult, ExecutionStatus, StreamDelta, is
 use crate::events::Hub;
 use crate::queue::{Delivery, Queue};
 use crate::store::{
-    Cancelled, Claim as StoreClaim, Execution, FinishedExecution, NewExecution, Result,
+    Cancelled, Claim as StoreClaim, Execution, FinishedExecution, NewExecution, NewRun, Result,
     SYNC_LEASE_OWNER, Stale, Store, StoreError,
 };
 
@@ -56,6 +56,8 @@ pub struct Ids {
     pub execution_id: String,
     pub pod_id: String,
     pub flow_id: String,
+    /// The flow run the execution is a pod of: its changes are also `run:pod` events.
+    pub run_id: Option<String>,
 }
 
 /// Why an execution failed: `{code, message}` on the wire.
@@ -112,6 +114,60 @@ impl Change<'_> {
     }
 }
 
+/// What happened to a flow run, as clients see it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+enum RunChange<'a> {
+    #[serde(rename = "run:queued")]
+    Queued { run_id: &'a str },
+    #[serde(rename = "run:started")]
+    Started { run_id: &'a str },
+    /// A pod of the run changed status.
+    #[serde(rename = "run:pod")]
+    Pod {
+        run_id: &'a str,
+        pod_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        execution_id: Option<&'a str>,
+        status: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped_because: Option<&'a str>,
+    },
+    #[serde(rename = "run:completed")]
+    Completed(RunEnd<'a>),
+    #[serde(rename = "run:failed")]
+    Failed(RunEnd<'a>),
+    #[serde(rename = "run:cancelled")]
+    Cancelled(RunEnd<'a>),
+    #[serde(rename = "run:budget_exceeded")]
+    BudgetExceeded(RunEnd<'a>),
+}
+
+/// How a run ended: its status and what it spent.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunEnd<'a> {
+    run_id: &'a str,
+    status: &'a str,
+    spent_usd: String,
+}
+
+impl<'a> RunChange<'a> {
+    fn ended(run_id: &'a str, status: &'a str, spent: rust_decimal::Decimal) -> Self {
+        let end = RunEnd {
+            run_id,
+            status,
+            spent_usd: spent.normalize().to_string(),
+        };
+        match status {
+            "COMPLETED" => RunChange::Completed(end),
+            "CANCELLED" => RunChange::Cancelled(end),
+            "BUDGET_EXCEEDED" => RunChange::BudgetExceeded(end),
+            _ => RunChange::Failed(end),
+        }
+    }
+}
+
 /// One event as sent to WebSocket clients (JSON, camelCase): `type`, `executionId`, `podId`,
 /// `flowId`, `status`, `timestamp` and the change's payload.
 #[derive(Serialize)]
@@ -150,12 +206,49 @@ impl Ledger {
     fn publish(&self, ids: &Ids, change: Change<'_>) {
         self.events
             .publish(&ids.flow_id, &Self::event(ids, &change));
+        self.publish_run_pod(ids, &change);
     }
 
     async fn publish_confirmed(&self, ids: &Ids, change: Change<'_>) {
         self.events
             .publish_confirmed(&ids.flow_id, &Self::event(ids, &change))
             .await;
+        self.publish_run_pod(ids, &change);
+    }
+
+    /// A run pod's execution changed status: `run:pod` (deltas are not a change of status).
+    fn publish_run_pod(&self, ids: &Ids, change: &Change<'_>) {
+        if let (Some(run_id), false) = (&ids.run_id, matches!(change, Change::Delta { .. })) {
+            self.publish_run(
+                &ids.flow_id,
+                &RunChange::Pod {
+                    run_id,
+                    pod_id: &ids.pod_id,
+                    execution_id: Some(&ids.execution_id),
+                    status: change.status().as_str(),
+                    skipped_because: None,
+                },
+            );
+        }
+    }
+
+    fn publish_run(&self, flow_id: &str, change: &RunChange<'_>) {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct RunEvent<'a> {
+            #[serde(flatten)]
+            change: &'a RunChange<'a>,
+            flow_id: &'a str,
+            timestamp: String,
+        }
+        self.events.publish(
+            flow_id,
+            &RunEvent {
+                change,
+                flow_id,
+                timestamp: iso_time::format(now_ms()),
+            },
+        );
     }
 
     /// — → RUNNING: a synchronous execution, leased to this node for `lease` and renewed while
@@ -205,6 +298,7 @@ impl Ledger {
             execution_id: execution.id.clone(),
             pod_id: execution.pod_id.clone(),
             flow_id: execution.flow_id.clone(),
+            run_id: execution.run_id.clone(),
         };
         self.publish(
             &ids,
@@ -241,10 +335,120 @@ impl Ledger {
                 execution_id: stale.id.clone(),
                 pod_id: stale.pod_id.clone(),
                 flow_id: stale.flow_id.clone(),
+                run_id: None,
             };
             self.publish(&ids, Change::Error { error: failure });
         }
         Ok(ended)
+    }
+
+    // Flow runs. A run's own status and its pods' (those without an execution) change here too:
+    // one conditional store write each, then a `run:*` event on the flow's channel.
+
+    /// — → QUEUED: a new run, every pod PENDING.
+    pub async fn record_run(&self, run: &NewRun<'_>) -> Result<()> {
+        self.store.create_run(run).await?;
+        self.publish_run(run.flow_id, &RunChange::Queued { run_id: run.id });
+        Ok(())
+    }
+
+    /// QUEUED → RUNNING.
+    pub async fn start_run(&self, flow_id: &str, run_id: &str) -> Result<bool> {
+        let started = self.store.start_run(run_id).await?;
+        if started {
+            self.publish_run(flow_id, &RunChange::Started { run_id });
+        }
+        Ok(started)
+    }
+
+    /// A PENDING run pod takes its queued execution. No event of its own: the execution's
+    /// (`queued` first, recorded before this) are the pod's `run:pod` events, in their order.
+    pub async fn attach_run_pod(
+        &self,
+        run_id: &str,
+        pod_id: &str,
+        execution_id: &str,
+    ) -> Result<bool> {
+        self.store
+            .attach_run_pod(run_id, pod_id, execution_id)
+            .await
+    }
+
+    /// A PENDING run pod ends without running: `SKIPPED` (and why), `CANCELLED`, or `ERROR`
+    /// (it could not be queued: `error` says why).
+    pub async fn end_run_pod(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+        pod_id: &str,
+        status: &str,
+        skipped_because: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let ended = self
+            .store
+            .end_run_pod(run_id, pod_id, status, skipped_because, error)
+            .await?;
+        if ended {
+            let change = RunChange::Pod {
+                run_id,
+                pod_id,
+                execution_id: None,
+                status,
+                skipped_because,
+            };
+            self.publish_run(flow_id, &change);
+        }
+        Ok(ended)
+    }
+
+    /// QUEUED or RUNNING → COMPLETED, FAILED or BUDGET_EXCEEDED.
+    pub async fn finish_run(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+        status: &str,
+        spent: rust_decimal::Decimal,
+    ) -> Result<bool> {
+        let finished = self.store.finish_run(run_id, status).await?;
+        if finished {
+            self.publish_run(flow_id, &RunChange::ended(run_id, status, spent));
+        }
+        Ok(finished)
+    }
+
+    /// QUEUED or RUNNING → CANCELLED, its pending pods with it (running ones are cancelled as
+    /// executions by the caller).
+    pub async fn cancel_run(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+        spent: rust_decimal::Decimal,
+    ) -> Result<bool> {
+        let cancelled = self.store.cancel_run(run_id).await?;
+        if cancelled {
+            self.publish_run(flow_id, &RunChange::ended(run_id, "CANCELLED", spent));
+        }
+        Ok(cancelled)
+    }
+
+    /// FAILED, CANCELLED or BUDGET_EXCEEDED → RUNNING: `again`'s pods are PENDING once more.
+    pub async fn reopen_run(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+        from: &str,
+        budget_usd: Option<rust_decimal::Decimal>,
+        again: &[(String, Option<rust_decimal::Decimal>)],
+    ) -> Result<bool> {
+        let reopened = self
+            .store
+            .reopen_run(run_id, from, budget_usd, again)
+            .await?;
+        if reopened {
+            self.publish_run(flow_id, &RunChange::Started { run_id });
+        }
+        Ok(reopened)
     }
 
     /// QUEUED or RUNNING → CANCELLED. Whichever node runs it is asked to abort its call.
@@ -259,6 +463,7 @@ impl Ledger {
                 execution_id: execution_id.to_string(),
                 pod_id: pod_id.clone(),
                 flow_id: flow_id.clone(),
+                run_id: None,
             };
             self.publish(&ids, Change::Cancelled);
         }
@@ -280,6 +485,8 @@ impl Ledger {
 }
 
 /// What a worker may do with a delivered execution.
+// One per delivered job, moved once: boxing the guard would cost an allocation per job for no gain.
+#[allow(clippy::large_enum_variant)]
 pub enum Claim {
     /// Run it: it is RUNNING under this worker's lease (as it reads now).
     Run(Running, Box<Execution>),
@@ -498,6 +705,7 @@ fn ids_of(execution_id: String, new: &NewExecution) -> Ids {
         execution_id,
         pod_id: new.pod_id.clone(),
         flow_id: new.flow_id.clone(),
+        run_id: new.run_id.clone(),
     }
 }
 
@@ -671,6 +879,7 @@ mod tests {
         let mut f = fixture().await;
         let stale = NewExecution {
             config_version: Some(-1),
+            run_id: None,
             ..f.new_execution()
         };
         let recorded = f.ledger.record_running(&stale, LEASE).await;

@@ -22,6 +22,7 @@ pub mod limiter;
 pub mod plugins;
 pub mod pod_store;
 pub mod queue;
+pub mod runs;
 pub mod scaffold;
 pub mod server;
 pub mod sse;

@@ -30,6 +30,8 @@ pub struct Scheduling {
     pub executor: Executor,
     pub ledger: Ledger,
     pub queue: Arc<dyn Queue>,
+    /// Flow runs: a finished pod moves its run on.
+    pub runs: crate::runs::Runs,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +183,7 @@ async fn process(scheduling: &Scheduling, config: &WorkerConfig, owner: &str, de
         .executor
         .run_claimed(running, &execution, config.max_attempts, retry)
         .await;
+    let done = matches!(outcome, Ok(AttemptOutcome::Done));
     let settled = match outcome {
         Ok(AttemptOutcome::Done) => queue.ack_finished(&delivery).await,
         Ok(AttemptOutcome::RetryAfter(delay)) => queue.retry(&delivery, delay).await,
@@ -192,6 +195,12 @@ async fn process(scheduling: &Scheduling, config: &WorkerConfig, owner: &str, de
     };
     if let Err(e) = settled {
         tracing::warn!(execution = %id, error = %e, "settling a job failed; it will be delivered again and skipped");
+    }
+    // A pod of a flow run ended: its dependents may start (if this fails, the sweeper does it).
+    if let (true, Some(run)) = (done, &execution.run_id)
+        && let Err(e) = scheduling.runs.advance(&execution.workspace_id, run).await
+    {
+        tracing::warn!(run = %run, error = %e, "advancing a flow run failed; the sweeper will");
     }
 }
 
@@ -208,6 +217,9 @@ async fn sweep(
         }
         if let Err(e) = sweep_once(&scheduling.ledger, scheduling.queue.as_ref(), &config).await {
             tracing::warn!(error = %e, "sweeping stale executions failed");
+        }
+        if let Err(e) = scheduling.runs.sweep().await {
+            tracing::warn!(error = %e, "advancing stalled flow runs failed");
         }
     }
 }

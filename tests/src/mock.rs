@@ -120,6 +120,9 @@ async fn answer(
     if model.ends_with("delay") {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    if model.contains("-half") {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     if model.ends_with("slow") || path.contains("slow") {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -264,6 +267,8 @@ fn openai(request: &Value, stream: bool) -> Response {
         "x".repeat(LARGE_ANSWER_BYTES)
     } else if model.ends_with("nul") {
         "before\u{0}after".to_string()
+    } else if model.ends_with("named") {
+        format!("answer from {model}")
     } else if model.ends_with("json") {
         json!({"summary": JSON_SUMMARY, "points": ["superposition", "entanglement"]}).to_string()
     } else {

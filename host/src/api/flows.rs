@@ -145,13 +145,26 @@ pub async fn update_flow(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/flows/{flow_id}", tag = "flows", security(("bearer" = [])), responses((status = 204)))]
+/// `409` while a run of the flow is under way: its pods must stay.
+async fn refuse_during_run(state: &AppState, ws: &str, flow_id: &str) -> Result<(), ApiError> {
+    if state.store.flow_has_active_run(ws, flow_id).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a run of this flow is under way: cancel it or let it finish first",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/flows/{flow_id}", tag = "flows", security(("bearer" = [])),
+    responses((status = 204), (status = 409, description = "CONFLICT: a run of the flow is under way")))]
 pub async fn delete_flow(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, flow_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
+    refuse_during_run(&state, &ws, &flow_id).await?;
     state
         .pods
         .delete_flow(&ws, &flow_id)
@@ -385,13 +398,16 @@ pub async fn update_pod(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/pods/{pod_id}", tag = "pods", security(("bearer" = [])), responses((status = 204)))]
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/pods/{pod_id}", tag = "pods", security(("bearer" = [])),
+    responses((status = 204), (status = 409, description = "CONFLICT: a run of its flow is under way")))]
 pub async fn delete_pod(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, pod_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
+    let pod = state.pods.get(&ws, &pod_id).await.map_err(missing("pod"))?;
+    refuse_during_run(&state, &ws, &pod.flow_id).await?;
     state
         .pods
         .delete(&ws, &pod_id)

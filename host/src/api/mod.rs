@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod plugins;
 mod pricing;
+mod runs;
 mod users;
 mod workspaces;
 mod ws;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub tokens: Tokens,
     pub limiter: std::sync::Arc<Limiter>,
     pub rates: Rates,
+    pub runs: crate::runs::Runs,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             tokens,
             limiter: node.limiter,
             rates: node.rates,
+            runs: node.runs,
         }
     }
 
@@ -167,6 +170,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pricing::routes())
         .merge(ws::routes())
         .merge(users::routes())
+        .merge(runs::routes())
         .merge(metrics::api_routes())
         .merge(plugins::routes(state.plugins.limits().max_bytes));
     Router::new()
@@ -308,6 +312,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         }
         integral_floats_to_integers(&mut value);
         serde_json::from_value(value).map(Body).map_err(classify)
+    }
+}
+
+/// An optional JSON body: none at all (no content type, no bytes) is `None`; anything else is
+/// read as [`Body`] is.
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let headers = req.headers();
+        let empty = !headers.contains_key(header::CONTENT_TYPE)
+            && headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        if empty {
+            return Ok(None);
+        }
+        <Body<T> as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 

@@ -33,6 +33,12 @@ pub enum ErrorCode {
     MissingModel,
     MissingMessages,
     EdgeCycle,
+    /// A flow run's budget does not cover even its cheapest pod.
+    BudgetTooLow,
+    /// A flow run's budget cannot bound a pod whose model has no price.
+    UnpricedModelUnderBudget,
+    /// A run's flow gained or lost pods or edges since it ran: it cannot be resumed.
+    FlowChanged,
     AlreadyFinished,
     ExecutionCancelled,
     /// A queued execution that no longer resolves when its worker takes it.
@@ -80,7 +86,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for checks over all of them.
-    pub const ALL: [ErrorCode; 52] = [
+    pub const ALL: [ErrorCode; 55] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::InvalidField,
@@ -100,6 +106,9 @@ impl ErrorCode {
         ErrorCode::MissingModel,
         ErrorCode::MissingMessages,
         ErrorCode::EdgeCycle,
+        ErrorCode::BudgetTooLow,
+        ErrorCode::UnpricedModelUnderBudget,
+        ErrorCode::FlowChanged,
         ErrorCode::AlreadyFinished,
         ErrorCode::ExecutionCancelled,
         ErrorCode::InvalidRequest,
@@ -158,6 +167,9 @@ impl ErrorCode {
             MissingModel => "MISSING_MODEL",
             MissingMessages => "MISSING_MESSAGES",
             EdgeCycle => "EDGE_CYCLE",
+            BudgetTooLow => "BUDGET_TOO_LOW",
+            UnpricedModelUnderBudget => "UNPRICED_MODEL_UNDER_BUDGET",
+            FlowChanged => "FLOW_CHANGED",
             AlreadyFinished => "ALREADY_FINISHED",
             ExecutionCancelled => "EXECUTION_CANCELLED",
             InvalidRequest => "INVALID_REQUEST",
@@ -210,6 +222,8 @@ impl ErrorCode {
             | MissingModel
             | MissingMessages
             | EdgeCycle
+            | BudgetTooLow
+            | UnpricedModelUnderBudget
             | InvalidRequest
             | PluginInvalid
             | PluginNonconformant
@@ -218,7 +232,7 @@ impl ErrorCode {
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
-            Conflict | AlreadyFinished | ExecutionCancelled => StatusCode::CONFLICT,
+            Conflict | AlreadyFinished | ExecutionCancelled | FlowChanged => StatusCode::CONFLICT,
             BodyTooLarge | PluginTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,

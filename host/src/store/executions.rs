@@ -29,6 +29,8 @@ pub struct NewExecution {
     /// Record it only while its workspace's configuration is at this version (what the
     /// execution was resolved from); otherwise [`StoreError::ConfigChanged`]. `None`: always.
     pub config_version: Option<i64>,
+    /// The flow run it is a pod of.
+    pub run_id: Option<String>,
 }
 
 /// How an execution ended.
@@ -97,9 +99,11 @@ pub struct Execution {
     pub plugin_version: Option<String>,
     /// A queued execution's request, as it was asked.
     pub queued_request: Option<QueuedRequest>,
+    /// The flow run it is a pod of.
+    pub run_id: Option<String>,
 }
 
-pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request";
+pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request, run_id";
 
 fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
     Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
@@ -170,6 +174,7 @@ pub(super) fn row_to_execution(row: &AnyRow) -> Result<Execution> {
                     .map_err(|e| StoreError::Corrupt(format!("queued_request: {e}")))
             })
             .transpose()?,
+        run_id: get(row, "run_id")?,
     })
 }
 
@@ -200,15 +205,15 @@ impl Store {
         leased_until: Option<i64>,
         lease_owner: Option<&str>,
     ) -> Result<String> {
-        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request";
+        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request, run_id";
         const VALUES: &str =
-            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18";
+            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19";
         static INSERT: LazyLock<String> =
             LazyLock::new(|| format!("INSERT INTO executions ({INSERTED}) VALUES ({VALUES})"));
         // The version check and the insert are one statement: nothing can change in between.
         static INSERT_IF_CURRENT: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $19"
+                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $20"
             )
         });
         let (id, now) = (new_id(), now_ms());
@@ -239,7 +244,8 @@ impl Store {
                 new.queued
                     .as_ref()
                     .and_then(|q| serde_json::to_string(q).ok()),
-            );
+            )
+            .bind(new.run_id.clone());
         if let Some(version) = new.config_version {
             statement = statement.bind(version);
         }

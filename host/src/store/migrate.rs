@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0010_users_disabled_and_audit.sql"),
         include_str!("../../migrations/0010_users_disabled_and_audit.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/0011_flow_runs.sql"),
+        include_str!("../../migrations/0011_flow_runs.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

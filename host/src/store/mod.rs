@@ -16,6 +16,7 @@ mod migrate;
 mod plugins;
 mod pricing;
 mod queue;
+mod runs;
 mod sqlite_writer;
 mod workspaces;
 
@@ -32,6 +33,7 @@ pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};
 pub use pricing::NewPrice;
 pub use queue::{Cancelled, Claim, ClaimedJob, JobCounts, SYNC_LEASE_OWNER, Stale};
+pub use runs::{NewRun, Run, RunGraph, RunPod};
 pub use workspaces::{User, Workspace};
 
 use crate::domain::{Price, new_id, now_ms};

@@ -1,0 +1,505 @@
+//! Whole-flow runs: a flow's pods run as ordinary queued executions, each once every upstream
+//! pod has completed in this run, independent branches in parallel.
+//!
+//! Life of a run: `create` records it (every pod PENDING, the graph it was made for, each pod's
+//! cost bound) and advances it. **Advancing** looks at the run's pods — a pod with an execution
+//! has that execution's status — and, in execution order: skips a pending pod whose upstream
+//! failed, was skipped or cancelled (`skippedBecause`); queues one whose upstreams all
+//! completed, unless its bound would take the run past its budget (then it is skipped with
+//! `"budget"`); and ends the run once nothing is pending, queued or running. A run is advanced
+//! when it is created, when a worker finishes one of its pods, and by the sweeper for runs no one
+//! advanced for a while (a node died mid-step). One node advances a run at a time (a lease on the
+//! run's row; a node that finds it taken marks the run so the holder looks again), so budget
+//! reservations are never raced. Every status change goes through the ledger.
+//!
+//! Crash safety: the state is the store's. A pod's execution is recorded before it is attached
+//! to the run; a step that stopped in between is finished by the next (`unattached` executions
+//! are adopted), and the queue's own recovery runs a recorded execution whose job was lost.
+
+pub mod estimate;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::domain::{ErrorCode, ExecuteRequest, ExecutionStatus, MessageInput, now_ms};
+use crate::execution::{ExecError, Executor};
+use crate::ledger::Ledger;
+use crate::pod_store::PodStore;
+use crate::store::{NewRun, Pod, Run, RunGraph, RunPod, Store, StoreError};
+pub use estimate::{Estimate, PodEstimate};
+
+/// How long one node may hold a run's advancing lease.
+const ADVANCE_LEASE: Duration = Duration::from_secs(30);
+
+/// Why a run request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Invalid { code: ErrorCode, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
+impl RunError {
+    fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
+        RunError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a run asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub budget_usd: Option<Decimal>,
+    pub messages: Option<Vec<MessageInput>>,
+    pub stream: bool,
+}
+
+/// Runs flows; cheap to clone.
+#[derive(Clone)]
+pub struct Runs {
+    store: Store,
+    pods: PodStore,
+    ledger: Ledger,
+    executor: Executor,
+    default_max_tokens: u32,
+}
+
+/// A run pod's status as the API shows it.
+pub fn pod_status(pod: &RunPod) -> &str {
+    match pod.execution_status {
+        Some(status) => status.as_str(),
+        None => &pod.status,
+    }
+}
+
+impl Runs {
+    pub fn new(
+        store: Store,
+        pods: PodStore,
+        ledger: Ledger,
+        executor: Executor,
+        default_max_tokens: u32,
+    ) -> Self {
+        Runs {
+            store,
+            pods,
+            ledger,
+            executor,
+            default_max_tokens,
+        }
+    }
+
+    /// The flow's pods in execution order and its edges as a run graph.
+    async fn graph(&self, ws: &str, flow_id: &str) -> Result<(Vec<Pod>, RunGraph), RunError> {
+        match self.store.flow(ws, flow_id).await {
+            Err(StoreError::NotFound) => return Err(RunError::NotFound("flow")),
+            other => other?,
+        };
+        let pods = self.pods.list(ws, flow_id).await?;
+        let edges = self.store.edges(ws, flow_id).await?;
+        let order = crate::context::execution_order(&pods, &edges).ok_or_else(|| {
+            RunError::invalid(ErrorCode::EdgeCycle, "the flow's edges form a cycle")
+        })?;
+        let by_id: HashMap<&str, &Pod> = pods.iter().map(|p| (p.id.as_str(), p)).collect();
+        let ordered: Vec<Pod> = order
+            .iter()
+            .filter_map(|id| by_id.get(id.as_str()).map(|p| (*p).clone()))
+            .collect();
+        let mut pairs: Vec<(String, String)> = edges
+            .iter()
+            .map(|e| (e.source_pod_id.clone(), e.target_pod_id.clone()))
+            .collect();
+        pairs.sort();
+        Ok((
+            ordered,
+            RunGraph {
+                pods: order,
+                edges: pairs,
+            },
+        ))
+    }
+
+    /// Each pod's cost bound, with today's prices.
+    async fn bounds(
+        &self,
+        pods: &[Pod],
+        graph: &RunGraph,
+        messages: Option<&[MessageInput]>,
+    ) -> Result<Estimate, RunError> {
+        let targets: HashSet<&str> = graph.edges.iter().map(|(_, t)| t.as_str()).collect();
+        let roots: HashSet<String> = graph
+            .pods
+            .iter()
+            .filter(|p| !targets.contains(p.as_str()))
+            .cloned()
+            .collect();
+        let mut prices = HashMap::new();
+        for pod in pods {
+            let provider = pod.config.provider.to_ascii_lowercase();
+            if let std::collections::hash_map::Entry::Vacant(slot) = prices.entry(provider) {
+                let rows = self.store.prices_in_force(slot.key(), now_ms()).await?;
+                slot.insert(rows);
+            }
+        }
+        let price = |pod: &Pod| {
+            let rows = prices.get(&pod.config.provider.to_ascii_lowercase())?;
+            crate::cost::find_price(rows, &pod.config.model, None).cloned()
+        };
+        Ok(estimate::estimate(
+            pods,
+            &roots,
+            messages,
+            price,
+            self.default_max_tokens,
+        ))
+    }
+
+    /// `POST …/flows/{flowId}/estimate`.
+    pub async fn estimate(
+        &self,
+        ws: &str,
+        flow_id: &str,
+        messages: Option<&[MessageInput]>,
+    ) -> Result<Estimate, RunError> {
+        let (pods, graph) = self.graph(ws, flow_id).await?;
+        self.bounds(&pods, &graph, messages).await
+    }
+
+    /// Records a run and starts it; its id.
+    pub async fn create(
+        &self,
+        ws: &str,
+        flow_id: &str,
+        user_id: &str,
+        request: RunRequest,
+    ) -> Result<String, RunError> {
+        let (pods, graph) = self.graph(ws, flow_id).await?;
+        if pods.is_empty() {
+            return Err(RunError::invalid(
+                ErrorCode::InvalidField,
+                "the flow has no pods to run",
+            ));
+        }
+        let bounds = self
+            .bounds(&pods, &graph, request.messages.as_deref())
+            .await?;
+        if let Some(budget) = request.budget_usd {
+            check_budget(budget, &bounds)?;
+        }
+        let id = crate::domain::new_id();
+        let max_costs: Vec<Option<Decimal>> = bounds.pods.iter().map(|p| p.max_cost_usd).collect();
+        self.ledger
+            .record_run(&NewRun {
+                id: &id,
+                workspace_id: ws,
+                flow_id,
+                user_id,
+                budget_usd: request.budget_usd,
+                messages: request.messages.as_deref(),
+                stream: request.stream,
+                graph: &graph,
+                max_costs: &max_costs,
+            })
+            .await?;
+        self.advance(ws, &id).await?;
+        Ok(id)
+    }
+
+    /// Cancels a moving run: pending pods end CANCELLED, running ones are cancelled as
+    /// executions are (on whichever node runs them). `false`: it had finished.
+    pub async fn cancel(&self, ws: &str, run_id: &str) -> Result<bool, RunError> {
+        let run = self.run(ws, run_id).await?;
+        let spent = self.store.run_spent(run_id).await?;
+        if !self.ledger.cancel_run(&run.flow_id, run_id, spent).await? {
+            return Ok(false);
+        }
+        for pod in self.store.run_pods(run_id).await? {
+            if let (Some(execution), Some(ExecutionStatus::Queued | ExecutionStatus::Running)) =
+                (&pod.execution_id, pod.execution_status)
+            {
+                self.executor.cancel(ws, execution).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs a FAILED, CANCELLED or BUDGET_EXCEEDED run again: only its pods that did not
+    /// complete, with the pods' current settings, over the run's original graph.
+    pub async fn resume(
+        &self,
+        ws: &str,
+        run_id: &str,
+        budget_usd: Option<Decimal>,
+    ) -> Result<(), RunError> {
+        let run = self.run(ws, run_id).await?;
+        if !matches!(
+            run.status.as_str(),
+            "FAILED" | "CANCELLED" | "BUDGET_EXCEEDED"
+        ) {
+            return Err(RunError::invalid(
+                ErrorCode::Conflict,
+                format!(
+                    "a {} run cannot be resumed (only FAILED, CANCELLED or BUDGET_EXCEEDED)",
+                    run.status
+                ),
+            ));
+        }
+        let (pods, graph) = self.graph(ws, &run.flow_id).await?;
+        if !same_graph(&graph, &run.graph) {
+            return Err(RunError::invalid(
+                ErrorCode::FlowChanged,
+                "pods or edges of the run's flow were added or removed since it ran; start a new run",
+            ));
+        }
+        let bounds = self.bounds(&pods, &graph, run.messages.as_deref()).await?;
+        let budget = budget_usd.or(run.budget_usd);
+        let state = self.store.run_pods(run_id).await?;
+        let again: Vec<(String, Option<Decimal>)> = state
+            .iter()
+            .filter(|p| pod_status(p) != "COMPLETED")
+            .map(|p| {
+                let bound = bounds
+                    .pods
+                    .iter()
+                    .find(|b| b.pod_id == p.pod_id)
+                    .and_then(|b| b.max_cost_usd);
+                (p.pod_id.clone(), bound)
+            })
+            .collect();
+        if let Some(budget) = budget {
+            let spent = self.store.run_spent(run_id).await?;
+            let remaining = Estimate {
+                pods: bounds
+                    .pods
+                    .into_iter()
+                    .filter(|b| again.iter().any(|(id, _)| *id == b.pod_id))
+                    .collect(),
+                max_cost_usd: Decimal::ZERO,
+                unpriced: vec![],
+            };
+            check_budget(budget - spent, &remaining)?;
+        }
+        if !self
+            .ledger
+            .reopen_run(&run.flow_id, run_id, &run.status, budget_usd, &again)
+            .await?
+        {
+            return Err(RunError::invalid(
+                ErrorCode::Conflict,
+                "the run changed meanwhile; read it again",
+            ));
+        }
+        self.advance(ws, run_id).await?;
+        Ok(())
+    }
+
+    pub async fn run(&self, ws: &str, run_id: &str) -> Result<Run, RunError> {
+        match self.store.run(ws, run_id).await {
+            Err(StoreError::NotFound) => Err(RunError::NotFound("run")),
+            other => Ok(other?),
+        }
+    }
+
+    /// Moves the run as far as it can go now (see the module's doc). Another node advancing it
+    /// meanwhile is asked to look again instead.
+    pub async fn advance(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
+        let until = now_ms() + ADVANCE_LEASE.as_millis() as i64;
+        if !self.store.lock_run(run_id, until).await? {
+            return Ok(());
+        }
+        loop {
+            self.step(ws, run_id).await?;
+            if self.store.unlock_run(run_id).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Advances runs that nobody advanced for a lease's time (the node of their last step may
+    /// be gone); how many.
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        let before = now_ms() - ADVANCE_LEASE.as_millis() as i64;
+        let stalled = self.store.stalled_runs(before, 100).await?;
+        for (ws, run) in &stalled {
+            self.advance(ws, run).await?;
+        }
+        Ok(stalled.len())
+    }
+
+    /// One look at the run: skip, queue, or end it.
+    async fn step(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
+        let run = self.store.run(ws, run_id).await?;
+        if !matches!(run.status.as_str(), "QUEUED" | "RUNNING") {
+            return Ok(());
+        }
+        let flow = run.flow_id.as_str();
+        if run.status == "QUEUED" {
+            self.ledger.start_run(flow, run_id).await?;
+        }
+        for (pod, execution) in self.store.unattached_run_executions(run_id).await? {
+            self.ledger.attach_run_pod(run_id, &pod, &execution).await?;
+        }
+        let pods = self.store.run_pods(run_id).await?;
+        let spent = self.store.run_spent(run_id).await?;
+        let mut upstream: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (source, target) in &run.graph.edges {
+            upstream.entry(target).or_default().push(source);
+        }
+        let roots_messages = run.messages.clone();
+        // Each pod's status as this step leaves it, and why a skipped one was skipped.
+        let mut status: HashMap<String, (String, Option<String>)> = pods
+            .iter()
+            .map(|p| {
+                (
+                    p.pod_id.clone(),
+                    (pod_status(p).to_string(), p.skipped_because.clone()),
+                )
+            })
+            .collect();
+        let bound: HashMap<&str, Decimal> = pods
+            .iter()
+            .map(|p| (p.pod_id.as_str(), p.max_cost_usd.unwrap_or_default()))
+            .collect();
+        let mut reserved: Decimal = pods
+            .iter()
+            .filter(|p| matches!(pod_status(p), "QUEUED" | "RUNNING"))
+            .map(|p| p.max_cost_usd.unwrap_or_default())
+            .sum();
+        for pod in &pods {
+            let id = pod.pod_id.as_str();
+            if status.get(id).is_none_or(|(s, _)| s != "PENDING") {
+                continue;
+            }
+            // Upstreams are the run's own pods (one graph made both); none other is looked at.
+            let ups: Vec<&str> = upstream
+                .get(id)
+                .map(|u| {
+                    u.iter()
+                        .copied()
+                        .filter(|u| status.contains_key(*u))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let blocked = ups.iter().find_map(|u| {
+                let (s, why) = status.get(*u)?;
+                match s.as_str() {
+                    "ERROR" | "CANCELLED" => Some(u.to_string()),
+                    "SKIPPED" => Some(why.clone().unwrap_or_else(|| u.to_string())),
+                    _ => None,
+                }
+            });
+            if let Some(because) = blocked {
+                self.ledger
+                    .end_run_pod(flow, run_id, id, "SKIPPED", Some(&because), None)
+                    .await?;
+                status.insert(id.to_string(), ("SKIPPED".into(), Some(because)));
+                continue;
+            }
+            if !ups
+                .iter()
+                .all(|u| status.get(*u).is_some_and(|(s, _)| s == "COMPLETED"))
+            {
+                continue;
+            }
+            let need = bound.get(id).copied().unwrap_or_default();
+            if let Some(budget) = run.budget_usd
+                && spent + reserved + need > budget
+            {
+                self.ledger
+                    .end_run_pod(flow, run_id, id, "SKIPPED", Some("budget"), None)
+                    .await?;
+                status.insert(id.to_string(), ("SKIPPED".into(), Some("budget".into())));
+                continue;
+            }
+            let request = ExecuteRequest {
+                pod_id: id.to_string(),
+                messages: if ups.is_empty() {
+                    roots_messages.clone()
+                } else {
+                    None
+                },
+                stream: run.stream,
+                run_async: true,
+                ..ExecuteRequest::default()
+            };
+            match self
+                .executor
+                .enqueue_run_pod(ws, &run.user_id, &request, run_id)
+                .await
+            {
+                Ok(execution) => {
+                    self.ledger.attach_run_pod(run_id, id, &execution).await?;
+                    reserved += need;
+                    status.insert(id.to_string(), ("QUEUED".into(), None));
+                }
+                Err(ExecError::Store(e)) => return Err(e),
+                // It cannot run as it is (its key was deleted, its model is unknown, …).
+                Err(e) => {
+                    let why = e.to_string();
+                    self.ledger
+                        .end_run_pod(flow, run_id, id, "ERROR", None, Some(&why))
+                        .await?;
+                    status.insert(id.to_string(), ("ERROR".into(), None));
+                }
+            }
+        }
+        let moving = status
+            .values()
+            .any(|(s, _)| matches!(s.as_str(), "PENDING" | "QUEUED" | "RUNNING"));
+        if !moving {
+            let budget = status
+                .values()
+                .any(|(s, why)| s == "SKIPPED" && why.as_deref() == Some("budget"));
+            let failed = status.values().any(|(s, _)| s != "COMPLETED");
+            let end = match (budget, failed) {
+                (true, _) => "BUDGET_EXCEEDED",
+                (false, true) => "FAILED",
+                (false, false) => "COMPLETED",
+            };
+            let spent = self.store.run_spent(run_id).await?;
+            self.ledger.finish_run(flow, run_id, end, spent).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a budget that unpriced pods would escape, or that not even the cheapest pod fits.
+fn check_budget(budget: Decimal, bounds: &Estimate) -> Result<(), RunError> {
+    if !bounds.unpriced.is_empty() {
+        return Err(RunError::invalid(
+            ErrorCode::UnpricedModelUnderBudget,
+            format!(
+                "pods {} use models with no price: a budget cannot bound them (add prices, or run without budgetUsd)",
+                bounds.unpriced.join(", ")
+            ),
+        ));
+    }
+    let cheapest = bounds.pods.iter().filter_map(|p| p.max_cost_usd).min();
+    if let Some(cheapest) = cheapest
+        && cheapest > budget
+    {
+        return Err(RunError::invalid(
+            ErrorCode::BudgetTooLow,
+            format!(
+                "the budget of {budget} USD does not cover even the cheapest pod's bound of {cheapest} USD"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The same pods and edges (order aside).
+fn same_graph(now: &RunGraph, then: &RunGraph) -> bool {
+    let pods = |g: &RunGraph| g.pods.iter().cloned().collect::<HashSet<_>>();
+    let edges = |g: &RunGraph| g.edges.iter().cloned().collect::<HashSet<_>>();
+    pods(now) == pods(then) && edges(now) == edges(then)
+}

@@ -1,0 +1,460 @@
+//! Whole-flow runs and their pods (migration 0011). A run pod that has an execution takes its
+//! status from it (so nothing can disagree after a crash); one without keeps its own.
+//!
+//! Only [`crate::ledger`] calls the writes here; [`crate::runs`] decides what they should be.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use super::{Result, Store, StoreError, decimal, get, now_ms};
+use crate::domain::{ExecutionStatus, MessageInput};
+
+/// The graph a run was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunGraph {
+    /// In execution order.
+    pub pods: Vec<String>,
+    /// (source, target)
+    pub edges: Vec<(String, String)>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub id: String,
+    pub workspace_id: String,
+    pub flow_id: String,
+    pub user_id: String,
+    pub status: String,
+    pub budget_usd: Option<Decimal>,
+    pub messages: Option<Vec<MessageInput>>,
+    pub stream: bool,
+    pub graph: RunGraph,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One pod of a run, with what its execution says.
+#[derive(Debug, Clone)]
+pub struct RunPod {
+    pub pod_id: String,
+    pub position: i64,
+    /// The row's own status (PENDING, SKIPPED, CANCELLED, ERROR, or QUEUED once attached).
+    pub status: String,
+    pub execution_id: Option<String>,
+    pub error: Option<String>,
+    pub skipped_because: Option<String>,
+    pub max_cost_usd: Option<Decimal>,
+    /// The execution's status and cost, when there is one.
+    pub execution_status: Option<ExecutionStatus>,
+    pub cost_usd: Option<Decimal>,
+    pub execution_error: Option<String>,
+}
+
+/// A new run: the run itself and its pods (position, max cost).
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub workspace_id: &'a str,
+    pub flow_id: &'a str,
+    pub user_id: &'a str,
+    pub budget_usd: Option<Decimal>,
+    pub messages: Option<&'a [MessageInput]>,
+    pub stream: bool,
+    pub graph: &'a RunGraph,
+    pub max_costs: &'a [Option<Decimal>],
+}
+
+const RUN_COLUMNS: &str = "id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, started_at, finished_at";
+
+fn run_row(row: &AnyRow) -> Result<Run> {
+    let json = |column: &str| -> Result<Option<String>> { get(row, column) };
+    Ok(Run {
+        id: get(row, "id")?,
+        workspace_id: get(row, "workspace_id")?,
+        flow_id: get(row, "flow_id")?,
+        user_id: get(row, "user_id")?,
+        status: get(row, "status")?,
+        budget_usd: decimal(get(row, "budget_usd")?, "budget_usd")?,
+        messages: json("messages")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("messages: {e}")))?,
+        stream: get::<i64>(row, "stream")? != 0,
+        graph: serde_json::from_str(&get::<String>(row, "graph")?)
+            .map_err(|e| StoreError::Corrupt(format!("graph: {e}")))?,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+/// Run states in which a run still moves.
+const ACTIVE: &str = "('QUEUED', 'RUNNING')";
+
+impl Store {
+    pub async fn create_run(&self, run: &NewRun<'_>) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO flow_runs (id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, updated_at, round_started_at)
+             VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $9, $9)",
+        )
+        .bind(run.id)
+        .bind(run.workspace_id)
+        .bind(run.flow_id)
+        .bind(run.user_id)
+        .bind(run.budget_usd.map(|d| d.to_string()))
+        .bind(run.messages.and_then(|m| serde_json::to_string(m).ok()))
+        .bind(i64::from(run.stream))
+        .bind(serde_json::to_string(run.graph).unwrap_or_default())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (position, (pod, max)) in run.graph.pods.iter().zip(run.max_costs).enumerate() {
+            sqlx::query(
+                "INSERT INTO flow_run_pods (run_id, pod_id, position, status, max_cost_usd) VALUES ($1, $2, $3, 'PENDING', $4)",
+            )
+            .bind(run.id)
+            .bind(pod)
+            .bind(position as i64)
+            .bind(max.map(|d| d.to_string()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A run of the workspace.
+    pub async fn run(&self, ws: &str, run_id: &str) -> Result<Run> {
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE workspace_id = $1 AND id = $2"
+        ))
+        .bind(ws)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        run_row(&row)
+    }
+
+    /// A flow's runs, newest first.
+    pub async fn runs_of_flow(&self, ws: &str, flow_id: &str, limit: u32) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(ws)
+        .bind(flow_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Whether the flow has a run that is not finished (its pods and edges must stay).
+    pub async fn flow_has_active_run(&self, ws: &str, flow_id: &str) -> Result<bool> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM flow_runs WHERE workspace_id = $1 AND flow_id = $2 AND status IN {ACTIVE}"
+        ))
+        .bind(ws)
+        .bind(flow_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// A run's pods in order, each with its execution's status and cost.
+    pub async fn run_pods(&self, run_id: &str) -> Result<Vec<RunPod>> {
+        let rows = sqlx::query(
+            "SELECT p.pod_id, p.position, p.status, p.execution_id, p.error, p.skipped_because, p.max_cost_usd,
+                    e.status AS execution_status, e.total_cost, e.error_code, e.error_message
+             FROM flow_run_pods p LEFT JOIN executions e ON e.id = p.execution_id
+             WHERE p.run_id = $1 ORDER BY p.position",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<String> = get(row, "execution_status")?;
+                let code: Option<String> = get(row, "error_code")?;
+                let message: Option<String> = get(row, "error_message")?;
+                Ok(RunPod {
+                    pod_id: get(row, "pod_id")?,
+                    position: get(row, "position")?,
+                    status: get(row, "status")?,
+                    execution_id: get(row, "execution_id")?,
+                    error: get(row, "error")?,
+                    skipped_because: get(row, "skipped_because")?,
+                    max_cost_usd: decimal(get(row, "max_cost_usd")?, "max_cost_usd")?,
+                    execution_status: status
+                        .map(|s| {
+                            ExecutionStatus::parse(&s)
+                                .ok_or_else(|| StoreError::Corrupt(format!("status {s:?}")))
+                        })
+                        .transpose()?,
+                    cost_usd: decimal(get(row, "total_cost")?, "total_cost")?,
+                    execution_error: code.map(|c| match message {
+                        Some(m) => format!("{c}: {m}"),
+                        None => c,
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    /// Executions recorded for a run's pods since it was last (re)opened that no run pod points
+    /// at (their node stopped between recording one and attaching it): (pod, execution).
+    pub async fn unattached_run_executions(&self, run_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT e.pod_id, e.id FROM executions e
+             JOIN flow_run_pods p ON p.run_id = e.run_id AND p.pod_id = e.pod_id
+             JOIN flow_runs r ON r.id = e.run_id
+             WHERE e.run_id = $1 AND p.status = 'PENDING' AND p.execution_id IS NULL
+               AND e.created_at >= r.round_started_at
+             ORDER BY e.created_at",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "pod_id")?, get(r, "id")?)))
+            .collect()
+    }
+
+    /// Takes the run's advancing lease until `until`; `false` (and the run marked dirty, so the
+    /// holder looks again) if another node holds it, or the run is finished.
+    pub async fn lock_run(&self, run_id: &str, until: i64) -> Result<bool> {
+        let now = now_ms();
+        let taken = sqlx::query(&format!(
+            "UPDATE flow_runs SET advancing_until = $2, dirty = 0, updated_at = $3
+             WHERE id = $1 AND status IN {ACTIVE} AND (advancing_until IS NULL OR advancing_until < $3)"
+        ))
+        .bind(run_id)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !taken {
+            sqlx::query("UPDATE flow_runs SET dirty = 1 WHERE id = $1")
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(taken)
+    }
+
+    /// Gives the lease back unless someone asked for another look meanwhile (`false`: look
+    /// again, still holding it).
+    pub async fn unlock_run(&self, run_id: &str) -> Result<bool> {
+        let released =
+            sqlx::query("UPDATE flow_runs SET advancing_until = NULL WHERE id = $1 AND dirty = 0")
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+        if !released {
+            sqlx::query("UPDATE flow_runs SET dirty = 0 WHERE id = $1")
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(released)
+    }
+
+    /// Runs still moving that nobody has advanced since `before` (their last step's node may be
+    /// gone): (workspace, run).
+    pub async fn stalled_runs(&self, before: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT workspace_id, id FROM flow_runs
+             WHERE status IN {ACTIVE} AND updated_at < $1 AND (advancing_until IS NULL OR advancing_until < $2)
+             ORDER BY updated_at LIMIT $3"
+        ))
+        .bind(before)
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "workspace_id")?, get(r, "id")?)))
+            .collect()
+    }
+
+    /// QUEUED → RUNNING.
+    pub async fn start_run(&self, run_id: &str) -> Result<bool> {
+        let now = now_ms();
+        Ok(sqlx::query(
+            "UPDATE flow_runs SET status = 'RUNNING', started_at = COALESCE(started_at, $2), updated_at = $2
+             WHERE id = $1 AND status = 'QUEUED'",
+        )
+        .bind(run_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// A pending run pod takes its execution.
+    pub async fn attach_run_pod(
+        &self,
+        run_id: &str,
+        pod_id: &str,
+        execution: &str,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE flow_run_pods SET status = 'QUEUED', execution_id = $3
+             WHERE run_id = $1 AND pod_id = $2 AND status = 'PENDING'",
+        )
+        .bind(run_id)
+        .bind(pod_id)
+        .bind(execution)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// A pending run pod ends without an execution: SKIPPED (with why), CANCELLED or ERROR.
+    pub async fn end_run_pod(
+        &self,
+        run_id: &str,
+        pod_id: &str,
+        status: &str,
+        skipped_because: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE flow_run_pods SET status = $3, skipped_because = $4, error = $5
+             WHERE run_id = $1 AND pod_id = $2 AND status = 'PENDING'",
+        )
+        .bind(run_id)
+        .bind(pod_id)
+        .bind(status)
+        .bind(skipped_because)
+        .bind(error)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// A moving run ends with `status`.
+    pub async fn finish_run(&self, run_id: &str, status: &str) -> Result<bool> {
+        let now = now_ms();
+        Ok(sqlx::query(&format!(
+            "UPDATE flow_runs SET status = $2, finished_at = $3, updated_at = $3, advancing_until = NULL
+             WHERE id = $1 AND status IN {ACTIVE}"
+        ))
+        .bind(run_id)
+        .bind(status)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Cancels a moving run: it ends CANCELLED and its pending pods with it.
+    pub async fn cancel_run(&self, run_id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let cancelled = sqlx::query(&format!(
+            "UPDATE flow_runs SET status = 'CANCELLED', finished_at = $2, updated_at = $2
+             WHERE id = $1 AND status IN {ACTIVE}"
+        ))
+        .bind(run_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if cancelled {
+            sqlx::query(
+                "UPDATE flow_run_pods SET status = 'CANCELLED' WHERE run_id = $1 AND status = 'PENDING'",
+            )
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+
+    /// Makes a finished run move again: every pod that did not complete is PENDING again (its
+    /// old execution stays in history), with new reservations; the budget may change.
+    pub async fn reopen_run(
+        &self,
+        run_id: &str,
+        from: &str,
+        budget_usd: Option<Decimal>,
+        again: &[(String, Option<Decimal>)],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let reopened = sqlx::query(
+            "UPDATE flow_runs SET status = 'RUNNING', finished_at = NULL, updated_at = $3,
+                    round_started_at = $3, budget_usd = COALESCE($4, budget_usd),
+                    advancing_until = NULL, dirty = 0
+             WHERE id = $1 AND status = $2",
+        )
+        .bind(run_id)
+        .bind(from)
+        .bind(now)
+        .bind(budget_usd.map(|d| d.to_string()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if reopened {
+            for (pod, max) in again {
+                sqlx::query(
+                    "UPDATE flow_run_pods SET status = 'PENDING', execution_id = NULL, error = NULL,
+                            skipped_because = NULL, max_cost_usd = $3
+                     WHERE run_id = $1 AND pod_id = $2",
+                )
+                .bind(run_id)
+                .bind(pod)
+                .bind(max.map(|d| d.to_string()))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(reopened)
+    }
+
+    /// For each completed pod of a run, the execution that completed it.
+    pub async fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.pod_id, p.execution_id FROM flow_run_pods p JOIN executions e ON e.id = p.execution_id
+             WHERE p.run_id = $1 AND e.status = 'COMPLETED'",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "pod_id")?, get(r, "execution_id")?)))
+            .collect()
+    }
+
+    /// What the run's executions cost so far (every attempt, resumed ones included).
+    pub async fn run_spent(&self, run_id: &str) -> Result<Decimal> {
+        let rows = sqlx::query("SELECT total_cost FROM executions WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut spent = Decimal::ZERO;
+        for row in &rows {
+            if let Some(cost) = decimal(get(row, "total_cost")?, "total_cost")? {
+                spent += cost;
+            }
+        }
+        Ok(spent)
+    }
+}
