@@ -426,6 +426,7 @@ impl Settings {
             ledger.clone(),
             executor.clone(),
             self.default_max_tokens,
+            self.lease(),
         );
         Ok(Node {
             runs,

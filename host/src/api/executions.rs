@@ -123,6 +123,9 @@ pub struct ExecutionView {
     pub id: String,
     pub pod_id: String,
     pub flow_id: String,
+    /// The flow run it is a pod of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub status: ExecutionStatus,
     pub provider: String,
     pub model_id: String,
@@ -189,6 +192,7 @@ impl ExecutionView {
             id: e.id,
             pod_id: e.pod_id,
             flow_id: e.flow_id,
+            run_id: e.run_id,
             status: e.status,
             provider: e.provider,
             model_id: e.model_id,

@@ -30,9 +30,6 @@ use crate::pod_store::PodStore;
 use crate::store::{NewRun, Pod, Run, RunGraph, RunPod, Store, StoreError};
 pub use estimate::{Estimate, PodEstimate};
 
-/// How long one node may hold a run's advancing lease.
-const ADVANCE_LEASE: Duration = Duration::from_secs(30);
-
 /// Why a run request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -71,6 +68,9 @@ pub struct Runs {
     ledger: Ledger,
     executor: Executor,
     default_max_tokens: u32,
+    /// How long one node may hold a run's advancing lease; a run nobody advanced for this long
+    /// is advanced by the sweeper.
+    lease: Duration,
 }
 
 /// A run pod's status as the API shows it.
@@ -88,6 +88,7 @@ impl Runs {
         ledger: Ledger,
         executor: Executor,
         default_max_tokens: u32,
+        lease: Duration,
     ) -> Self {
         Runs {
             store,
@@ -95,6 +96,7 @@ impl Runs {
             ledger,
             executor,
             default_max_tokens,
+            lease,
         }
     }
 
@@ -312,7 +314,7 @@ impl Runs {
     /// Moves the run as far as it can go now (see the module's doc). Another node advancing it
     /// meanwhile is asked to look again instead.
     pub async fn advance(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
-        let until = now_ms() + ADVANCE_LEASE.as_millis() as i64;
+        let until = now_ms() + self.lease.as_millis() as i64;
         if !self.store.lock_run(run_id, until).await? {
             return Ok(());
         }
@@ -327,7 +329,7 @@ impl Runs {
     /// Advances runs that nobody advanced for a lease's time (the node of their last step may
     /// be gone); how many.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
-        let before = now_ms() - ADVANCE_LEASE.as_millis() as i64;
+        let before = now_ms() - self.lease.as_millis() as i64;
         let stalled = self.store.stalled_runs(before, 100).await?;
         for (ws, run) in &stalled {
             self.advance(ws, run).await?;
@@ -437,7 +439,14 @@ impl Runs {
                 .await
             {
                 Ok(execution) => {
-                    self.ledger.attach_run_pod(run_id, id, &execution).await?;
+                    if !self.ledger.attach_run_pod(run_id, id, &execution).await? {
+                        // Another node scheduled the pod meanwhile (its lease on the run ran out
+                        // under this step): this execution must not run as well.
+                        if let Err(e) = self.executor.cancel(ws, &execution).await {
+                            tracing::warn!(run = %run_id, execution = %execution, error = %e, "cancelling a doubly scheduled pod failed");
+                        }
+                        continue;
+                    }
                     reserved += need;
                     status.insert(id.to_string(), ("QUEUED".into(), None));
                 }

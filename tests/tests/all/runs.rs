@@ -393,3 +393,111 @@ async fn next_event(socket: &mut pods_e2e::ws::Socket) -> Value {
         }
     }
 }
+
+/// `kill -9` mid-way through 20 runs of a five-pod flow, then a restart: every run finishes, and
+/// every pod of every run completed exactly once (billed once) — on each queue backend.
+async fn runs_survive_kill_9(queue: pods_e2e::services::QueueKind) {
+    use pods_e2e::services::{queue_env, with_queue};
+    let mock = MockProvider::start().await;
+    let name = format!("runs_kill_{queue:?}").to_lowercase();
+    let owned = queue_env(queue, &name);
+    let env = with_queue(&owned, &[mock.egress(), ("PODS_LEASE_SECS", "2")]);
+    let server = Server::start(&name, Backend::Sqlite, &env).await;
+    let f = Flow::new(&server, &mock, "kill@pods.test").await;
+    let pods = five_pods(&f).await;
+    let mut runs = vec![];
+    for _ in 0..20 {
+        runs.push(f.start(json!({})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls_before = mock.seen().len();
+    let server = server.restart_with(&[]).await;
+    assert!(
+        calls_before < 100,
+        "all 100 pods ran before the kill: nothing was interrupted"
+    );
+    let client = f.client.with_base(&server.url);
+    let f = Flow {
+        client,
+        ws: f.ws.clone(),
+        flow: f.flow.clone(),
+    };
+    each_pod_completed_once(&f, &pods, &runs).await;
+}
+
+/// A → B → C, A → D, (C, D) → E; each answer takes 100 ms.
+async fn five_pods(f: &Flow) -> Vec<String> {
+    let mut pods = vec![];
+    for _ in 0..5 {
+        pods.push(f.pod("run-delay", "go", Some(50)).await);
+    }
+    for (s, t) in [(0, 1), (1, 2), (0, 3), (2, 4), (3, 4)] {
+        f.edge(&pods[s], &pods[t]).await;
+    }
+    pods
+}
+
+/// Every run completed, and each of its pods has exactly one completed execution.
+async fn each_pod_completed_once(f: &Flow, pods: &[String], runs: &[String]) {
+    for run in runs {
+        let done = f.finished(run).await;
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+    }
+    for pod in pods {
+        let history = f
+            .client
+            .get(&format!(
+                "/api/v1/workspaces/{}/executions/pod/{pod}?limit=100",
+                f.ws
+            ))
+            .await;
+        let rows = history.body.as_array().cloned().unwrap_or_default();
+        for run in runs {
+            let completed = rows
+                .iter()
+                .filter(|e| e["runId"] == run.as_str() && e["status"] == "COMPLETED")
+                .count();
+            assert_eq!(completed, 1, "pod {pod} in run {run}");
+        }
+    }
+}
+
+/// Two nodes sharing PostgreSQL and a Redis queue run the pods of the same runs: whichever
+/// node's worker finishes a pod moves its run on, one node at a time.
+#[tokio::test]
+async fn runs_move_across_two_nodes() {
+    use pods_e2e::services::{QueueKind, queue_env, with_queue};
+    let mock = MockProvider::start().await;
+    let owned = queue_env(QueueKind::Redis, "runs_two_nodes");
+    let env = with_queue(&owned, &[mock.egress()]);
+    let a = Server::start("runs_two_nodes", Backend::Postgres, &env).await;
+    let b = a.another(&[]).await;
+    let f = Flow::new(&a, &mock, "nodes@pods.test").await;
+    let pods = five_pods(&f).await;
+    let on_b = Flow {
+        client: f.client.with_base(&b.url),
+        ws: f.ws.clone(),
+        flow: f.flow.clone(),
+    };
+    let mut runs = vec![];
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &f } else { &on_b };
+        runs.push(node.start(json!({})).await);
+    }
+    each_pod_completed_once(&on_b, &pods, &runs).await;
+}
+
+#[tokio::test]
+async fn runs_survive_kill_9_on_the_embedded_queue() {
+    runs_survive_kill_9(pods_e2e::services::QueueKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn runs_survive_kill_9_on_redis() {
+    runs_survive_kill_9(pods_e2e::services::QueueKind::Redis).await;
+}
+
+#[tokio::test]
+async fn runs_survive_kill_9_on_sqs() {
+    runs_survive_kill_9(pods_e2e::services::QueueKind::Sqs).await;
+}
