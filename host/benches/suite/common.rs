@@ -43,6 +43,8 @@ impl Bench {
                 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
             ),
             ("RUST_LOG".into(), "error".into()),
+            // One user drives every benchmark: its execution limit is on, but high.
+            ("PODS_RATE_EXECUTIONS_PER_MIN".into(), "100000000".into()),
             // The stand-in provider on loopback, and nothing else there.
             (
                 "PODS_EGRESS_ALLOW".into(),

@@ -15,13 +15,15 @@ mod latency;
 mod peers;
 mod plugins;
 mod queue;
+mod runs;
 mod websocket;
 
 /// Every benchmark: its name and its entry point.
-const BENCHES: [(&str, fn()); 6] = [
+const BENCHES: [(&str, fn()); 7] = [
     ("plugins", plugins::main),
     ("latency", latency::main),
     ("queue", queue::main),
+    ("runs", runs::main),
     ("websocket", websocket::main),
     ("hotload", hotload::main),
     ("peers", peers::main),
