@@ -290,6 +290,23 @@ async fn budgets_bound_a_run_and_the_estimate_says_by_how_much() {
     assert!(spent > 0.0 && spent <= 0.5, "spent {spent}");
     assert_eq!(sent(&mock, "pc").0, 0, "C was never called");
 
+    // Resumed with a budget that covers C: only C runs.
+    let r = f
+        .client
+        .post(
+            &format!("{}/{run}/resume", f.runs()),
+            json!({"budgetUsd": "2"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let resumed = f.finished(&run).await;
+    assert_eq!(resumed["status"], "COMPLETED", "{resumed}");
+    assert_eq!(resumed["budgetUsd"], "2");
+    assert_eq!(
+        (sent(&mock, "pa").0, sent(&mock, "pb").0, sent(&mock, "pc").0),
+        (1, 1, 1)
+    );
+
     // A budget under the cheapest pod, and an unpriced model under a budget: refused.
     let r = f.client.post(&f.runs(), json!({"budgetUsd": "0.05"})).await;
     assert_eq!(r.body["error"]["code"], "BUDGET_TOO_LOW", "{}", r.text);
@@ -349,6 +366,21 @@ async fn a_run_can_be_cancelled_mid_way_and_its_events_arrive_in_order() {
         assert_eq!(seen, ["QUEUED", "RUNNING", "COMPLETED"], "pod {pod}");
     }
 
+    // With `stream: true`, every pod's token deltas reach the flow's WebSocket.
+    let run = f.start(json!({"stream": true})).await;
+    assert_eq!(f.finished(&run).await["status"], "COMPLETED");
+    let mut deltas = std::collections::HashSet::new();
+    loop {
+        let event = next_event(&mut socket).await;
+        if event["type"] == "execution:delta" {
+            deltas.insert(event["podId"].as_str().unwrap_or_default().to_string());
+        }
+        if event["type"] == "run:completed" {
+            break;
+        }
+    }
+    assert_eq!(deltas, [a.clone(), b.clone()].into_iter().collect());
+
     // Cancel while A is still answering (a slow model): A is cancelled, B never starts.
     let r = f
         .client
@@ -377,7 +409,7 @@ async fn a_run_can_be_cancelled_mid_way_and_its_events_arrive_in_order() {
     assert_eq!(pod_of(&done, &b)["status"], "CANCELLED");
     let r = f.client.delete(&format!("{}/{run}", f.runs())).await;
     assert_eq!(r.status, 409);
-    assert_eq!(sent(&mock, "b-named").0, 1, "B ran only in the first run");
+    assert_eq!(sent(&mock, "b-named").0, 2, "B ran only in the first two runs");
 }
 
 async fn next_event(socket: &mut pods_e2e::ws::Socket) -> Value {
