@@ -228,22 +228,25 @@ impl Store {
     /// holder looks again) if another node holds it, or the run is finished.
     pub async fn lock_run(&self, run_id: &str, until: i64) -> Result<bool> {
         let now = now_ms();
-        let taken = sqlx::query(&format!(
-            "UPDATE flow_runs SET advancing_until = $2, dirty = 0, updated_at = $3
-             WHERE id = $1 AND status IN {ACTIVE} AND (advancing_until IS NULL OR advancing_until < $3)"
-        ))
-        .bind(run_id)
-        .bind(until)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
+        let taken = self
+            .write(
+                sqlx::query(
+                    "UPDATE flow_runs SET advancing_until = $2, dirty = 0, updated_at = $3
+                     WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
+                       AND (advancing_until IS NULL OR advancing_until < $3)",
+                )
+                .bind(run_id.to_string())
+                .bind(until)
+                .bind(now),
+            )
+            .await?
             == 1;
         if !taken {
-            sqlx::query("UPDATE flow_runs SET dirty = 1 WHERE id = $1")
-                .bind(run_id)
-                .execute(&self.pool)
-                .await?;
+            self.write(
+                sqlx::query("UPDATE flow_runs SET dirty = 1 WHERE id = $1")
+                    .bind(run_id.to_string()),
+            )
+            .await?;
         }
         Ok(taken)
     }
@@ -251,18 +254,21 @@ impl Store {
     /// Gives the lease back unless someone asked for another look meanwhile (`false`: look
     /// again, still holding it).
     pub async fn unlock_run(&self, run_id: &str) -> Result<bool> {
-        let released =
-            sqlx::query("UPDATE flow_runs SET advancing_until = NULL WHERE id = $1 AND dirty = 0")
-                .bind(run_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1;
+        let released = self
+            .write(
+                sqlx::query(
+                    "UPDATE flow_runs SET advancing_until = NULL WHERE id = $1 AND dirty = 0",
+                )
+                .bind(run_id.to_string()),
+            )
+            .await?
+            == 1;
         if !released {
-            sqlx::query("UPDATE flow_runs SET dirty = 0 WHERE id = $1")
-                .bind(run_id)
-                .execute(&self.pool)
-                .await?;
+            self.write(
+                sqlx::query("UPDATE flow_runs SET dirty = 0 WHERE id = $1")
+                    .bind(run_id.to_string()),
+            )
+            .await?;
         }
         Ok(released)
     }
@@ -287,17 +293,13 @@ impl Store {
 
     /// QUEUED → RUNNING.
     pub async fn start_run(&self, run_id: &str) -> Result<bool> {
-        let now = now_ms();
-        Ok(sqlx::query(
+        let statement = sqlx::query(
             "UPDATE flow_runs SET status = 'RUNNING', started_at = COALESCE(started_at, $2), updated_at = $2
              WHERE id = $1 AND status = 'QUEUED'",
         )
-        .bind(run_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .bind(run_id.to_string())
+        .bind(now_ms());
+        Ok(self.write(statement).await? == 1)
     }
 
     /// A pending run pod takes its execution.
@@ -307,17 +309,14 @@ impl Store {
         pod_id: &str,
         execution: &str,
     ) -> Result<bool> {
-        Ok(sqlx::query(
+        let statement = sqlx::query(
             "UPDATE flow_run_pods SET status = 'QUEUED', execution_id = $3
              WHERE run_id = $1 AND pod_id = $2 AND status = 'PENDING'",
         )
-        .bind(run_id)
-        .bind(pod_id)
-        .bind(execution)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .bind(run_id.to_string())
+        .bind(pod_id.to_string())
+        .bind(execution.to_string());
+        Ok(self.write(statement).await? == 1)
     }
 
     /// A pending run pod ends without an execution: SKIPPED (with why), CANCELLED or ERROR.
@@ -329,35 +328,28 @@ impl Store {
         skipped_because: Option<&str>,
         error: Option<&str>,
     ) -> Result<bool> {
-        Ok(sqlx::query(
+        let statement = sqlx::query(
             "UPDATE flow_run_pods SET status = $3, skipped_because = $4, error = $5
              WHERE run_id = $1 AND pod_id = $2 AND status = 'PENDING'",
         )
-        .bind(run_id)
-        .bind(pod_id)
-        .bind(status)
-        .bind(skipped_because)
-        .bind(error)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .bind(run_id.to_string())
+        .bind(pod_id.to_string())
+        .bind(status.to_string())
+        .bind(skipped_because.map(str::to_string))
+        .bind(error.map(str::to_string));
+        Ok(self.write(statement).await? == 1)
     }
 
     /// A moving run ends with `status`.
     pub async fn finish_run(&self, run_id: &str, status: &str) -> Result<bool> {
-        let now = now_ms();
-        Ok(sqlx::query(&format!(
+        let statement = sqlx::query(
             "UPDATE flow_runs SET status = $2, finished_at = $3, updated_at = $3, advancing_until = NULL
-             WHERE id = $1 AND status IN {ACTIVE}"
-        ))
-        .bind(run_id)
-        .bind(status)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+             WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')",
+        )
+        .bind(run_id.to_string())
+        .bind(status.to_string())
+        .bind(now_ms());
+        Ok(self.write(statement).await? == 1)
     }
 
     /// Cancels a moving run: it ends CANCELLED and its pending pods with it.

@@ -303,7 +303,11 @@ async fn budgets_bound_a_run_and_the_estimate_says_by_how_much() {
     assert_eq!(resumed["status"], "COMPLETED", "{resumed}");
     assert_eq!(resumed["budgetUsd"], "2");
     assert_eq!(
-        (sent(&mock, "pa").0, sent(&mock, "pb").0, sent(&mock, "pc").0),
+        (
+            sent(&mock, "pa").0,
+            sent(&mock, "pb").0,
+            sent(&mock, "pc").0
+        ),
         (1, 1, 1)
     );
 
@@ -409,7 +413,11 @@ async fn a_run_can_be_cancelled_mid_way_and_its_events_arrive_in_order() {
     assert_eq!(pod_of(&done, &b)["status"], "CANCELLED");
     let r = f.client.delete(&format!("{}/{run}", f.runs())).await;
     assert_eq!(r.status, 409);
-    assert_eq!(sent(&mock, "b-named").0, 2, "B ran only in the first two runs");
+    assert_eq!(
+        sent(&mock, "b-named").0,
+        2,
+        "B ran only in the first two runs"
+    );
 }
 
 async fn next_event(socket: &mut pods_e2e::ws::Socket) -> Value {
