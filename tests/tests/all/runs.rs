@@ -418,6 +418,24 @@ async fn a_run_can_be_cancelled_mid_way_and_its_events_arrive_in_order() {
         2,
         "B ran only in the first two runs"
     );
+
+    // A cancelled run resumes: both pods run (neither had completed).
+    let r = f
+        .client
+        .patch(
+            &format!("/api/v1/workspaces/{}/pods/{a}", f.ws),
+            json!({"model": "a-named"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = f
+        .client
+        .post(&format!("{}/{run}/resume", f.runs()), json!({}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let resumed = f.finished(&run).await;
+    assert_eq!(resumed["status"], "COMPLETED", "{resumed}");
+    assert_eq!(sent(&mock, "b-named").0, 3);
 }
 
 async fn next_event(socket: &mut pods_e2e::ws::Socket) -> Value {
