@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -274,17 +274,10 @@ pub async fn pod_history(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, pod_id)): Path<(String, String)>,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::QueryParams<HistoryQuery>,
 ) -> Result<Json<Vec<ExecutionView>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
-    let limit = query.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidField,
-            "limit must be between 1 and 100",
-        ));
-    }
+    let (_, limit) = super::paged(query, |q| q.limit, 10, 100)?;
     match state.pods.get(&ws, &pod_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("pod")),
         other => other?,

@@ -210,6 +210,28 @@ pub struct Caller {
     pub address: Option<IpAddr>,
 }
 
+/// A query string as read by axum: a rejection (wrong type, …) is `400 INVALID_FIELD`.
+pub type QueryParams<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// A paged list's query and its `limit` (default `default`, at most `max`), or `400 INVALID_FIELD`.
+fn paged<T>(
+    query: QueryParams<T>,
+    limit: impl Fn(&T) -> Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<(T, u32), ApiError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
+    let n = limit(&q).unwrap_or(default);
+    if !(1..=max).contains(&n) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            format!("limit must be between 1 and {max}"),
+        ));
+    }
+    Ok((q, n))
+}
+
 /// The client address of a request served with connect info (the server always is).
 fn client_address(parts: &Parts) -> Option<IpAddr> {
     parts

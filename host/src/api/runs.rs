@@ -1,6 +1,6 @@
 //! Whole-flow runs: start, list, read, resume, cancel, and a run's cost estimate.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -180,17 +180,10 @@ pub async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, flow_id)): Path<(String, String)>,
-    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::QueryParams<RunsQuery>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
-    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidField,
-            "limit must be between 1 and 100",
-        ));
-    }
+    let (_, limit) = super::paged(query, |q| q.limit, 20, 100)?;
     let mut out = vec![];
     for run in state.store.runs_of_flow(&ws, &flow_id, limit).await? {
         out.push(view(&state, run).await?);

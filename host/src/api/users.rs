@@ -1,6 +1,6 @@
 //! System administration of users (disable, enable) and the audit log.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -104,19 +104,12 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
-type AuditParams = Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>;
+type AuditParams = super::QueryParams<AuditQuery>;
 
 impl AuditQuery {
     /// The query and its limit, or `400 INVALID_FIELD`.
     fn read(query: AuditParams) -> Result<(AuditQuery, u32), ApiError> {
-        let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidField, e.body_text()))?;
-        match q.limit.unwrap_or(100) {
-            n @ 1..=500 => Ok((q, n)),
-            n => Err(ApiError::new(
-                ErrorCode::InvalidField,
-                format!("limit {n} is not within 1–500"),
-            )),
-        }
+        super::paged(query, |q| q.limit, 100, 500)
     }
 }
 

@@ -474,7 +474,7 @@ impl Runs {
                 (false, true) => "FAILED",
                 (false, false) => "COMPLETED",
             };
-            let spent = self.store.run_spent(run_id).await?;
+            // Nothing was running when this step looked: what it read as spent is final.
             self.ledger.finish_run(flow, run_id, end, spent).await?;
         }
         Ok(())
