@@ -82,20 +82,34 @@ pub async fn resolve(
     run_id: Option<&str>,
 ) -> Result<Context> {
     let mut context = Context::default();
-    let run: HashMap<String, String> = match run_id {
-        Some(run) => store.run_outputs(run).await?.into_iter().collect(),
-        None => HashMap::new(),
-    };
-    for ancestor in ancestors(pod_id, edges) {
-        // An edge leaving the ancestor may pin one of its executions.
-        let pinned = edges
+    let ancestors = ancestors(pod_id, edges);
+    // An edge leaving an ancestor may pin one of its executions; in a run, the others' outputs
+    // are the run's own, all read at once.
+    let pin = |ancestor: &str| {
+        edges
             .iter()
             .filter(|e| e.source_pod_id == ancestor)
             .find_map(|e| e.pinned_execution_id.as_deref())
-            .or_else(|| run.get(&ancestor).map(String::as_str));
-        let output = match pinned {
+    };
+    let mut run: HashMap<String, String> = match run_id {
+        Some(run) => {
+            let unpinned: Vec<&str> = ancestors
+                .iter()
+                .map(String::as_str)
+                .filter(|a| pin(a).is_none())
+                .collect();
+            store
+                .run_outputs(run, &unpinned)
+                .await?
+                .into_iter()
+                .collect()
+        }
+        None => HashMap::new(),
+    };
+    for ancestor in ancestors {
+        let output = match pin(&ancestor) {
             Some(execution) => store.execution_output(ws, &ancestor, execution).await?,
-            None if run_id.is_some() => None,
+            None if run_id.is_some() => run.remove(&ancestor),
             None => store
                 .latest_output(ws, &ancestor)
                 .await?

@@ -199,8 +199,10 @@ impl Executor {
         user_id: &str,
         req: &ExecuteRequest,
         run_id: &str,
+        run_created_at: i64,
     ) -> Result<String, ExecError> {
-        self.enqueue_for(ws, user_id, req, Some(run_id)).await
+        self.enqueue_for(ws, user_id, req, Some((run_id, run_created_at)))
+            .await
     }
 
     async fn enqueue_for(
@@ -208,8 +210,9 @@ impl Executor {
         ws: &str,
         user_id: &str,
         req: &ExecuteRequest,
-        run_id: Option<&str>,
+        run: Option<(&str, i64)>,
     ) -> Result<String, ExecError> {
+        let run_id = run.map(|(id, _)| id);
         let (_, recorded) = self
             .resolve_and_record(ws, user_id, req, Record::Queued { run_id })
             .await?;
@@ -221,7 +224,12 @@ impl Executor {
             execution_id: ids.execution_id.clone(),
             workspace_id: ws.to_string(),
         };
-        if let Err(e) = self.inner.queue.add(&job, Duration::ZERO).await {
+        let added = match run {
+            // A run's pods queue in the run's place in line.
+            Some((_, since)) => self.inner.queue.add_in_line(&job, since).await,
+            None => self.inner.queue.add(&job, Duration::ZERO).await,
+        };
+        if let Err(e) = added {
             // The execution is recorded; the sweeper queues it once the queue is back.
             tracing::warn!(execution = %ids.execution_id, error = %e, "adding a job failed; the sweeper will retry");
         }
@@ -507,15 +515,23 @@ impl Executor {
             return Ok(AttemptOutcome::Done);
         }
         let resolved = match &execution.queued_request {
-            Some(QueuedRequest(request)) => self
-                .resolve(
-                    &self.config.detached(&execution.workspace_id),
-                    &execution.user_id,
-                    request,
-                    execution.run_id.as_deref(),
-                )
+            Some(QueuedRequest(request)) => match self
+                .config
+                .current(&execution.workspace_id)
                 .await
-                .map(|(resolved, _)| resolved),
+                .map_err(not_found("workspace"))
+            {
+                Ok(view) => self
+                    .resolve(
+                        &view,
+                        &execution.user_id,
+                        request,
+                        execution.run_id.as_deref(),
+                    )
+                    .await
+                    .map(|(resolved, _)| resolved),
+                Err(e) => Err(e),
+            },
             None => Err(invalid(
                 ErrorCode::InvalidField,
                 "the queued request could not be read back",

@@ -361,19 +361,6 @@ impl Ledger {
         Ok(started)
     }
 
-    /// A PENDING run pod takes its queued execution. No event of its own: the execution's
-    /// (`queued` first, recorded before this) are the pod's `run:pod` events, in their order.
-    pub async fn attach_run_pod(
-        &self,
-        run_id: &str,
-        pod_id: &str,
-        execution_id: &str,
-    ) -> Result<bool> {
-        self.store
-            .attach_run_pod(run_id, pod_id, execution_id)
-            .await
-    }
-
     /// A PENDING run pod ends without running: `SKIPPED` (and why), `CANCELLED`, or `ERROR`
     /// (it could not be queued: `error` says why).
     pub async fn end_run_pod(

@@ -70,10 +70,15 @@ impl Cache {
         Ok(view.version.is_some() && self.store.config_version(&view.ws).await? == view.version)
     }
 
-    /// A view of its own, not shared with later callers and with no version: for a caller
-    /// that cannot check the version when it writes (it reads what it needs once).
-    pub fn detached(&self, ws: &str) -> View {
-        self.new_view(ws, None)
+    /// A view that shows the workspace as it is now: the cached one if its version is still
+    /// the workspace's (one read), else a fresh one. For a caller that cannot check the version
+    /// when it writes (a worker about to run a queued execution).
+    pub async fn current(&self, ws: &str) -> Result<Arc<View>> {
+        let (view, cached) = self.view(ws).await?;
+        if cached && !self.is_current(&view).await? {
+            return self.fresh(ws).await;
+        }
+        Ok(view)
     }
 
     fn new_view(&self, ws: &str, version: Option<i64>) -> View {

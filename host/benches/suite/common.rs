@@ -42,7 +42,12 @@ impl Bench {
                 "PODS_MASTER_KEY".into(),
                 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
             ),
-            ("RUST_LOG".into(), "error".into()),
+            // `PODS_BENCH_LOG` (a RUST_LOG filter) shows the server's logs, e.g. its statements
+            // with `sqlx::query=debug`.
+            (
+                "RUST_LOG".into(),
+                std::env::var("PODS_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            ),
             // One user drives every benchmark: its execution limit is on, but high.
             ("PODS_RATE_EXECUTIONS_PER_MIN".into(), "100000000".into()),
             // The stand-in provider on loopback, and nothing else there.

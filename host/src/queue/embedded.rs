@@ -45,6 +45,15 @@ impl Queue for Embedded {
         Ok(())
     }
 
+    async fn add_in_line(&self, job: &Job, since: i64) -> Result<()> {
+        // Jobs are taken by `not_before`: an earlier one is already due, and goes first.
+        self.store
+            .add_job(&job.execution_id, &job.workspace_id, since.min(now_ms()))
+            .await?;
+        self.added.notify_one();
+        Ok(())
+    }
+
     async fn consume(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {

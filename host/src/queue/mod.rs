@@ -89,6 +89,15 @@ pub trait Queue: Send + Sync + 'static {
     /// Adds a job that becomes due after `delay`.
     async fn add(&self, job: &Job, delay: Duration) -> Result<()>;
 
+    /// Adds a job that is due now but takes its place in line as if it had been added at
+    /// `since` (unix ms): a flow run's later pods go ahead of newer runs' first ones, so runs
+    /// finish in the order they started. Backends that cannot reorder (Redis streams, SQS) add
+    /// it at the end.
+    async fn add_in_line(&self, job: &Job, since: i64) -> Result<()> {
+        let _ = since;
+        self.add(job, Duration::ZERO).await
+    }
+
     /// Up to `max` due jobs, each leased to this process for `lease`. Waits up to `wait` for
     /// one when none is due, then returns what it has (maybe nothing).
     async fn consume(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Delivery>>;

@@ -12,9 +12,10 @@
 //! run's row; a node that finds it taken marks the run so the holder looks again), so budget
 //! reservations are never raced. Every status change goes through the ledger.
 //!
-//! Crash safety: the state is the store's. A pod's execution is recorded before it is attached
-//! to the run; a step that stopped in between is finished by the next (`unattached` executions
-//! are adopted), and the queue's own recovery runs a recorded execution whose job was lost.
+//! Crash safety: the state is the store's. The statement that records a pod's execution also
+//! attaches it to the run pod (a trigger, migration 0012), and refuses it if the pod is no
+//! longer PENDING — so no crash leaves an execution its run does not know about, and no pod is
+//! scheduled twice. The queue's own recovery runs a recorded execution whose job was lost.
 
 pub mod estimate;
 
@@ -347,11 +348,12 @@ impl Runs {
         if run.status == "QUEUED" {
             self.ledger.start_run(flow, run_id).await?;
         }
-        for (pod, execution) in self.store.unattached_run_executions(run_id).await? {
-            self.ledger.attach_run_pod(run_id, &pod, &execution).await?;
-        }
         let pods = self.store.run_pods(run_id).await?;
-        let spent = self.store.run_spent(run_id).await?;
+        // What the run spent matters to a budget, and to the run's end: read it only then.
+        let spent = match run.budget_usd {
+            Some(_) => Some(self.store.run_spent(run_id).await?),
+            None => None,
+        };
         let mut upstream: HashMap<&str, Vec<&str>> = HashMap::new();
         for (source, target) in &run.graph.edges {
             upstream.entry(target).or_default().push(source);
@@ -413,7 +415,7 @@ impl Runs {
                 continue;
             }
             let need = bound.get(id).copied().unwrap_or_default();
-            if let Some(budget) = run.budget_usd
+            if let (Some(budget), Some(spent)) = (run.budget_usd, spent)
                 && spent + reserved + need > budget
             {
                 self.ledger
@@ -435,18 +437,16 @@ impl Runs {
             };
             match self
                 .executor
-                .enqueue_run_pod(ws, &run.user_id, &request, run_id)
+                .enqueue_run_pod(ws, &run.user_id, &request, run_id, run.created_at)
                 .await
             {
-                Ok(execution) => {
-                    if !self.ledger.attach_run_pod(run_id, id, &execution).await? {
-                        // Another node scheduled the pod meanwhile (its lease on the run ran out
-                        // under this step): this execution must not run as well.
-                        if let Err(e) = self.executor.cancel(ws, &execution).await {
-                            tracing::warn!(run = %run_id, execution = %execution, error = %e, "cancelling a doubly scheduled pod failed");
-                        }
-                        continue;
-                    }
+                Ok(_) => {
+                    reserved += need;
+                    status.insert(id.to_string(), ("QUEUED".into(), None));
+                }
+                // Another node scheduled the pod meanwhile (its lease on the run ran out under
+                // this step): nothing was recorded here, and the pod counts as moving.
+                Err(ExecError::Store(StoreError::RunPodTaken)) => {
                     reserved += need;
                     status.insert(id.to_string(), ("QUEUED".into(), None));
                 }
@@ -474,7 +474,11 @@ impl Runs {
                 (false, true) => "FAILED",
                 (false, false) => "COMPLETED",
             };
-            // Nothing was running when this step looked: what it read as spent is final.
+            // Nothing was running when this step looked: what it spent is final.
+            let spent = match spent {
+                Some(spent) => spent,
+                None => self.store.run_spent(run_id).await?,
+            };
             self.ledger.finish_run(flow, run_id, end, spent).await?;
         }
         Ok(())

@@ -249,10 +249,15 @@ impl Store {
         if let Some(version) = new.config_version {
             statement = statement.bind(version);
         }
-        if self.write(statement).await? == 0 {
-            return Err(StoreError::ConfigChanged);
+        match self.write(statement).await {
+            Ok(0) => Err(StoreError::ConfigChanged),
+            Ok(_) => Ok(id),
+            // Migration 0012's trigger: the run pod was not PENDING.
+            Err(e) if new.run_id.is_some() && e.to_string().contains("run pod not pending") => {
+                Err(StoreError::RunPodTaken)
+            }
+            Err(e) => Err(e),
         }
-        Ok(id)
     }
 
     /// Records how a running execution ended. Completing it also adds its usage to its provider

@@ -100,6 +100,27 @@ impl GroupCommit {
     }
 }
 
+impl GroupCommit {
+    /// Runs the statements in a transaction of their own that commits all or none of them
+    /// (after whatever batch is being written).
+    pub async fn run_atomic(&self, statements: Vec<Statement>) -> Result<Vec<Written>> {
+        let statements = statements
+            .into_iter()
+            .map(|s| Prepared::new(s, false))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(StoreError::Commit)?;
+        let mut writer = self.turn.clone().lock_owned().await;
+        self.wal.wrote(statements.len() as u64);
+        if let Some(result) = writer.run_atomic(&statements, false) {
+            return result;
+        }
+        tokio::task::spawn_blocking(move || writer.run_atomic(&statements, true))
+            .await
+            .map_err(|e| StoreError::Commit(format!("the committer failed: {e}")))?
+            .unwrap_or_else(|| Err(StoreError::Commit("the writer gave no results".into())))
+    }
+}
+
 /// Batches of up to this many statements run on the runtime thread that has the turn (a few
 /// hundred microseconds at most); larger ones on the blocking pool.
 const INLINE: usize = 4;

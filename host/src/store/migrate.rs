@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0011_flow_runs.sql"),
         include_str!("../../migrations/0011_flow_runs.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/0012_run_pod_attach.sqlite.sql"),
+        include_str!("../../migrations/0012_run_pod_attach.postgres.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

@@ -58,6 +58,10 @@ pub enum StoreError {
     /// gone): nothing was written; read it again.
     #[error("the workspace's configuration changed meanwhile")]
     ConfigChanged,
+    /// A run pod's execution was not recorded: the pod is no longer PENDING in its run (another
+    /// node scheduled it meanwhile). Nothing was written.
+    #[error("the run pod was scheduled already")]
+    RunPodTaken,
     /// The pod store's DynamoDB failed.
     #[error("pod store: {0}")]
     PodBackend(String),
@@ -251,6 +255,21 @@ impl Store {
             Some(commits) => Ok(commits.run(statement, false).await?.affected),
             None => Ok(statement.execute(&self.pool).await?.rows_affected()),
         }
+    }
+
+    /// Runs writes that commit together or not at all; rows changed by each.
+    async fn write_atomic(&self, statements: Vec<group_commit::Statement>) -> Result<Vec<u64>> {
+        if let Some(commits) = &self.commits {
+            let written = commits.run_atomic(statements).await?;
+            return Ok(written.iter().map(|w| w.affected).collect());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut affected = Vec::with_capacity(statements.len());
+        for statement in statements {
+            affected.push(statement.execute(&mut *tx).await?.rows_affected());
+        }
+        tx.commit().await?;
+        Ok(affected)
     }
 
     /// Runs a write with `RETURNING`, as [`Store::write`] does; returns its rows.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use super::{Result, Store, StoreError, decimal, get, now_ms};
-use crate::domain::{ExecutionStatus, MessageInput};
+use crate::domain::{ExecutionStatus, MessageInput, new_id};
 
 /// The graph a run was made for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,34 +96,33 @@ const ACTIVE: &str = "('QUEUED', 'RUNNING')";
 impl Store {
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO flow_runs (id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, updated_at, round_started_at)
-             VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $9, $9)",
-        )
-        .bind(run.id)
-        .bind(run.workspace_id)
-        .bind(run.flow_id)
-        .bind(run.user_id)
-        .bind(run.budget_usd.map(|d| d.to_string()))
-        .bind(run.messages.and_then(|m| serde_json::to_string(m).ok()))
-        .bind(i64::from(run.stream))
-        .bind(serde_json::to_string(run.graph).unwrap_or_default())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (position, (pod, max)) in run.graph.pods.iter().zip(run.max_costs).enumerate() {
+        let mut statements = vec![
             sqlx::query(
-                "INSERT INTO flow_run_pods (run_id, pod_id, position, status, max_cost_usd) VALUES ($1, $2, $3, 'PENDING', $4)",
+                "INSERT INTO flow_runs (id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, updated_at, round_started_at)
+                 VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $9, $9)",
             )
-            .bind(run.id)
-            .bind(pod)
-            .bind(position as i64)
-            .bind(max.map(|d| d.to_string()))
-            .execute(&mut *tx)
-            .await?;
+            .bind(run.id.to_string())
+            .bind(run.workspace_id.to_string())
+            .bind(run.flow_id.to_string())
+            .bind(run.user_id.to_string())
+            .bind(run.budget_usd.map(|d| d.to_string()))
+            .bind(run.messages.and_then(|m| serde_json::to_string(m).ok()))
+            .bind(i64::from(run.stream))
+            .bind(serde_json::to_string(run.graph).unwrap_or_default())
+            .bind(now),
+        ];
+        for (position, (pod, max)) in run.graph.pods.iter().zip(run.max_costs).enumerate() {
+            statements.push(
+                sqlx::query(
+                    "INSERT INTO flow_run_pods (run_id, pod_id, position, status, max_cost_usd) VALUES ($1, $2, $3, 'PENDING', $4)",
+                )
+                .bind(run.id.to_string())
+                .bind(pod.clone())
+                .bind(position as i64)
+                .bind(max.map(|d| d.to_string())),
+            );
         }
-        tx.commit().await?;
+        self.write_atomic(statements).await?;
         Ok(())
     }
 
@@ -205,50 +204,32 @@ impl Store {
             .collect()
     }
 
-    /// Executions recorded for a run's pods since it was last (re)opened that no run pod points
-    /// at (their node stopped between recording one and attaching it): (pod, execution).
-    pub async fn unattached_run_executions(&self, run_id: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT e.pod_id, e.id FROM executions e
-             JOIN flow_run_pods p ON p.run_id = e.run_id AND p.pod_id = e.pod_id
-             JOIN flow_runs r ON r.id = e.run_id
-             WHERE e.run_id = $1 AND p.status = 'PENDING' AND p.execution_id IS NULL
-               AND e.created_at >= r.round_started_at
-             ORDER BY e.created_at",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((get(r, "pod_id")?, get(r, "id")?)))
-            .collect()
-    }
-
     /// Takes the run's advancing lease until `until`; `false` (and the run marked dirty, so the
-    /// holder looks again) if another node holds it, or the run is finished.
+    /// holder looks again) if another node holds it, or the run is finished. One statement, so
+    /// a holder cannot let go between the try and the mark (a look would be lost).
     pub async fn lock_run(&self, run_id: &str, until: i64) -> Result<bool> {
-        let now = now_ms();
-        let taken = self
-            .write(
+        let token = new_id();
+        let rows = self
+            .write_returning(
                 sqlx::query(
-                    "UPDATE flow_runs SET advancing_until = $2, dirty = 0, updated_at = $3
+                    "UPDATE flow_runs SET
+                        dirty = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN 0 ELSE 1 END,
+                        advancing_by = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $4 ELSE advancing_by END,
+                        updated_at = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $3 ELSE updated_at END,
+                        advancing_until = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $2 ELSE advancing_until END
                      WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
-                       AND (advancing_until IS NULL OR advancing_until < $3)",
+                     RETURNING advancing_by",
                 )
                 .bind(run_id.to_string())
                 .bind(until)
-                .bind(now),
-            )
-            .await?
-            == 1;
-        if !taken {
-            self.write(
-                sqlx::query("UPDATE flow_runs SET dirty = 1 WHERE id = $1")
-                    .bind(run_id.to_string()),
+                .bind(now_ms())
+                .bind(token.clone()),
             )
             .await?;
+        match rows.first() {
+            Some(row) => Ok(get::<Option<String>>(row, "advancing_by")?.as_deref() == Some(&token)),
+            None => Ok(false),
         }
-        Ok(taken)
     }
 
     /// Gives the lease back unless someone asked for another look meanwhile (`false`: look
@@ -302,23 +283,6 @@ impl Store {
         Ok(self.write(statement).await? == 1)
     }
 
-    /// A pending run pod takes its execution.
-    pub async fn attach_run_pod(
-        &self,
-        run_id: &str,
-        pod_id: &str,
-        execution: &str,
-    ) -> Result<bool> {
-        let statement = sqlx::query(
-            "UPDATE flow_run_pods SET status = 'QUEUED', execution_id = $3
-             WHERE run_id = $1 AND pod_id = $2 AND status = 'PENDING'",
-        )
-        .bind(run_id.to_string())
-        .bind(pod_id.to_string())
-        .bind(execution.to_string());
-        Ok(self.write(statement).await? == 1)
-    }
-
     /// A pending run pod ends without an execution: SKIPPED (with why), CANCELLED or ERROR.
     pub async fn end_run_pod(
         &self,
@@ -354,28 +318,23 @@ impl Store {
 
     /// Cancels a moving run: it ends CANCELLED and its pending pods with it.
     pub async fn cancel_run(&self, run_id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        let cancelled = sqlx::query(&format!(
-            "UPDATE flow_runs SET status = 'CANCELLED', finished_at = $2, updated_at = $2
-             WHERE id = $1 AND status IN {ACTIVE}"
-        ))
-        .bind(run_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if cancelled {
-            sqlx::query(
-                "UPDATE flow_run_pods SET status = 'CANCELLED' WHERE run_id = $1 AND status = 'PENDING'",
-            )
-            .bind(run_id)
-            .execute(&mut *tx)
+        let affected = self
+            .write_atomic(vec![
+                sqlx::query(
+                    "UPDATE flow_runs SET status = 'CANCELLED', finished_at = $2, updated_at = $2
+                     WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')",
+                )
+                .bind(run_id.to_string())
+                .bind(now_ms()),
+                // Only once the run is cancelled (by this or an earlier cancel).
+                sqlx::query(
+                    "UPDATE flow_run_pods SET status = 'CANCELLED' WHERE run_id = $1 AND status = 'PENDING'
+                       AND EXISTS (SELECT 1 FROM flow_runs WHERE id = $1 AND status = 'CANCELLED')",
+                )
+                .bind(run_id.to_string()),
+            ])
             .await?;
-        }
-        tx.commit().await?;
-        Ok(cancelled)
+        Ok(affected.first() == Some(&1))
     }
 
     /// Makes a finished run move again: every pod that did not complete is PENDING again (its
@@ -387,51 +346,62 @@ impl Store {
         budget_usd: Option<Decimal>,
         again: &[(String, Option<Decimal>)],
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_ms();
-        let reopened = sqlx::query(
-            "UPDATE flow_runs SET status = 'RUNNING', finished_at = NULL, updated_at = $3,
-                    round_started_at = $3, budget_usd = COALESCE($4, budget_usd),
-                    advancing_until = NULL, dirty = 0
-             WHERE id = $1 AND status = $2",
-        )
-        .bind(run_id)
-        .bind(from)
-        .bind(now)
-        .bind(budget_usd.map(|d| d.to_string()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if reopened {
-            for (pod, max) in again {
+        let round = new_id();
+        let mut statements = vec![
+            sqlx::query(
+                "UPDATE flow_runs SET status = 'RUNNING', finished_at = NULL, updated_at = $3,
+                        round_started_at = $3, round = $5, budget_usd = COALESCE($4, budget_usd),
+                        advancing_until = NULL, dirty = 0
+                 WHERE id = $1 AND status = $2",
+            )
+            .bind(run_id.to_string())
+            .bind(from.to_string())
+            .bind(now_ms())
+            .bind(budget_usd.map(|d| d.to_string()))
+            .bind(round.clone()),
+        ];
+        for (pod, max) in again {
+            // Only if this call reopened the run (its round).
+            statements.push(
                 sqlx::query(
                     "UPDATE flow_run_pods SET status = 'PENDING', execution_id = NULL, error = NULL,
                             skipped_because = NULL, max_cost_usd = $3
-                     WHERE run_id = $1 AND pod_id = $2",
+                     WHERE run_id = $1 AND pod_id = $2
+                       AND EXISTS (SELECT 1 FROM flow_runs WHERE id = $1 AND round = $4)",
                 )
-                .bind(run_id)
-                .bind(pod)
+                .bind(run_id.to_string())
+                .bind(pod.clone())
                 .bind(max.map(|d| d.to_string()))
-                .execute(&mut *tx)
-                .await?;
-            }
+                .bind(round.clone()),
+            );
         }
-        tx.commit().await?;
-        Ok(reopened)
+        let affected = self.write_atomic(statements).await?;
+        Ok(affected.first() == Some(&1))
     }
 
-    /// For each completed pod of a run, the execution that completed it.
-    pub async fn run_outputs(&self, run_id: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT p.pod_id, p.execution_id FROM flow_run_pods p JOIN executions e ON e.id = p.execution_id
-             WHERE p.run_id = $1 AND e.status = 'COMPLETED'",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+    /// The outputs of those of `pods` that completed in the run (one read; none for no pods).
+    pub async fn run_outputs(&self, run_id: &str, pods: &[&str]) -> Result<Vec<(String, String)>> {
+        if pods.is_empty() {
+            return Ok(vec![]);
+        }
+        let placeholders: Vec<String> = (0..pods.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT p.pod_id, e.content FROM flow_run_pods p JOIN executions e ON e.id = p.execution_id
+             WHERE p.run_id = $1 AND e.status = 'COMPLETED' AND p.pod_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(run_id);
+        for pod in pods {
+            query = query.bind(*pod);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| Ok((get(r, "pod_id")?, get(r, "execution_id")?)))
+            .map(|r| {
+                Ok((
+                    get(r, "pod_id")?,
+                    get::<Option<String>>(r, "content")?.unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 
@@ -448,5 +418,84 @@ impl Store {
             }
         }
         Ok(spent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lock_that_loses_asks_the_holder_to_look_again_and_reopen_resets_pods() {
+        let dir = std::env::temp_dir().join(format!("pods-run-lease-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+            .await
+            .expect("store");
+        let user = store
+            .create_user("a@b.test", "a", false)
+            .await
+            .expect("user");
+        let ws = store.create_workspace("w", &user.id).await.expect("ws");
+        let graph = RunGraph {
+            pods: vec!["p1".into(), "p2".into()],
+            edges: vec![("p1".into(), "p2".into())],
+        };
+        store
+            .create_run(&NewRun {
+                id: "r",
+                workspace_id: &ws.id,
+                flow_id: "f",
+                user_id: &user.id,
+                budget_usd: None,
+                messages: None,
+                stream: false,
+                graph: &graph,
+                max_costs: &[None, None],
+            })
+            .await
+            .expect("run");
+        assert_eq!(store.run_pods("r").await.expect("pods").len(), 2);
+
+        let until = now_ms() + 60_000;
+        assert!(store.lock_run("r", until).await.expect("lock"));
+        // Taken: the second caller does not get it, and the holder must look again.
+        assert!(!store.lock_run("r", until).await.expect("lock"));
+        assert!(!store.unlock_run("r").await.expect("unlock"), "look again");
+        assert!(store.unlock_run("r").await.expect("unlock"), "released");
+        assert!(store.lock_run("r", until).await.expect("lock again"));
+        assert!(store.unlock_run("r").await.expect("unlock"));
+
+        // Cancel ends the pending pods; reopening (from CANCELLED only) makes them pending again.
+        assert!(store.cancel_run("r").await.expect("cancel"));
+        assert!(!store.cancel_run("r").await.expect("cancel twice"));
+        let statuses = |pods: Vec<RunPod>| pods.into_iter().map(|p| p.status).collect::<Vec<_>>();
+        assert_eq!(
+            statuses(store.run_pods("r").await.expect("pods")),
+            ["CANCELLED", "CANCELLED"]
+        );
+        let again = [("p2".to_string(), None)];
+        assert!(
+            !store
+                .reopen_run("r", "FAILED", None, &again)
+                .await
+                .expect("reopen")
+        );
+        assert_eq!(
+            statuses(store.run_pods("r").await.expect("pods")),
+            ["CANCELLED", "CANCELLED"]
+        );
+        assert!(
+            store
+                .reopen_run("r", "CANCELLED", None, &again)
+                .await
+                .expect("reopen")
+        );
+        assert_eq!(
+            statuses(store.run_pods("r").await.expect("pods")),
+            ["CANCELLED", "PENDING"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -123,6 +123,33 @@ impl Writer {
         }
     }
 
+    /// Runs the statements in one transaction that commits only if every one of them succeeds;
+    /// the first failure undoes them all. `wait` and `None` as for [`Writer::run`].
+    pub fn run_atomic(
+        &mut self,
+        statements: &[Prepared],
+        wait: bool,
+    ) -> Option<Result<Vec<Written>, StoreError>> {
+        let timeout = if wait { BUSY_TIMEOUT } else { Duration::ZERO };
+        if let Err(e) = self.conn.busy_timeout(timeout) {
+            return Some(Err(StoreError::Sqlite(e)));
+        }
+        match self.conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(e) if !wait && is_busy(&e) => return None,
+            Err(e) => return Some(Err(StoreError::Sqlite(e))),
+            Ok(()) => {}
+        }
+        let results: Result<Vec<_>, _> = statements.iter().map(|s| self.run_one(s)).collect();
+        let committed = match results {
+            Ok(written) => self.conn.execute_batch("COMMIT").map(|()| written),
+            Err(e) => Err(e),
+        };
+        if committed.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        Some(committed.map_err(StoreError::Sqlite))
+    }
+
     fn run_one(&mut self, statement: &Prepared) -> Result<Written, rusqlite::Error> {
         let mut stmt = self.conn.prepare_cached(statement.sql)?;
         // The store writes `$1`, `$2`…; SQLite numbers parameters by first appearance, so each
