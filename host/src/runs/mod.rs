@@ -316,14 +316,18 @@ impl Runs {
     /// meanwhile is asked to look again instead.
     pub async fn advance(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
         let until = now_ms() + self.lease.as_millis() as i64;
-        if !self.store.lock_run(run_id, until).await? {
+        let Some(mut run) = self.store.lock_run(run_id, until).await? else {
             return Ok(());
-        }
+        };
         loop {
-            self.step(ws, run_id).await?;
+            if run.workspace_id == ws {
+                self.step(ws, &run).await?;
+            }
             if self.store.unlock_run(run_id).await? {
                 return Ok(());
             }
+            // Asked to look again: at the run as it is now.
+            run = self.store.run(ws, run_id).await?;
         }
     }
 
@@ -339,8 +343,8 @@ impl Runs {
     }
 
     /// One look at the run: skip, queue, or end it.
-    async fn step(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
-        let run = self.store.run(ws, run_id).await?;
+    async fn step(&self, ws: &str, run: &Run) -> Result<(), StoreError> {
+        let run_id = run.id.as_str();
         if !matches!(run.status.as_str(), "QUEUED" | "RUNNING") {
             return Ok(());
         }

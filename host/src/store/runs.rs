@@ -204,31 +204,37 @@ impl Store {
             .collect()
     }
 
-    /// Takes the run's advancing lease until `until`; `false` (and the run marked dirty, so the
-    /// holder looks again) if another node holds it, or the run is finished. One statement, so
-    /// a holder cannot let go between the try and the mark (a look would be lost).
-    pub async fn lock_run(&self, run_id: &str, until: i64) -> Result<bool> {
+    /// Takes the run's advancing lease until `until` and returns the run as it is now; `None`
+    /// (and the run marked dirty, so the holder looks again) if another node holds it, or the
+    /// run is finished. One statement, so a holder cannot let go between the try and the mark
+    /// (a look would be lost).
+    pub async fn lock_run(&self, run_id: &str, until: i64) -> Result<Option<Run>> {
+        static LOCK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "UPDATE flow_runs SET
+                    dirty = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN 0 ELSE 1 END,
+                    advancing_by = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $4 ELSE advancing_by END,
+                    updated_at = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $3 ELSE updated_at END,
+                    advancing_until = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $2 ELSE advancing_until END
+                 WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
+                 RETURNING {RUN_COLUMNS}, advancing_by"
+            )
+        });
         let token = new_id();
         let rows = self
             .write_returning(
-                sqlx::query(
-                    "UPDATE flow_runs SET
-                        dirty = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN 0 ELSE 1 END,
-                        advancing_by = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $4 ELSE advancing_by END,
-                        updated_at = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $3 ELSE updated_at END,
-                        advancing_until = CASE WHEN advancing_until IS NULL OR advancing_until < $3 THEN $2 ELSE advancing_until END
-                     WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
-                     RETURNING advancing_by",
-                )
-                .bind(run_id.to_string())
-                .bind(until)
-                .bind(now_ms())
-                .bind(token.clone()),
+                sqlx::query(LOCK.as_str())
+                    .bind(run_id.to_string())
+                    .bind(until)
+                    .bind(now_ms())
+                    .bind(token.clone()),
             )
             .await?;
         match rows.first() {
-            Some(row) => Ok(get::<Option<String>>(row, "advancing_by")?.as_deref() == Some(&token)),
-            None => Ok(false),
+            Some(row) if get::<Option<String>>(row, "advancing_by")?.as_deref() == Some(&token) => {
+                Ok(Some(run_row(row)?))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -459,12 +465,23 @@ mod tests {
         assert_eq!(store.run_pods("r").await.expect("pods").len(), 2);
 
         let until = now_ms() + 60_000;
-        assert!(store.lock_run("r", until).await.expect("lock"));
+        let run = store
+            .lock_run("r", until)
+            .await
+            .expect("lock")
+            .expect("taken");
+        assert_eq!((run.status.as_str(), run.graph), ("QUEUED", graph.clone()));
         // Taken: the second caller does not get it, and the holder must look again.
-        assert!(!store.lock_run("r", until).await.expect("lock"));
+        assert!(store.lock_run("r", until).await.expect("lock").is_none());
         assert!(!store.unlock_run("r").await.expect("unlock"), "look again");
         assert!(store.unlock_run("r").await.expect("unlock"), "released");
-        assert!(store.lock_run("r", until).await.expect("lock again"));
+        assert!(
+            store
+                .lock_run("r", until)
+                .await
+                .expect("lock again")
+                .is_some()
+        );
         assert!(store.unlock_run("r").await.expect("unlock"));
 
         // Cancel ends the pending pods; reopening (from CANCELLED only) makes them pending again.
