@@ -279,14 +279,17 @@ impl Store {
     }
 
     pub async fn pod(&self, ws: &str, id: &str) -> Result<Pod> {
-        let row = sqlx::query(&format!(
-            "SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND id = $2"
-        ))
-        .bind(ws)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        static POD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND id = $2")
+        });
+        let row = self
+            .read_one(
+                sqlx::query(POD.as_str())
+                    .bind(ws.to_string())
+                    .bind(id.to_string()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
         pod_row(&row)
     }
 
@@ -360,12 +363,13 @@ impl Store {
     }
 
     pub async fn edges(&self, ws: &str, flow_id: &str) -> Result<Vec<Edge>> {
-        sqlx::query("SELECT id, flow_id, source_pod_id, target_pod_id, pinned_execution_id, created_at FROM edges WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id")
-            .bind(ws)
-            .bind(flow_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
+        self.read(
+            sqlx::query("SELECT id, flow_id, source_pod_id, target_pod_id, pinned_execution_id, created_at FROM edges WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id")
+                .bind(ws.to_string())
+                .bind(flow_id.to_string()),
+        )
+        .await?
+        .iter()
             .map(edge_row)
             .collect()
     }

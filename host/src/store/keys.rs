@@ -95,14 +95,17 @@ impl Store {
     }
 
     pub async fn key(&self, ws: &str, provider: &str) -> Result<StoredKey> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM provider_keys WHERE workspace_id = $1 AND provider = $2"
-        ))
-        .bind(ws)
-        .bind(provider)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        static KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("SELECT {COLUMNS} FROM provider_keys WHERE workspace_id = $1 AND provider = $2")
+        });
+        let row = self
+            .read_one(
+                sqlx::query(KEY.as_str())
+                    .bind(ws.to_string())
+                    .bind(provider.to_string()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
         key_row(&row)
     }
 

@@ -115,6 +115,34 @@ pub struct Store {
     /// second one sleep in its busy handler (1 ms and up); this process's writers take turns
     /// here instead, which keeps write latency flat.
     commits: Option<group_commit::GroupCommit>,
+    /// SQLite: connections for the hot reads, run on the calling thread ([`Store::read`]).
+    readers: Option<Arc<Readers>>,
+}
+
+/// Idle SQLite read connections; one more is opened when none is idle.
+struct Readers {
+    url: String,
+    idle: std::sync::Mutex<Vec<sqlite_writer::Reader>>,
+}
+
+/// Most idle read connections kept (reads run on the runtime's few threads).
+const IDLE_READERS: usize = 8;
+
+impl Readers {
+    fn take(&self) -> Result<sqlite_writer::Reader> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(reader) => Ok(reader),
+            None => sqlite_writer::Reader::open(&self.url).map_err(StoreError::Sqlite),
+        }
+    }
+
+    fn give_back(&self, reader: sqlite_writer::Reader) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(reader);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -195,7 +223,14 @@ impl Store {
             }
             Backend::Postgres => None,
         };
+        let readers = (backend == Backend::Sqlite).then(|| {
+            Arc::new(Readers {
+                url: url.clone(),
+                idle: Default::default(),
+            })
+        });
         let store = Store {
+            readers,
             pool,
             backend,
             wal,
@@ -255,6 +290,37 @@ impl Store {
             Some(commits) => Ok(commits.run(statement, false).await?.affected),
             None => Ok(statement.execute(&self.pool).await?.rows_affected()),
         }
+    }
+
+    /// Runs a hot read: on SQLite on the calling thread (sqlx would hand it to a connection's
+    /// own thread and back — two thread wake-ups, most of what a small read costs), on the
+    /// blocking pool if SQLite is busy; on PostgreSQL on the pool. Keep it to reads of a few
+    /// rows by index: a long one would hold a runtime thread.
+    async fn read(&self, statement: group_commit::Statement) -> Result<Vec<AnyRow>> {
+        let Some(readers) = &self.readers else {
+            return Ok(statement.fetch_all(&self.pool).await?);
+        };
+        let statement =
+            sqlite_writer::Prepared::new(statement, true).map_err(StoreError::Commit)?;
+        let mut reader = readers.take()?;
+        if let Some(rows) = reader.read(&statement, false) {
+            readers.give_back(reader);
+            return rows;
+        }
+        let readers = readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let rows = reader.read(&statement, true);
+            readers.give_back(reader);
+            rows
+        })
+        .await
+        .map_err(|e| StoreError::Commit(format!("a read failed: {e}")))?
+        .unwrap_or_else(|| Err(StoreError::Commit("the reader gave no rows".into())))
+    }
+
+    /// One row of a hot read, if any.
+    async fn read_one(&self, statement: group_commit::Statement) -> Result<Option<AnyRow>> {
+        Ok(self.read(statement).await?.into_iter().next())
     }
 
     /// Runs writes that commit together or not at all; rows changed by each.

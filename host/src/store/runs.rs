@@ -128,14 +128,17 @@ impl Store {
 
     /// A run of the workspace.
     pub async fn run(&self, ws: &str, run_id: &str) -> Result<Run> {
-        let row = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM flow_runs WHERE workspace_id = $1 AND id = $2"
-        ))
-        .bind(ws)
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        static RUN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("SELECT {RUN_COLUMNS} FROM flow_runs WHERE workspace_id = $1 AND id = $2")
+        });
+        let row = self
+            .read_one(
+                sqlx::query(RUN.as_str())
+                    .bind(ws.to_string())
+                    .bind(run_id.to_string()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
         run_row(&row)
     }
 
@@ -166,15 +169,13 @@ impl Store {
 
     /// A run's pods in order, each with its execution's status and cost.
     pub async fn run_pods(&self, run_id: &str) -> Result<Vec<RunPod>> {
-        let rows = sqlx::query(
+        let rows: super::group_commit::Statement = sqlx::query(
             "SELECT p.pod_id, p.position, p.status, p.execution_id, p.error, p.skipped_because, p.max_cost_usd,
                     e.status AS execution_status, e.total_cost, e.error_code, e.error_message
              FROM flow_run_pods p LEFT JOIN executions e ON e.id = p.execution_id
              WHERE p.run_id = $1 ORDER BY p.position",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = self.read(rows.bind(run_id.to_string())).await?;
         rows.iter()
             .map(|row| {
                 let status: Option<String> = get(row, "execution_status")?;
@@ -413,9 +414,11 @@ impl Store {
 
     /// What the run's executions cost so far (every attempt, resumed ones included).
     pub async fn run_spent(&self, run_id: &str) -> Result<Decimal> {
-        let rows = sqlx::query("SELECT total_cost FROM executions WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_all(&self.pool)
+        let rows = self
+            .read(
+                sqlx::query("SELECT total_cost FROM executions WHERE run_id = $1")
+                    .bind(run_id.to_string()),
+            )
             .await?;
         let mut spent = Decimal::ZERO;
         for row in &rows {

@@ -64,15 +64,7 @@ impl Writer {
     /// Opens the database file of a `sqlite:` URL with the store's settings
     /// (`SQLITE_PRAGMAS`); the store has created the file and its tables by then.
     pub fn open(url: &str) -> Result<Self, rusqlite::Error> {
-        let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map(|o| o.get_filename().to_path_buf())
-            .map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?;
-        let conn = rusqlite::Connection::open(path)?;
-        for pragma in super::SQLITE_PRAGMAS {
-            conn.execute_batch(pragma)?;
-        }
-        conn.set_prepared_statement_cache_capacity(64);
-        Ok(Writer { conn })
+        Ok(Writer { conn: open(url)? })
     }
 
     /// Runs the statements: one alone, several in one transaction, where a failing statement
@@ -151,62 +143,113 @@ impl Writer {
     }
 
     fn run_one(&mut self, statement: &Prepared) -> Result<Written, rusqlite::Error> {
-        let mut stmt = self.conn.prepare_cached(statement.sql)?;
-        // The store writes `$1`, `$2`…; SQLite numbers parameters by first appearance, so each
-        // is bound by its name.
-        for index in 1..=stmt.parameter_count() {
-            let value = stmt
-                .parameter_name(index)
-                .and_then(|name| name.strip_prefix('$'))
-                .and_then(|n| n.parse::<usize>().ok())
-                .and_then(|n| statement.args.get(n.wrapping_sub(1)))
-                .ok_or(rusqlite::Error::InvalidParameterCount(
-                    index,
-                    statement.args.len(),
-                ))?;
-            stmt.raw_bind_parameter(index, value)?;
-        }
-        if !statement.returning {
-            let affected = stmt.raw_execute()? as u64;
-            return Ok(Written {
-                affected,
-                rows: vec![],
-            });
-        }
-        let columns: Vec<AnyColumn> = (0..stmt.column_count())
-            .map(|ordinal| {
-                Ok(AnyColumn {
-                    ordinal,
-                    name: stmt.column_name(ordinal)?.to_string().into(),
-                    type_info: AnyTypeInfo {
-                        kind: AnyTypeInfoKind::Null,
-                    },
-                })
-            })
-            .collect::<Result<_, rusqlite::Error>>()?;
-        let names = Arc::new(
-            columns
-                .iter()
-                .map(|c| (c.name.clone(), c.ordinal))
-                .collect(),
-        );
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let values = (0..columns.len())
-                .map(|i| row.get_ref(i).map(value))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(AnyRow {
-                column_names: Arc::clone(&names),
-                columns: columns.clone(),
-                values,
-            });
-        }
-        Ok(Written {
-            affected: out.len() as u64,
-            rows: out,
-        })
+        execute(&self.conn, statement)
     }
+}
+
+/// A read-only connection for the hot reads, which run on the calling thread as the writer's
+/// statements do (a read is a few index lookups; in WAL mode it never waits for the writer).
+pub struct Reader {
+    conn: rusqlite::Connection,
+}
+
+impl Reader {
+    /// Opens the database file of a `sqlite:` URL to read.
+    pub fn open(url: &str) -> Result<Self, rusqlite::Error> {
+        let conn = open(url)?;
+        conn.execute_batch("PRAGMA query_only = 1")?;
+        Ok(Reader { conn })
+    }
+
+    /// The statement's rows. With `wait: false` it does not wait if SQLite is busy (a
+    /// checkpoint resetting the WAL): `None`, read again with `wait: true` on the blocking pool.
+    pub fn read(
+        &mut self,
+        statement: &Prepared,
+        wait: bool,
+    ) -> Option<Result<Vec<AnyRow>, StoreError>> {
+        let timeout = if wait { BUSY_TIMEOUT } else { Duration::ZERO };
+        if let Err(e) = self.conn.busy_timeout(timeout) {
+            return Some(Err(StoreError::Sqlite(e)));
+        }
+        match execute(&self.conn, statement) {
+            Err(e) if !wait && is_busy(&e) => None,
+            result => Some(result.map(|w| w.rows).map_err(StoreError::Sqlite)),
+        }
+    }
+}
+
+/// A connection to the database file of a `sqlite:` URL with the store's settings
+/// (`SQLITE_PRAGMAS`); the store has created the file and its tables by then.
+fn open(url: &str) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map(|o| o.get_filename().to_path_buf())
+        .map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?;
+    let conn = rusqlite::Connection::open(path)?;
+    for pragma in super::SQLITE_PRAGMAS {
+        conn.execute_batch(pragma)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Runs one statement on `conn`: rows changed, or (`returning`) the rows as sqlx's `AnyRow`.
+fn execute(conn: &rusqlite::Connection, statement: &Prepared) -> Result<Written, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(statement.sql)?;
+    // The store writes `$1`, `$2`…; SQLite numbers parameters by first appearance, so each
+    // is bound by its name.
+    for index in 1..=stmt.parameter_count() {
+        let value = stmt
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| statement.args.get(n.wrapping_sub(1)))
+            .ok_or(rusqlite::Error::InvalidParameterCount(
+                index,
+                statement.args.len(),
+            ))?;
+        stmt.raw_bind_parameter(index, value)?;
+    }
+    if !statement.returning {
+        let affected = stmt.raw_execute()? as u64;
+        return Ok(Written {
+            affected,
+            rows: vec![],
+        });
+    }
+    let columns: Vec<AnyColumn> = (0..stmt.column_count())
+        .map(|ordinal| {
+            Ok(AnyColumn {
+                ordinal,
+                name: stmt.column_name(ordinal)?.to_string().into(),
+                type_info: AnyTypeInfo {
+                    kind: AnyTypeInfoKind::Null,
+                },
+            })
+        })
+        .collect::<Result<_, rusqlite::Error>>()?;
+    let names = Arc::new(
+        columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ordinal))
+            .collect(),
+    );
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let values = (0..columns.len())
+            .map(|i| row.get_ref(i).map(value))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(AnyRow {
+            column_names: Arc::clone(&names),
+            columns: columns.clone(),
+            values,
+        });
+    }
+    Ok(Written {
+        affected: out.len() as u64,
+        rows: out,
+    })
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -63,12 +63,14 @@ impl Store {
 
     /// The user a token names, by id only; `None` if there is none or it is disabled.
     pub async fn active_user(&self, id: &str) -> Result<Option<User>> {
-        let row = sqlx::query(
-            "SELECT id, email, name, is_admin, disabled_at FROM users WHERE id = $1 AND disabled_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read_one(
+                sqlx::query(
+                    "SELECT id, email, name, is_admin, disabled_at FROM users WHERE id = $1 AND disabled_at IS NULL",
+                )
+                .bind(id.to_string()),
+            )
+            .await?;
         row.as_ref().map(user_row).transpose()
     }
 
@@ -208,22 +210,27 @@ impl Store {
 
     /// The user's role in the workspace, or `NotFound` if they are not a member (or it does not exist).
     pub async fn role(&self, workspace_id: &str, user_id: &str) -> Result<Role> {
-        let row =
-            sqlx::query("SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-                .bind(workspace_id)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or(StoreError::NotFound)?;
+        let row = self
+            .read_one(
+                sqlx::query(
+                    "SELECT role FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+                )
+                .bind(workspace_id.to_string())
+                .bind(user_id.to_string()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let role: String = get(&row, "role")?;
         Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
     }
 
     /// The workspace's configuration version (see migration 0008); `None` if it does not exist.
     pub async fn config_version(&self, workspace_id: &str) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT config_version FROM workspaces WHERE id = $1")
-            .bind(workspace_id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .read_one(
+                sqlx::query("SELECT config_version FROM workspaces WHERE id = $1")
+                    .bind(workspace_id.to_string()),
+            )
             .await?;
         row.map(|row| get(&row, "config_version")).transpose()
     }
