@@ -18,18 +18,79 @@ pub struct NewPrice {
     pub model: String,
     /// USD per million tokens, a decimal string such as `"2.50"`.
     #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$")]
+    #[serde(deserialize_with = "price_text::required")]
     pub input_per_mtok: Decimal,
     #[schema(value_type = Option<String>, pattern = "^[0-9]+(\\.[0-9]+)?$")]
+    #[serde(default, deserialize_with = "price_text::optional")]
     pub cached_input_per_mtok: Option<Decimal>,
     #[schema(value_type = Option<String>, pattern = "^[0-9]+(\\.[0-9]+)?$")]
+    #[serde(default, deserialize_with = "price_text::optional")]
     pub cache_write_per_mtok: Option<Decimal>,
     #[schema(value_type = String, pattern = "^[0-9]+(\\.[0-9]+)?$")]
+    #[serde(deserialize_with = "price_text::required")]
     pub output_per_mtok: Decimal,
     #[schema(value_type = Option<String>, pattern = "^[0-9]+(\\.[0-9]+)?$")]
+    #[serde(default, deserialize_with = "price_text::optional")]
     pub reasoning_per_mtok: Option<Decimal>,
     /// Default: now.
     pub effective_from: Option<i64>,
     pub effective_until: Option<i64>,
+}
+
+/// A price as the API takes it, as documented: a decimal string such as `"2.50"` — not a JSON
+/// number (a float on the way) nor an exponent (`"1e-7"`).
+mod price_text {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        parse(&value).map_err(D::Error::custom)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Null => Ok(None),
+            value => parse(&value).map(Some).map_err(D::Error::custom),
+        }
+    }
+
+    fn parse(value: &serde_json::Value) -> Result<Decimal, String> {
+        let refused = || format!("a price is a decimal string such as \"2.50\", not {value}");
+        let text = value.as_str().ok_or_else(refused)?;
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) {
+            return Err(refused());
+        }
+        text.parse::<Decimal>()
+            .map_err(|e| format!("{}: {e}", refused()))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse;
+        use serde_json::json;
+
+        #[test]
+        fn only_decimal_strings_are_prices() {
+            assert_eq!(parse(&json!("2.50")).expect("ok").to_string(), "2.50");
+            assert_eq!(parse(&json!("3")).expect("ok").to_string(), "3");
+            for refused in [
+                json!(1.5),
+                json!(2),
+                json!("1e-7"),
+                json!("1.5e3"),
+                json!("-1"),
+                json!(".5"),
+                json!("1."),
+                json!(" 1"),
+                json!(""),
+            ] {
+                assert!(parse(&refused).is_err(), "{refused}");
+            }
+        }
+    }
 }
 
 const COLUMNS: &str = "id, provider, model, input_per_mtok, cached_input_per_mtok, cache_write_per_mtok, output_per_mtok, reasoning_per_mtok, effective_from, effective_until";

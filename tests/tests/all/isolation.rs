@@ -419,6 +419,20 @@ async fn roles_limit_what_members_may_do() {
         403
     );
     let (admin, _, _) = server.user_with_workspace("root@pods.test", true);
+    // A price is a decimal string, as documented: not a JSON number, not an exponent.
+    for refused in [
+        json!({"provider": "openai", "model": "gpt-9", "inputPerMtok": 1.5, "outputPerMtok": "2"}),
+        json!({"provider": "openai", "model": "gpt-9", "inputPerMtok": "1", "outputPerMtok": "1e-7"}),
+        json!({"provider": "openai", "model": "gpt-9", "inputPerMtok": "1", "outputPerMtok": "2", "reasoningPerMtok": "1.5e3"}),
+    ] {
+        let answer = admin.post("/api/v1/pricing", refused.clone()).await;
+        assert_eq!(answer.status, 400, "{refused}: {}", answer.text);
+        assert_eq!(
+            answer.body["error"]["code"], "INVALID_FIELD",
+            "{}",
+            answer.text
+        );
+    }
     let added = admin.post("/api/v1/pricing", price).await;
     assert_eq!(added.status, 201, "{}", added.text);
     assert_eq!(added.body["inputPerMtok"], "1");
