@@ -296,7 +296,19 @@ impl PodInput {
 
 /// A pod's settings, checked as every execution of it will be ([`crate::execution::check_pod`]),
 /// plus what only a saved pod has: a name, a model, a loaded output extractor.
-fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
+/// A pod as written, with what the canvas should show about it (`warnings`, when any).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PodWritten {
+    #[serde(flatten)]
+    pod: Pod,
+    /// E.g. a model that no plugin manifest and no price row knows: it may still run (an
+    /// OpenAI-compatible server behind a key's base URL), but its cost is not counted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+/// Checks a pod's settings; what is allowed but doubtful comes back as warnings.
+async fn validate_pod(state: &AppState, c: &PodConfig) -> Result<Vec<String>, ApiError> {
     if c.name.trim().is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidField,
@@ -309,7 +321,7 @@ fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
             "model must not be empty",
         ));
     }
-    crate::execution::check_pod(
+    let plugin = crate::execution::check_pod(
         &state.plugins,
         &c.provider,
         c.plugin_version.as_deref(),
@@ -327,7 +339,25 @@ fn validate_pod(state: &AppState, c: &PodConfig) -> Result<(), ApiError> {
             ),
         ));
     }
-    Ok(())
+    let provider = c.provider.to_ascii_lowercase();
+    let model = c.model.trim();
+    let known = plugin.manifest().models.iter().any(|m| m.id == model)
+        || crate::cost::find_price(
+            &state
+                .store
+                .prices_in_force(&provider, crate::domain::now_ms())
+                .await?,
+            model,
+            None,
+        )
+        .is_some();
+    Ok(if known {
+        vec![]
+    } else {
+        vec![format!(
+            "{provider} has no model {model:?} in its plugin's manifest or the pricing table: it runs only with a key whose base URL serves it, and its cost is not counted until a price is added"
+        )]
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/pods", tag = "pods", security(("bearer" = [])), responses((status = 200, body = [Pod])))]
@@ -346,22 +376,22 @@ pub async fn list_pods(
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/pods", tag = "pods", security(("bearer" = [])),
-    request_body = PodInput, responses((status = 201, body = Pod)))]
+    request_body = PodInput, responses((status = 201, body = PodWritten)))]
 pub async fn create_pod(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, flow_id)): Path<(String, String)>,
     Body(body): Body<PodInput>,
-) -> Result<(StatusCode, Json<Pod>), ApiError> {
+) -> Result<(StatusCode, Json<PodWritten>), ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     let config = body.apply(PodConfig::default());
-    validate_pod(&state, &config)?;
+    let warnings = validate_pod(&state, &config).await?;
     let pod = state
         .pods
         .create(&ws, &flow_id, &config)
         .await
         .map_err(missing("flow"))?;
-    Ok((StatusCode::CREATED, Json(pod)))
+    Ok((StatusCode::CREATED, Json(PodWritten { pod, warnings })))
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/pods/{pod_id}", tag = "pods", security(("bearer" = [])), responses((status = 200, body = Pod)))]
@@ -377,25 +407,24 @@ pub async fn get_pod(
 }
 
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/pods/{pod_id}", tag = "pods", security(("bearer" = [])),
-    request_body = PodInput, responses((status = 200, body = Pod), (status = 409, description = "expectedVersion is stale")))]
+    request_body = PodInput, responses((status = 200, body = PodWritten), (status = 409, description = "expectedVersion is stale")))]
 pub async fn update_pod(
     State(state): State<AppState>,
     caller: Caller,
     Path((ws, pod_id)): Path<(String, String)>,
     Body(body): Body<PodInput>,
-) -> Result<Json<Pod>, ApiError> {
+) -> Result<Json<PodWritten>, ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
     let pod = state.pods.get(&ws, &pod_id).await.map_err(missing("pod"))?;
     let expected = body.expected_version;
     let config = body.apply(pod.config);
-    validate_pod(&state, &config)?;
-    Ok(Json(
-        state
-            .pods
-            .update(&ws, &pod_id, &config, expected)
-            .await
-            .map_err(missing("pod"))?,
-    ))
+    let warnings = validate_pod(&state, &config).await?;
+    let pod = state
+        .pods
+        .update(&ws, &pod_id, &config, expected)
+        .await
+        .map_err(missing("pod"))?;
+    Ok(Json(PodWritten { pod, warnings }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/pods/{pod_id}", tag = "pods", security(("bearer" = [])),

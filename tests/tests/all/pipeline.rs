@@ -343,11 +343,42 @@ async fn bad_input_and_provider_failures(backend: Backend) {
     let Flow {
         client,
         ws,
+        flow,
         research,
         summary,
         ..
     } = setup(&server, &mock, "bad").await;
     let exec = format!("/api/v1/workspaces/{ws}/executions");
+
+    // A model no manifest and no price row knows is accepted, with a warning a canvas can show.
+    let pods = format!("/api/v1/workspaces/{ws}/flows/{flow}/pods");
+    let unknown = client
+        .post(
+            &pods,
+            json!({"name": "u", "provider": "openai", "model": "gpt-nonesuch", "userPrompt": "hi"}),
+        )
+        .await;
+    assert_eq!(unknown.status, 201, "{}", unknown.text);
+    let warning = unknown.body["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("gpt-nonesuch"), "{}", unknown.text);
+    let known = client
+        .post(
+            &pods,
+            json!({"name": "k", "provider": "openai", "model": "gpt-4o-mini", "userPrompt": "hi"}),
+        )
+        .await;
+    assert_eq!(known.status, 201, "{}", known.text);
+    assert!(known.body.get("warnings").is_none(), "{}", known.text);
+    let id = unknown.body["id"].as_str().unwrap_or_default();
+    let renamed = client
+        .patch(
+            &format!("/api/v1/workspaces/{ws}/pods/{id}"),
+            json!({"name": "still unknown"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    assert!(renamed.body["warnings"][0].is_string(), "{}", renamed.text);
+
     let code = |r: &pods_e2e::Reply| {
         (
             r.status,
