@@ -28,15 +28,25 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaces/{ws}/executions/pod/{pod_id}", get(pod_history))
 }
 
+/// The answer to `async: true`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub execution_id: String,
+    /// Always `queued`.
+    pub status: String,
+}
+
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/executions", tag = "executions", security(("bearer" = [])),
     request_body = ExecuteRequest,
     responses(
         (status = 200, body = ExecutionResult, description = "The finished execution (or, with `stream: true`, a text/event-stream of start, token, done and error events)"),
-        (status = 202, description = "With `async: true`: `{executionId, status: \"queued\"}`; a worker runs it"),
+        (status = 202, body = Queued, description = "With `async: true`: recorded and queued; a worker runs it"),
         (status = 400, description = "Invalid request, unknown provider or model, missing provider key: nothing is recorded"),
+        (status = 409, description = "EXECUTION_CANCELLED: cancelled while it ran (`executionId` says which)"),
         (status = 429, description = "RATE_LIMITED: the caller started more executions than `PODS_RATE_EXECUTIONS_PER_MIN` allows; `Retry-After` says when to try again"),
-        (status = 502, description = "The provider or its plugin failed; the execution is stored with the error"),
-        (status = 504, description = "The provider did not answer in time")))]
+        (status = 502, description = "The provider or its plugin failed; the execution is stored with the error (`executionId`)"),
+        (status = 504, description = "PROVIDER_TIMEOUT: the provider did not answer in time; the execution is stored with the error (`executionId`)")))]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,7 +66,10 @@ pub async fn execute(
         let id = state.executor.enqueue(&ws, &caller.user_id, &req).await?;
         return Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"executionId": id, "status": "queued"})),
+            Json(Queued {
+                execution_id: id,
+                status: "queued".into(),
+            }),
         )
             .into_response());
     }

@@ -52,7 +52,8 @@ impl Modify for BearerAuth {
 
 /// The error answers every handler can give, documented once for all: `401`/`403` where a token
 /// is needed, `404` where the path names something, `400`/`413`/`415` where a JSON body is read,
-/// each with the `{error: {code, message}}` body.
+/// each with the `{error: {code, message}, executionId?}` body — as is every other 4xx/5xx a
+/// route documents without a body of its own.
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
@@ -67,9 +68,14 @@ impl Modify for ErrorResponses {
                 ObjectBuilder::new()
                     .property("code", text())
                     .property("message", text())
-                    .property("executionId", text())
                     .required("code")
                     .required("message"),
+            )
+            .property(
+                "executionId",
+                text().description(Some(
+                    "The execution the error ended, when one was recorded (a provider failure, a timeout, a cancel)",
+                )),
             )
             .required("error");
         openapi
@@ -125,11 +131,18 @@ impl Modify for ErrorResponses {
                     add("403", "FORBIDDEN: the caller's role does not allow this");
                 }
                 if path.contains('{') {
+                    // Ids are opaque: a malformed one is an unknown one.
                     add(
                         "404",
-                        "NOT_FOUND: it does not exist, or not in a workspace of the caller's",
+                        "NOT_FOUND: it does not exist (a malformed id is an unknown one), or not in a workspace of the caller's",
                     );
-                    add("400", "a malformed path parameter");
+                }
+                let queried =
+                    operation.parameters.iter().flatten().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    });
+                if queried {
+                    add("400", "INVALID_FIELD: a malformed query parameter");
                 }
                 if json_body {
                     add(
@@ -138,6 +151,20 @@ impl Modify for ErrorResponses {
                     );
                     add("413", "BODY_TOO_LARGE");
                     add("415", "UNSUPPORTED_MEDIA_TYPE: send application/json");
+                }
+                // A route's own error statuses answer the same body.
+                for (status, answer) in operation.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(answer) = answer
+                        && answer.content.is_empty()
+                        && (status.starts_with('4') || status.starts_with('5'))
+                    {
+                        answer.content.insert(
+                            "application/json".into(),
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("Error")))
+                                .build(),
+                        );
+                    }
                 }
             }
         }

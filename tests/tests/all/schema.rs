@@ -118,3 +118,36 @@ async fn the_api_matches_its_openapi_document() {
     assert!(report.contains("passed"), "{report}");
     let _ = std::fs::remove_file(&config);
 }
+
+/// What the document says about errors is what clients get: `executionId` beside `error`, and a
+/// malformed id in a path is an unknown one (404), not a 400.
+#[tokio::test]
+async fn errors_are_documented_as_answered() {
+    let server = Server::start("schema_errors", Backend::Sqlite, &[]).await;
+    let (client, ws, _) = server.user_with_workspace("errors@pods.test", false);
+    let doc = client.get("/api/v1/openapi.json").await.body;
+    let error = &doc["components"]["schemas"]["Error"];
+    assert!(error["properties"]["executionId"].is_object(), "{error}");
+    assert!(
+        error["properties"]["error"]["properties"]
+            .get("executionId")
+            .is_none(),
+        "{error}"
+    );
+    let path = "/api/v1/workspaces/{ws}/executions/{id}";
+    let answers = &doc["paths"][path]["get"]["responses"];
+    assert!(answers.get("404").is_some(), "{answers}");
+    assert!(answers.get("400").is_none(), "{answers}");
+    let malformed = client
+        .get(&format!("/api/v1/workspaces/{ws}/executions/not-a-uuid"))
+        .await;
+    assert_eq!(malformed.status, 404, "{}", malformed.text);
+    // The execute route documents its own statuses, each with a body.
+    let execute = &doc["paths"]["/api/v1/workspaces/{ws}/executions"]["post"]["responses"];
+    for status in ["202", "409", "502", "504"] {
+        assert!(
+            execute[status]["content"]["application/json"].is_object(),
+            "{status}: {execute}"
+        );
+    }
+}
