@@ -4,7 +4,7 @@
 //! Model names steer it: `…rate-limited` answers 429 with `retry-after`, `…slow` waits 5 s,
 //! `…large` answers [`LARGE_ANSWER_BYTES`] of text, `…json` answers a JSON object whose `summary` is
 //! [`JSON_SUMMARY`], `…delay` waits 100 ms, `…server-error` always answers 500, `…hang` never
-//! answers, `…malformed` answers 200 with a body that is not JSON, `…cut` streams half an answer
+//! answers, `…malformed` answers 200 with a body that is not JSON, `…cut` streams half an answer, `…dropped` sends half an answer and drops the connection
 //! and stops (no finish, no `[DONE]`), `…flaky` answers 429 (retry-after 1 s), then 500, then succeeds, `…bad-request` answers 400.
 
 use std::sync::{Arc, Mutex};
@@ -170,6 +170,36 @@ async fn answer(
             .body(Body::from(
                 "{\"id\": \"chatcmpl-cut\", \"choices\": [{\"message\": ",
             ))
+            .unwrap_or_default();
+    }
+    if model.ends_with("dropped") {
+        // Half an answer, then the connection drops (no end of the body).
+        let stream = body["stream"] == true;
+        let half = if stream {
+            "data: {\"id\":\"chatcmpl-dropped\",\"object\":\"chat.completion.chunk\",\"model\":\"dropped\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Half an ans\"},\"finish_reason\":null}]}\n\n"
+        } else {
+            "{\"id\": \"chatcmpl-dropped\", \"choices\": [{\"message\": "
+        };
+        // The first part goes out (headers and all) before the drop.
+        use futures_util::StreamExt as _;
+        let body = futures_util::stream::iter([true, false]).then(move |first| async move {
+            if first {
+                Ok(half.to_string())
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(std::io::Error::other("the connection dropped"))
+            }
+        });
+        return Response::builder()
+            .header(
+                "content-type",
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(Body::from_stream(body))
             .unwrap_or_default();
     }
     if model.ends_with("cut") {

@@ -68,6 +68,9 @@ pub enum ErrorCode {
     ProviderServerError,
     ProviderMalformedResponse,
     ProviderUnreachable,
+    /// The provider's answer began and was cut off (its connection dropped mid-body or
+    /// mid-stream).
+    ProviderStreamInterrupted,
     ProviderTimeout,
     // The server.
     StoreUnavailable,
@@ -86,7 +89,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for checks over all of them.
-    pub const ALL: [ErrorCode; 55] = [
+    pub const ALL: [ErrorCode; 56] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::InvalidField,
@@ -132,6 +135,7 @@ impl ErrorCode {
         ErrorCode::ProviderServerError,
         ErrorCode::ProviderMalformedResponse,
         ErrorCode::ProviderUnreachable,
+        ErrorCode::ProviderStreamInterrupted,
         ErrorCode::ProviderTimeout,
         ErrorCode::StoreUnavailable,
         ErrorCode::QueueUnavailable,
@@ -193,6 +197,7 @@ impl ErrorCode {
             ProviderServerError => "PROVIDER_SERVER_ERROR",
             ProviderMalformedResponse => "PROVIDER_MALFORMED_RESPONSE",
             ProviderUnreachable => "PROVIDER_UNREACHABLE",
+            ProviderStreamInterrupted => "PROVIDER_STREAM_INTERRUPTED",
             ProviderTimeout => "PROVIDER_TIMEOUT",
             StoreUnavailable => "STORE_UNAVAILABLE",
             QueueUnavailable => "QUEUE_UNAVAILABLE",
@@ -248,7 +253,8 @@ impl ErrorCode {
             | ProviderOverloaded
             | ProviderServerError
             | ProviderMalformedResponse
-            | ProviderUnreachable => StatusCode::BAD_GATEWAY,
+            | ProviderUnreachable
+            | ProviderStreamInterrupted => StatusCode::BAD_GATEWAY,
             ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
             PluginBusy | PluginsReadOnly | StoreUnavailable | QueueUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

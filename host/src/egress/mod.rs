@@ -68,6 +68,7 @@ impl Target {
             }
             CallError::BadRequest(text) => CallError::BadRequest(clean(text)),
             CallError::Transport(text) => CallError::Transport(clean(text)),
+            CallError::Interrupted(text) => CallError::Interrupted(clean(text)),
             other => other,
         }
     }
@@ -182,6 +183,10 @@ pub enum CallError {
     BadRequest(String),
     #[error("could not reach the provider: {0}")]
     Transport(String),
+    /// After the provider began to answer: retried as a dropped connection is (a queued
+    /// execution), never by a synchronous call.
+    #[error("the provider's answer was cut off after it began: {0}")]
+    Interrupted(String),
     #[error("the provider sent no data for {0:?}")]
     Timeout(Duration),
     #[error("the provider's answer exceeded {0} bytes")]
@@ -201,6 +206,7 @@ impl CallError {
             CallError::HostNotAllowed { .. } | CallError::BadRequest(_) => ErrorCode::PluginError,
             CallError::HostNotPermitted { .. } => ErrorCode::HostNotPermitted,
             CallError::Transport(_) => ErrorCode::ProviderUnreachable,
+            CallError::Interrupted(_) => ErrorCode::ProviderStreamInterrupted,
             CallError::Timeout(_) => ErrorCode::ProviderTimeout,
             CallError::TooLarge(_) => ErrorCode::ProviderMalformedResponse,
             CallError::DestinationNotAllowed(_) => ErrorCode::DestinationNotAllowed,
@@ -220,7 +226,7 @@ impl CallError {
     pub fn retryable(&self) -> bool {
         match self {
             CallError::Provider(e) => e.retryable,
-            CallError::Transport(_) | CallError::Timeout(_) => true,
+            CallError::Transport(_) | CallError::Interrupted(_) | CallError::Timeout(_) => true,
             CallError::Plugin(PluginError::Busy { .. }) => true,
             _ => false,
         }
@@ -519,7 +525,8 @@ impl Egress {
         match tokio::time::timeout(self.config.timeout, chunks.next()).await {
             Err(_) => Err(CallError::Timeout(self.config.timeout)),
             Ok(None) => Ok(None),
-            Ok(Some(Err(e))) => Err(CallError::Transport(transport_message(e))),
+            // The answer's headers came: the provider was reached, and its answer cut off.
+            Ok(Some(Err(e))) => Err(CallError::Interrupted(transport_message(e))),
             Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
         }
     }

@@ -548,6 +548,35 @@ async fn bad_input_and_provider_failures(backend: Backend) {
     );
     assert_eq!(stored.body["costInUsd"], Value::Null);
 
+    // A provider whose answer is cut off after it began: named for what it is, not "unreachable".
+    for stream in [false, true] {
+        let dropped = client
+            .post(
+                &exec,
+                json!({"podId": research, "model": "gpt-4o-mini-dropped", "stream": stream}),
+            )
+            .await;
+        if stream {
+            assert!(
+                dropped.text.contains("PROVIDER_STREAM_INTERRUPTED"),
+                "{}",
+                dropped.text
+            );
+        } else {
+            assert_eq!(
+                code(&dropped),
+                (502, "PROVIDER_STREAM_INTERRUPTED".into()),
+                "{}",
+                dropped.text
+            );
+            let id = dropped.body["executionId"].as_str().expect("execution id");
+            let stored = client
+                .get(&format!("/api/v1/workspaces/{ws}/executions/{id}"))
+                .await;
+            assert_eq!(stored.body["errorCode"], "PROVIDER_STREAM_INTERRUPTED");
+        }
+    }
+
     // A provider that hangs is cut off by the timeout (1 s here).
     let started = std::time::Instant::now();
     let slow = client
