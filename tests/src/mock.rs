@@ -23,6 +23,8 @@ pub struct Seen {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone, Default)]
@@ -114,6 +116,7 @@ async fn answer(
             path: path.clone(),
             headers,
             body: body.clone(),
+            at: std::time::Instant::now(),
         });
     }
     let model = body["model"].as_str().unwrap_or(&path).to_string();

@@ -20,14 +20,17 @@ use crate::domain::now_ms;
 
 const GROUP: &str = "workers";
 
-/// Moves due retries (KEYS[1], a sorted set) into the stream (KEYS[2]).
+/// Moves due retries (KEYS[1], a sorted set) into the stream (KEYS[2]); returns when the next
+/// one is due (unix ms), or -1 if none waits.
 const PROMOTE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
 for _, job in ipairs(due) do
   redis.call('XADD', KEYS[2], '*', 'job', job)
   redis.call('ZREM', KEYS[1], job)
 end
-return #due";
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if next[2] then return tonumber(next[2]) end
+return -1";
 
 pub struct RedisQueue {
     client: Client,
@@ -44,6 +47,9 @@ pub struct RedisQueue {
     /// both are looked for now and then, not on every read.
     promoted: std::sync::Mutex<Option<Instant>>,
     reclaimed: std::sync::Mutex<Option<Instant>>,
+    /// When the next retry this node knows of is due (unix ms): a blocking read ends by then,
+    /// so a retry leaves on time rather than at the end of a whole poll.
+    next_due: std::sync::Mutex<Option<i64>>,
 }
 
 /// How often due retries are moved into the stream.
@@ -74,6 +80,7 @@ impl RedisQueue {
             consumer: format!("{}-{}", std::process::id(), crate::domain::new_id()),
             promote: redis::Script::new(PROMOTE),
             promoted: Default::default(),
+            next_due: Default::default(),
             reclaimed: Default::default(),
         };
         queue.ensure_group().await?;
@@ -178,24 +185,35 @@ impl Queue for RedisQueue {
         if delay.is_zero() {
             let _: String = conn.xadd(&self.stream, "*", &[("job", payload)]).await?;
         } else {
-            let _: i64 = conn
-                .zadd(&self.delayed, payload, now_ms() + millis(delay))
-                .await?;
+            let due_at = now_ms() + millis(delay);
+            let _: i64 = conn.zadd(&self.delayed, payload, due_at).await?;
+            let mut next = self.next_due.lock().unwrap_or_else(|e| e.into_inner());
+            *next = Some(next.map_or(due_at, |at| at.min(due_at)));
         }
         Ok(())
     }
 
     async fn consume(&self, max: usize, lease: Duration, wait: Duration) -> Result<Vec<Delivery>> {
         let mut conn = self.commands.clone();
-        if due(&self.promoted, PROMOTE_EVERY) {
-            let _: i64 = self
+        let now = now_ms();
+        let next_due = *self.next_due.lock().unwrap_or_else(|e| e.into_inner());
+        if due(&self.promoted, PROMOTE_EVERY) || next_due.is_some_and(|at| at <= now) {
+            let next: i64 = self
                 .promote
                 .key(&self.delayed)
                 .key(&self.stream)
-                .arg(now_ms())
+                .arg(now)
                 .invoke_async(&mut conn)
                 .await?;
+            *self.next_due.lock().unwrap_or_else(|e| e.into_inner()) = (next >= 0).then_some(next);
         }
+        // Wait no longer than until the next retry is due.
+        let wait = match *self.next_due.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(at) => wait.min(Duration::from_millis(
+                at.saturating_sub(now_ms()).max(1) as u64
+            )),
+            None => wait,
+        };
         // An entry is stalled only once idle a whole lease: looking four times a lease is plenty.
         if !due(&self.reclaimed, lease / 4) {
             return self.read(max, wait).await;
@@ -258,12 +276,17 @@ impl Queue for RedisQueue {
     }
 
     async fn retry(&self, delivery: &Delivery, delay: Duration) -> Result<()> {
+        let due_at = now_ms() + millis(delay);
+        {
+            let mut next = self.next_due.lock().unwrap_or_else(|e| e.into_inner());
+            *next = Some(next.map_or(due_at, |at| at.min(due_at)));
+        }
         let payload =
             serde_json::to_string(&delivery.job).map_err(|e| QueueError::Config(e.to_string()))?;
         let mut conn = self.commands.clone();
         let _: (i64, i64, i64) = redis::pipe()
             .atomic()
-            .zadd(&self.delayed, payload, now_ms() + millis(delay))
+            .zadd(&self.delayed, payload, due_at)
             .xack(&self.stream, GROUP, &[&delivery.handle])
             .xdel(&self.stream, &[&delivery.handle])
             .query_async(&mut conn)

@@ -179,7 +179,9 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(&delivery.handle)
-            .visibility_timeout(seconds(delay, 43_200))
+            // SQS counts whole seconds: the nearest keeps the schedule's jitter (a ceiling
+            // would add up to a second to every wait).
+            .visibility_timeout(((delay.as_millis() + 500) / 1000).min(43_200) as i32)
             .send()
             .await
             .map_err(sqs_error)?;

@@ -175,6 +175,75 @@ async fn retryable_failures_are_retried_with_backoff_and_billed_once_on_sqs() {
     retries(QueueKind::Sqs).await;
 }
 
+#[tokio::test]
+async fn retries_wait_the_documented_backoff() {
+    backoff(QueueKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn retries_wait_the_documented_backoff_on_redis() {
+    backoff(QueueKind::Redis).await;
+}
+
+#[tokio::test]
+async fn retries_wait_the_documented_backoff_on_sqs() {
+    backoff(QueueKind::Sqs).await;
+}
+
+/// With the default base (2 s): the gaps between attempts are 2 s then 4 s, each ±25 %, on every
+/// backend (to its granularity: SQS hides a message for whole seconds), plus a little scheduling.
+async fn backoff(queue: QueueKind) {
+    let mock = MockProvider::start().await;
+    let name = format!("queue_backoff_{queue:?}").to_lowercase();
+    let queue_env = queue_env(queue, &name);
+    let server = Server::start(
+        &name,
+        Backend::Sqlite,
+        &with_queue(&queue_env, &[mock.egress()]),
+    )
+    .await;
+    let s = setup(&server, &mock, "backoff@pods.test").await;
+    // Four executions, so a schedule rounded to whole seconds shows (it would take the jitter
+    // above the nominal delay to the next second).
+    let mut ids = vec![];
+    for i in 0..4 {
+        ids.push(
+            enqueue(
+                &s,
+                json!({"model": format!("gpt-4o-mini-{i}-server-error")}),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        let failed = wait_for(&s, id, &["ERROR", "COMPLETED"], Duration::from_secs(30)).await;
+        assert_eq!(failed["attempts"], 3, "{failed}");
+    }
+    let seen = mock.seen();
+    for i in 0..4 {
+        let model = format!("gpt-4o-mini-{i}-server-error");
+        let times: Vec<Instant> = seen
+            .iter()
+            .filter(|r| r.body["model"] == model)
+            .map(|r| r.at)
+            .collect();
+        assert_eq!(times.len(), 3);
+        let gaps: Vec<f64> = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64())
+            .collect();
+        // Whole seconds on SQS: a delay is rounded to the nearest second there.
+        let grain = if queue == QueueKind::Sqs { 0.5 } else { 0.0 };
+        for (gap, nominal) in gaps.iter().zip([2.0, 4.0]) {
+            let (low, high) = (nominal * 0.75 - grain, nominal * 1.25 + grain + 0.4);
+            assert!(
+                (low..=high).contains(gap),
+                "{queue:?}: gaps {gaps:?}, {gap} not in {low}..{high}"
+            );
+        }
+    }
+}
+
 async fn retries(queue: QueueKind) {
     let mock = MockProvider::start().await;
     let name = format!("queue_retry_{queue:?}").to_lowercase();
