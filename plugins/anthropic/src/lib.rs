@@ -4,8 +4,10 @@
 //! Usage mapping (Anthropic's `input_tokens` *excludes* cache reads and writes):
 //! - `promptTokens` = `input_tokens` + `cache_read_input_tokens` + `cache_creation_input_tokens`
 //! - `cachedTokens` = `cache_read_input_tokens`; `cacheWriteTokens` = `cache_creation_input_tokens`
-//! - `completionTokens` = `output_tokens`, which *includes* thinking: Anthropic does not report
-//!   thinking tokens apart, so `reasoningTokens` is `null` (not reported), never a guessed number.
+//! - `output_tokens` *includes* thinking. When Anthropic reports it apart
+//!   (`output_tokens_details.thinking_tokens`), `reasoningTokens` is that and `completionTokens`
+//!   the rest; when it does not, `completionTokens` = `output_tokens` and `reasoningTokens` is
+//!   `null` (not reported), never a guessed number.
 //!
 //! When streaming, `message_start` carries the input and cache counts and `message_delta.usage`
 //! is a running total that replaces (never adds to) what came before. A stream that ends without

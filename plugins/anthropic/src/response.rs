@@ -73,6 +73,8 @@ pub struct RawUsage {
     pub cache_read: Option<u64>,
     pub cache_write: Option<u64>,
     pub output: Option<u64>,
+    /// `output_tokens_details.thinking_tokens`: the part of `output` that was thinking.
+    pub thinking: Option<u64>,
 }
 
 impl RawUsage {
@@ -90,6 +92,9 @@ impl RawUsage {
         if let Some(n) = count(u, "/output_tokens") {
             self.output = Some(n);
         }
+        if let Some(n) = count(u, "/output_tokens_details/thinking_tokens") {
+            self.thinking = Some(n);
+        }
     }
 
     pub fn normalized(&self) -> Usage {
@@ -97,12 +102,21 @@ impl RawUsage {
             (None, None, None) => None,
             (i, r, w) => Some(i.unwrap_or(0) + r.unwrap_or(0) + w.unwrap_or(0)),
         };
+        // Thinking reported apart: it is the reasoning, and the completion is the rest (never
+        // more thinking than output). Not reported: all of it is completion, reasoning unknown.
+        let (completion, reasoning) = match (self.output, self.thinking) {
+            (Some(output), Some(thinking)) => {
+                let thinking = thinking.min(output);
+                (Some(output - thinking), Some(thinking))
+            }
+            (output, _) => (output, None),
+        };
         Usage {
             prompt_tokens: prompt,
             cached_tokens: self.cache_read,
             cache_write_tokens: self.cache_write,
-            completion_tokens: self.output,
-            reasoning_tokens: None,
+            completion_tokens: completion,
+            reasoning_tokens: reasoning,
         }
     }
 }
