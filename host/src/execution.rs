@@ -271,7 +271,7 @@ impl Executor {
                 }
                 other => other?,
             };
-            new.config_version = view.version.filter(|_| attempt < RESOLVE_ATTEMPTS);
+            new.config_version = Some(view.version).filter(|_| attempt < RESOLVE_ATTEMPTS);
             let lease = self.inner.lease;
             let recorded = match record {
                 Record::Running => ledger

@@ -56,7 +56,7 @@ impl Cache {
             .config_version(ws)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let view = Arc::new(self.new_view(ws, Some(version)));
+        let view = Arc::new(self.new_view(ws, version));
         let mut views = lock(&self.views);
         if views.len() >= MAX_ENTRIES {
             views.clear();
@@ -67,7 +67,7 @@ impl Cache {
 
     /// Whether `view` still shows the workspace as it is (one read).
     pub async fn is_current(&self, view: &View) -> Result<bool> {
-        Ok(view.version.is_some() && self.store.config_version(&view.ws).await? == view.version)
+        Ok(self.store.config_version(&view.ws).await? == Some(view.version))
     }
 
     /// A view that shows the workspace as it is now: the cached one if its version is still
@@ -81,7 +81,7 @@ impl Cache {
         Ok(view)
     }
 
-    fn new_view(&self, ws: &str, version: Option<i64>) -> View {
+    fn new_view(&self, ws: &str, version: i64) -> View {
         View {
             ws: ws.to_string(),
             version,
@@ -98,9 +98,8 @@ impl Cache {
 /// One workspace's configuration as of `version`, read on first use.
 pub struct View {
     ws: String,
-    /// The workspace's `config_version` before anything here was read; `None` for a detached
-    /// view.
-    pub version: Option<i64>,
+    /// The workspace's `config_version` before anything here was read.
+    pub version: i64,
     store: Store,
     pods: PodStore,
     roles: Memo<Option<Role>>,

@@ -98,9 +98,7 @@ impl GroupCommit {
             None => Err(StoreError::Commit("the committer stopped".into())),
         }
     }
-}
 
-impl GroupCommit {
     /// Runs the statements in a transaction of their own that commits all or none of them
     /// (after whatever batch is being written).
     pub async fn run_atomic(&self, statements: Vec<Statement>) -> Result<Vec<Written>> {

@@ -1,4 +1,4 @@
-//! SQLite writes run on the calling thread.
+//! SQLite writes — and the hot reads ([`Reader`]) — run on the calling thread.
 //!
 //! sqlx runs each SQLite connection on a thread of its own, so every statement is two thread
 //! hand-offs, there and back. On a small machine a hand-off to a sleeping thread is a wake-up
@@ -353,6 +353,36 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .expect("count");
         assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn an_atomic_group_commits_all_or_nothing_and_a_reader_sees_it() {
+        let (mut w, path) = writer("atomic");
+        let insert = |id: &str| {
+            prepared(
+                sqlx::query("INSERT INTO t (id, n) VALUES ($1, 1)").bind(id.to_string()),
+                false,
+            )
+        };
+        let failed = w
+            .run_atomic(&[insert("a"), insert("a")], false)
+            .expect("not busy");
+        assert!(failed.is_err(), "the duplicate fails the group");
+        let written = w
+            .run_atomic(&[insert("b"), insert("c")], false)
+            .expect("not busy");
+        assert_eq!(written.expect("ok").len(), 2);
+        let mut reader = Reader::open(&format!("sqlite://{}", path.display())).expect("reader");
+        let ids = sqlx::query("SELECT id FROM t ORDER BY id");
+        let rows = reader
+            .read(&prepared(ids, true), false)
+            .expect("not busy")
+            .expect("rows");
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>("id").expect("id"))
+            .collect();
+        assert_eq!(ids, ["b", "c"], "nothing of the failed group");
     }
 
     #[test]
