@@ -353,14 +353,8 @@ impl Executor {
                 ),
             ));
         };
-        let known = plugin.manifest().models.iter().any(|m| m.id == model)
-            || stored.base_url.is_some()
-            || cost::find_price(
-                &store.prices_in_force(&provider, now_ms()).await?,
-                &model,
-                None,
-            )
-            .is_some();
+        let known =
+            stored.base_url.is_some() || is_known_model(store, &plugin, &provider, &model).await?;
         if !known {
             return Err(invalid(
                 ErrorCode::UnknownModel,
@@ -796,6 +790,21 @@ impl From<Denied> for ExecError {
 /// The one check of what a pod runs with, when it is saved and when it runs: its provider
 /// plugin (at the pinned version, if any) is loaded, and its sampling settings are in range.
 /// Returns the plugin.
+/// Whether the provider's plugin manifest or today's pricing table knows the model (without
+/// either, it runs only behind a key's base URL, and its cost is not counted).
+pub async fn is_known_model(
+    store: &Store,
+    plugin: &Plugin,
+    provider: &str,
+    model: &str,
+) -> Result<bool, StoreError> {
+    if plugin.manifest().models.iter().any(|m| m.id == model) {
+        return Ok(true);
+    }
+    let prices = store.prices_in_force(provider, now_ms()).await?;
+    Ok(cost::find_price(&prices, model, None).is_some())
+}
+
 pub fn check_pod(
     plugins: &Registry,
     provider: &str,

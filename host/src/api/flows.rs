@@ -341,16 +341,7 @@ async fn validate_pod(state: &AppState, c: &PodConfig) -> Result<Vec<String>, Ap
     }
     let provider = c.provider.to_ascii_lowercase();
     let model = c.model.trim();
-    let known = plugin.manifest().models.iter().any(|m| m.id == model)
-        || crate::cost::find_price(
-            &state
-                .store
-                .prices_in_force(&provider, crate::domain::now_ms())
-                .await?,
-            model,
-            None,
-        )
-        .is_some();
+    let known = crate::execution::is_known_model(&state.store, &plugin, &provider, model).await?;
     Ok(if known {
         vec![]
     } else {
