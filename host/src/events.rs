@@ -35,6 +35,8 @@ pub struct Hub {
     /// User ids whose access changed (removed from a workspace, role changed, disabled).
     access: broadcast::Sender<Arc<str>>,
     relay: Option<tokio::sync::mpsc::Sender<Outgoing>>,
+    /// The relay's Redis, for readiness checks.
+    redis: Option<redis::aio::ConnectionManager>,
 }
 
 impl Default for Hub {
@@ -47,6 +49,7 @@ impl Default for Hub {
             }),
             access: broadcast::channel(BUFFER).0,
             relay: None,
+            redis: None,
         }
     }
 }
@@ -240,6 +243,17 @@ impl Hub {
         }
     }
 
+    /// Whether events reach the other nodes: in-process always; through Redis, a `PING`.
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        match &self.redis {
+            Some(redis) => {
+                let mut redis = redis.clone();
+                redis::cmd("PING").query_async::<()>(&mut redis).await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// A hub whose events, cancels and access changes travel through Redis pub/sub (channels
     /// `{prefix}:events`, `{prefix}:cancel` and `{prefix}:access`), so that clients on every node see every node's events. If Redis goes
     /// away, the relay reconnects; what is published meanwhile is lost (clients can read the
@@ -250,6 +264,7 @@ impl Hub {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(RELAY_BUFFER);
         let hub = Hub {
             relay: Some(tx),
+            redis: Some(publisher.clone()),
             ..Hub::default()
         };
         let (events, cancels, access) = (
@@ -355,6 +370,7 @@ impl WeakHub {
             cancels: self.cancels.clone(),
             access: self.access.clone(),
             relay: None,
+            redis: None,
         })
     }
 }

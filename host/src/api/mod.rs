@@ -175,6 +175,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(plugins::routes(state.plugins.limits().max_bytes));
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .nest("/api/v1", api)
         .merge(metrics::routes())
         .merge(openapi::routes(
@@ -189,6 +190,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 pub fn operator_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .merge(metrics::routes())
         .with_state(state)
 }
@@ -200,6 +202,72 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
     ))
 }
+
+/// Readiness: 200 when every backend answers — the store, the queue, the event relay — and
+/// plugins are loaded; else 503 naming the ones that do not. For load balancers and
+/// Kubernetes readiness probes (`/health` says only that the process is alive).
+#[utoipa::path(get, path = "/ready", tag = "system", responses(
+    (status = 200, body = Readiness, description = "Every backend answers"),
+    (status = 503, body = Readiness, description = "`failing` names the backends that do not")))]
+async fn ready(State(state): State<AppState>) -> Response {
+    // A backend that hangs fails the check rather than the probe.
+    async fn check<E: std::fmt::Display>(
+        name: &str,
+        probe: impl std::future::Future<Output = Result<(), E>>,
+    ) -> (String, bool) {
+        let ok = match tokio::time::timeout(READY_TIMEOUT, probe).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(backend = name, error = %e, "readiness check failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(backend = name, "readiness check timed out");
+                false
+            }
+        };
+        (name.to_string(), ok)
+    }
+    let queue = state.queue.clone();
+    let checks = [
+        check("store", state.store.ping()).await,
+        check("queue", async move { queue.metrics().await.map(|_| ()) }).await,
+        check("events", state.events.ping()).await,
+        ("plugins".to_string(), !state.plugins.list().is_empty()),
+    ];
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let readiness = Readiness {
+        ready: failing.is_empty(),
+        checks: checks
+            .into_iter()
+            .map(|(name, ok)| (name, if ok { "ok" } else { "unreachable" }.to_string()))
+            .collect(),
+        failing,
+    };
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
+}
+
+/// What `/ready` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// `store`, `queue`, `events`, `plugins`: `ok` or `unreachable`.
+    pub checks: std::collections::BTreeMap<String, String>,
+    /// The checks that failed (empty when ready).
+    pub failing: Vec<String>,
+}
+
+/// Longest a readiness check waits for a backend.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The authenticated user: a valid token of an existing, enabled user.
 pub struct Caller {

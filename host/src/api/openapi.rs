@@ -13,7 +13,7 @@ use super::AppState;
 #[openapi(
     info(title = "Pods", description = "Run LLM pods wired into flows. Providers are sandboxed WebAssembly plugins."),
     paths(
-        super::health, super::plugins::list_plugins, super::plugins::upload_plugin, super::plugins::delete_plugin,
+        super::health, super::ready, super::plugins::list_plugins, super::plugins::upload_plugin, super::plugins::delete_plugin,
         super::plugins::reload_plugin, super::plugins::get_limits, super::plugins::put_limits,
         super::plugins::delete_limits, super::plugins::plugin_events,
         super::workspaces::list, super::workspaces::create, super::workspaces::members,

@@ -17,6 +17,7 @@ mod pod_store;
 mod queue;
 mod queue_conformance;
 mod rate_limits;
+mod readiness;
 mod runs;
 mod sandbox;
 mod schema;
