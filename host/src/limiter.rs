@@ -51,8 +51,26 @@ pub struct Exceeded {
 }
 
 /// Past this many buckets held in process, full ones are forgotten (a full bucket and an absent
-/// one are the same).
+/// one are the same). If most are still filling (many clients at once), the next pruning waits
+/// until the map has doubled: a scan is paid for by as many new buckets, never by every call.
+/// A bucket is full again within its refill time (a minute for these rates), so the map holds
+/// about the keys seen in the last minute.
 const PRUNE_ABOVE: usize = 100_000;
+
+/// In-process buckets: each key's theoretical arrival time (µs), and the size that prunes next.
+struct Local {
+    tats: HashMap<String, u64>,
+    prune_at: usize,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local {
+            tats: HashMap::new(),
+            prune_at: PRUNE_ABOVE,
+        }
+    }
+}
 
 /// GCRA in Redis: KEYS[1] the bucket, ARGV interval (µs), burst, cost. Returns 0 when taken, else
 /// the microseconds to wait.
@@ -73,7 +91,7 @@ return 0
 
 /// Where the buckets live.
 enum Buckets {
-    Local(Mutex<HashMap<String, u64>>),
+    Local(Mutex<Local>),
     Redis {
         conn: redis::aio::ConnectionManager,
         script: redis::Script,
@@ -151,19 +169,15 @@ fn now_us() -> u64 {
 }
 
 /// The local bucket arithmetic; `now` in µs. Returns 0 when taken, else µs to wait.
-fn take_local(
-    map: &Mutex<HashMap<String, u64>>,
-    key: &str,
-    rate: Rate,
-    cost: u32,
-    now: u64,
-) -> u64 {
+fn take_local(map: &Mutex<Local>, key: &str, rate: Rate, cost: u32, now: u64) -> u64 {
     let interval = rate.interval_us();
     // A poisoned lock only means a panic elsewhere while it was held; the map is intact.
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= PRUNE_ABOVE {
-        map.retain(|_, tat| *tat > now);
+    let mut local = map.lock().unwrap_or_else(|p| p.into_inner());
+    if local.tats.len() >= local.prune_at {
+        local.tats.retain(|_, tat| *tat > now);
+        local.prune_at = PRUNE_ABOVE.max(2 * local.tats.len());
     }
+    let map = &mut local.tats;
     let tat = map.get(key).copied().unwrap_or(now).max(now);
     let new_tat = tat + u64::from(cost) * interval;
     let limit = now + u64::from(rate.burst) * interval;
@@ -202,6 +216,37 @@ mod tests {
             assert_eq!(take_local(&map, "u", rate, 1, later), 0);
         }
         assert!(take_local(&map, "u", rate, 1, later) > 0);
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_and_a_map_of_filling_ones_is_not_scanned_on_every_call() {
+        let map = Mutex::<Local>::default();
+        let rate = Rate {
+            per_minute: 60,
+            burst: 3,
+        };
+        let t0 = 1_000_000_000;
+        // As many clients as prune a map, each taking one token: none is full.
+        for i in 0..PRUNE_ABOVE {
+            assert_eq!(take_local(&map, &format!("k{i}"), rate, 1, t0), 0);
+        }
+        assert_eq!(take_local(&map, "one more", rate, 1, t0), 0);
+        {
+            let local = map.lock().expect("lock");
+            assert_eq!(local.tats.len(), PRUNE_ABOVE + 1, "nothing was full");
+            assert_eq!(local.prune_at, 2 * PRUNE_ABOVE, "the next scan waits");
+        }
+        // A minute later those buckets are full again: the next pruning forgets them.
+        let later = t0 + 60_000_000;
+        for i in 0..PRUNE_ABOVE {
+            take_local(&map, &format!("n{i}"), rate, 1, later);
+        }
+        let local = map.lock().expect("lock");
+        assert!(
+            !local.tats.keys().any(|k| k.starts_with('k')),
+            "the full buckets were forgotten"
+        );
+        assert!(local.tats.len() <= PRUNE_ABOVE, "{}", local.tats.len());
     }
 
     #[test]
