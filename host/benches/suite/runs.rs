@@ -130,30 +130,20 @@ async fn run(full: bool) {
         "| runs/s | {:.0} |",
         total as f64 / elapsed.as_secs_f64().max(1e-9)
     );
-    println!(
-        "| scheduling overhead, one run at a time, p50 | {} |",
-        ms(pct(&alone, 0.50))
-    );
-    println!(
-        "| scheduling overhead, one run at a time, p99 | {} |",
-        ms(pct(&alone, 0.99))
-    );
-    println!(
-        "| scheduling overhead at {rate} runs/s (open loop), p50 | {} |",
-        ms(pct(&steady, 0.50))
-    );
-    println!(
-        "| scheduling overhead at {rate} runs/s (open loop), p99 | {} |",
-        ms(pct(&steady, 0.99))
-    );
-    println!(
-        "| scheduling overhead under load, p50 | {} |",
-        ms(pct(&loaded, 0.50))
-    );
-    println!(
-        "| scheduling overhead under load, p99 | {} |",
-        ms(pct(&loaded, 0.99))
-    );
+    let steady_label = format!("at {rate} runs/s (open loop)");
+    for (label, samples) in [
+        ("one run at a time", &alone),
+        (steady_label.as_str(), &steady),
+        ("under load", &loaded),
+    ] {
+        for p in [0.50, 0.99] {
+            println!(
+                "| scheduling overhead, {label}, p{:.0} | {} |",
+                p * 100.0,
+                ms(pct(samples, p))
+            );
+        }
+    }
     assert_eq!(completed, total, "every run completes");
 }
 

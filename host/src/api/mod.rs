@@ -228,13 +228,14 @@ async fn ready(State(state): State<AppState>) -> Response {
         };
         (name.to_string(), ok)
     }
-    let queue = state.queue.clone();
-    let checks = [
-        check("store", state.store.ping()).await,
-        check("queue", async move { queue.metrics().await.map(|_| ()) }).await,
-        check("events", state.events.ping()).await,
-        ("plugins".to_string(), !state.plugins.list().is_empty()),
-    ];
+    // At once: a probe waits for the slowest backend, not for their sum.
+    let (store, queue, events) = tokio::join!(
+        check("store", state.store.ping()),
+        check("queue", async { state.queue.metrics().await.map(|_| ()) }),
+        check("events", state.events.ping()),
+    );
+    let plugins = ("plugins".to_string(), !state.plugins.list().is_empty());
+    let checks = [store, queue, events, plugins];
     let failing: Vec<String> = checks
         .iter()
         .filter(|(_, ok)| !ok)
