@@ -106,13 +106,57 @@ impl Tokens {
 
     /// The user id from an `Authorization: Bearer …` header value.
     pub fn verify_header(&self, header: Option<&str>) -> Result<String, AuthError> {
-        let value = header.ok_or(AuthError::Missing)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(AuthError::Invalid)?;
-        self.verify(token.trim())
+        self.verify(bearer(header)?)
     }
+}
+
+/// The credential of an `Authorization: Bearer …` header value: a token or an API key.
+pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+    let value = header.ok_or(AuthError::Missing)?;
+    let credential = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(AuthError::Invalid)?;
+    Ok(credential.trim())
+}
+
+/// Every workspace API key starts so: a credential with it is looked up as a key, not read as
+/// a token (and secret scanners can tell it apart).
+pub const API_KEY_PREFIX: &str = "pods_";
+
+/// A new workspace API key: `pods_` and 256 random bits (base64url), the SHA-256 it is stored
+/// and looked up by, and a hint to tell it apart (its last four characters).
+pub struct NewApiKey {
+    pub secret: String,
+    pub hash: String,
+    pub hint: String,
+}
+
+impl NewApiKey {
+    pub fn generate() -> Self {
+        use aes_gcm::aead::rand_core::RngCore;
+        use base64::Engine;
+        let mut bytes = [0u8; 32];
+        aes_gcm::aead::OsRng.fill_bytes(&mut bytes);
+        let secret = format!(
+            "{API_KEY_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        let tail = &secret[secret.len() - 4..];
+        NewApiKey {
+            hash: api_key_hash(&secret),
+            hint: format!("{API_KEY_PREFIX}…{tail}"),
+            secret,
+        }
+    }
+}
+
+/// What a key is stored and looked up by. A fast hash is enough: the secret has 256 random
+/// bits, so there is nothing to guess that a slow hash would protect.
+pub fn api_key_hash(secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -120,6 +164,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn api_keys_are_long_random_and_stored_only_as_their_hash() {
+        let (a, b) = (NewApiKey::generate(), NewApiKey::generate());
+        assert_ne!(a.secret, b.secret);
+        assert!(a.secret.starts_with(API_KEY_PREFIX));
+        // 32 bytes of base64url without padding.
+        assert_eq!(a.secret.len(), API_KEY_PREFIX.len() + 43);
+        assert_eq!(a.hash, api_key_hash(&a.secret));
+        assert_eq!(a.hash.len(), 64);
+        assert!(!a.hash.contains(&a.secret[5..]));
+        assert!(a.hint.ends_with(&a.secret[a.secret.len() - 4..]));
+        // SHA-256("abc"), the FIPS 180-2 test vector.
+        assert_eq!(
+            api_key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn minted_tokens_verify_and_carry_the_user() {

@@ -419,6 +419,7 @@ impl Settings {
             queue: queue.clone(),
             ledger: ledger.clone(),
             lease: self.lease(),
+            limiter: limiter.clone(),
         });
         let runs = crate::runs::Runs::new(
             store.clone(),

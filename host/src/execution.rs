@@ -18,13 +18,17 @@ use crate::context;
 use crate::cost;
 use crate::domain::{
     ChatRequest, Completion, Denied, ErrorCode, ExecuteRequest, ExecutionResult, ExecutionStatus,
-    Message, MessageRole, QueuedRequest, Role, StreamDelta, check_sampling, now_ms,
+    KeyScope, Message, MessageRole, Principal, QueuedRequest, Role, StreamDelta, check_sampling,
+    now_ms,
 };
 use crate::egress::{Answer, CallError, Egress, Target};
 use crate::ledger::{Failure, Ids, Ledger, Running};
+use crate::limiter::{Limiter, Rate, api_key_bucket};
 use crate::plugins::{Missing, Plugin, Registry};
 use crate::queue::{Job, Queue};
-use crate::store::{Cancelled, Execution, FinishedExecution, NewExecution, Store, StoreError};
+use crate::store::{
+    Cancelled, Execution, FinishedExecution, Idempotency, NewExecution, Store, StoreError,
+};
 use crate::vault::{Binding, Sealed, Secret, Vault, VaultError};
 use crate::workspace_config::{self, View};
 
@@ -53,6 +57,8 @@ pub struct Services {
     /// A synchronous execution's lease, and how long a queued one may wait for a worker before
     /// the sweeper queues it again.
     pub lease: Duration,
+    /// Counts what API keys' calls used against their tokens-a-minute limits.
+    pub limiter: Arc<Limiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,8 @@ pub struct Resolved {
     target: Target,
     extractor: Option<String>,
     warnings: Vec<String>,
+    /// The API key whose tokens-a-minute bucket the call's usage is taken from.
+    tokens_bucket: Option<(String, Rate)>,
 }
 
 /// A synchronous execution recorded as RUNNING, ready to call its provider.
@@ -169,11 +177,12 @@ impl Executor {
     pub async fn start(
         &self,
         ws: &str,
-        user_id: &str,
+        who: &Principal,
         req: &ExecuteRequest,
+        idempotency: Option<Idempotency>,
     ) -> Result<Started, ExecError> {
         let (resolved, recorded) = self
-            .resolve_and_record(ws, user_id, req, Record::Running)
+            .resolve_and_record(ws, who, req, Record::Running, idempotency)
             .await?;
         match recorded {
             Recorded::Running(running) => Ok(Started { running, resolved }),
@@ -186,35 +195,37 @@ impl Executor {
     pub async fn enqueue(
         &self,
         ws: &str,
-        user_id: &str,
+        who: &Principal,
         req: &ExecuteRequest,
+        idempotency: Option<Idempotency>,
     ) -> Result<String, ExecError> {
-        self.enqueue_for(ws, user_id, req, None).await
+        self.enqueue_for(ws, who, req, None, idempotency).await
     }
 
     /// Queues a pod of a flow run: its context comes from the run's own executions.
     pub async fn enqueue_run_pod(
         &self,
         ws: &str,
-        user_id: &str,
+        who: &Principal,
         req: &ExecuteRequest,
         run_id: &str,
         run_created_at: i64,
     ) -> Result<String, ExecError> {
-        self.enqueue_for(ws, user_id, req, Some((run_id, run_created_at)))
+        self.enqueue_for(ws, who, req, Some((run_id, run_created_at)), None)
             .await
     }
 
     async fn enqueue_for(
         &self,
         ws: &str,
-        user_id: &str,
+        who: &Principal,
         req: &ExecuteRequest,
         run: Option<(&str, i64)>,
+        idempotency: Option<Idempotency>,
     ) -> Result<String, ExecError> {
         let run_id = run.map(|(id, _)| id);
         let (_, recorded) = self
-            .resolve_and_record(ws, user_id, req, Record::Queued { run_id })
+            .resolve_and_record(ws, who, req, Record::Queued { run_id }, idempotency)
             .await?;
         let Recorded::Queued(ids) = recorded else {
             unreachable!("recorded as asked")
@@ -241,22 +252,23 @@ impl Executor {
     async fn resolve_and_record(
         &self,
         ws: &str,
-        user_id: &str,
+        who: &Principal,
         req: &ExecuteRequest,
         record: Record<'_>,
+        idempotency: Option<Idempotency>,
     ) -> Result<(Resolved, Recorded), ExecError> {
         let (config, ledger) = (&self.config, &self.inner.ledger);
         let fresh = || async { config.fresh(ws).await.map_err(not_found("workspace")) };
         let (mut view, mut cached) = config.view(ws).await.map_err(not_found("workspace"))?;
         let mut attempt = 1;
         loop {
-            let resolved = match require_role(&view, user_id, Role::Member).await {
+            let resolved = match require_role(&view, who, Role::Member).await {
                 Ok(()) => {
                     let run_id = match record {
                         Record::Queued { run_id } => run_id,
                         Record::Running => None,
                     };
-                    self.resolve(&view, user_id, req, run_id).await
+                    self.resolve(&view, who, req, run_id).await
                 }
                 Err(e) => Err(e),
             };
@@ -272,6 +284,7 @@ impl Executor {
                 other => other?,
             };
             new.config_version = Some(view.version).filter(|_| attempt < RESOLVE_ATTEMPTS);
+            new.idempotency = idempotency.clone();
             let lease = self.inner.lease;
             let recorded = match record {
                 Record::Running => ledger
@@ -303,7 +316,7 @@ impl Executor {
     pub async fn resolve(
         &self,
         view: &View,
-        user_id: &str,
+        who: &Principal,
         req: &ExecuteRequest,
         run_id: Option<&str>,
     ) -> Result<(Resolved, NewExecution), ExecError> {
@@ -355,6 +368,22 @@ impl Executor {
         };
         let known =
             stored.base_url.is_some() || is_known_model(store, &plugin, &provider, &model).await?;
+        // Under a key's monthly budget, a call with no price would be free of it: refused.
+        if who
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.monthly_budget_usd.is_some())
+        {
+            let prices = store.prices_in_force(&provider, now_ms()).await?;
+            if cost::find_price(&prices, &model, None).is_none() {
+                return Err(invalid(
+                    ErrorCode::UnpricedModelUnderBudget,
+                    format!(
+                        "{provider}/{model} has no price: a key with a monthly budget cannot run it (add a price, or use a key without a budget)"
+                    ),
+                ));
+            }
+        }
         if !known {
             return Err(invalid(
                 ErrorCode::UnknownModel,
@@ -435,7 +464,7 @@ impl Executor {
             workspace_id: ws.to_string(),
             flow_id: pod.flow_id.clone(),
             pod_id: pod.id.clone(),
-            user_id: user_id.to_string(),
+            user_id: who.user_id.clone(),
             provider: provider.clone(),
             model_id: model,
             streamed: req.stream,
@@ -450,6 +479,8 @@ impl Executor {
             queued: None,
             config_version: None,
             run_id: None,
+            api_key_id: who.api_key.as_ref().map(|key| key.id.clone()),
+            idempotency: None,
         };
         let resolved = Resolved {
             pod_id: pod.id,
@@ -466,6 +497,10 @@ impl Executor {
             },
             extractor: cfg.output_extractor.clone(),
             warnings,
+            tokens_bucket: who.api_key.as_ref().and_then(|key| {
+                key.tpm
+                    .map(|tpm| (api_key_bucket(&key.id, "tpm"), Rate::per_minute(tpm)))
+            }),
         };
         Ok((resolved, new))
     }
@@ -515,15 +550,12 @@ impl Executor {
                 .await
                 .map_err(not_found("workspace"))
             {
-                Ok(view) => self
-                    .resolve(
-                        &view,
-                        &execution.user_id,
-                        request,
-                        execution.run_id.as_deref(),
-                    )
-                    .await
-                    .map(|(resolved, _)| resolved),
+                Ok(view) => {
+                    let who = self.queued_principal(execution).await?;
+                    self.resolve(&view, &who, request, execution.run_id.as_deref())
+                        .await
+                        .map(|(resolved, _)| resolved)
+                }
                 Err(e) => Err(e),
             },
             None => Err(invalid(
@@ -574,6 +606,7 @@ impl Executor {
             target,
             extractor,
             mut warnings,
+            tokens_bucket,
             ..
         } = resolved;
         let store = &self.inner.store;
@@ -618,6 +651,11 @@ impl Executor {
             mut completion,
             raw,
         } = answer;
+        if let Some((bucket, rate)) = &tokens_bucket {
+            let used = completion.usage.total_tokens().unwrap_or(0);
+            let used = u32::try_from(used).unwrap_or(u32::MAX);
+            self.inner.limiter.charge(bucket, *rate, used).await;
+        }
         // A NUL cannot be stored as text on every database (PostgreSQL refuses it): replaced,
         // the same on every backend, and said so.
         let mut nul = replace_nul(&mut completion.content);
@@ -697,6 +735,25 @@ impl Executor {
         Ok(ExecutionResult { status, ..result })
     }
 
+    /// Who a queued execution runs as: its user, and the API key it was started with (whose
+    /// limits were checked when it was queued; what it uses still counts against its tokens a
+    /// minute).
+    async fn queued_principal(&self, execution: &Execution) -> Result<Principal, StoreError> {
+        let Some(key_id) = &execution.api_key_id else {
+            return Ok(Principal::user(&execution.user_id));
+        };
+        Ok(Principal {
+            user_id: execution.user_id.clone(),
+            api_key: Some(KeyScope {
+                id: key_id.clone(),
+                workspace_id: execution.workspace_id.clone(),
+                role: Role::Member,
+                tpm: self.inner.store.api_key_tpm(key_id).await?,
+                monthly_budget_usd: None,
+            }),
+        })
+    }
+
     /// The pod's output: with an output extractor setting and the raw answer at hand, what the
     /// extractor pulls out of it — an extractor plugin's (`ID` or `ID:ARGS`) or the provider
     /// plugin's own (a JSON pointer, `/…`); else the answer text.
@@ -773,8 +830,9 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> ExecError {
 
 /// `NotFound` for a non-member (the workspace is not theirs to know about), `Forbidden` for a
 /// member whose role is weaker than `needed`.
-async fn require_role(view: &View, user_id: &str, needed: Role) -> Result<(), ExecError> {
-    crate::domain::member::require(view.role(user_id).await?, needed)?;
+async fn require_role(view: &View, who: &Principal, needed: Role) -> Result<(), ExecError> {
+    let role = who.role_in(view.workspace(), view.role(&who.user_id).await?);
+    crate::domain::member::require(role, needed)?;
     Ok(())
 }
 

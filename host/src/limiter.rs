@@ -72,22 +72,54 @@ impl Default for Local {
     }
 }
 
-/// GCRA in Redis: KEYS[1] the bucket, ARGV interval (µs), burst, cost. Returns 0 when taken, else
-/// the microseconds to wait.
+/// GCRA in Redis: KEYS[1] the bucket, ARGV interval (µs), burst, cost, mode (see [`Mode`]).
+/// Returns 0 when there is room, else the microseconds to wait.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local mode = ARGV[4]
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new_tat = tat + cost * interval
 local over = new_tat - now - burst * interval
-if over > 0 then return math.ceil(over) end
+if mode == 'peek' then
+  if over > 0 then return math.ceil(over) end
+  return 0
+end
+if over > 0 and mode == 'take' then return math.ceil(over) end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return 0
 ";
+
+/// What a call does to its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Takes the tokens if they are there.
+    Take,
+    /// Only says whether they are there.
+    Peek,
+    /// Takes them even if they are not: the bucket goes into debt, and later takes wait until
+    /// it has refilled past it (for what was used already, e.g. a call's tokens).
+    Force,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Take => "take",
+            Mode::Peek => "peek",
+            Mode::Force => "force",
+        }
+    }
+}
+
+/// The bucket of an API key's requests (`"rpm"`) or tokens (`"tpm"`) a minute.
+pub fn api_key_bucket(key_id: &str, what: &str) -> String {
+    format!("apikey:{key_id}:{what}")
+}
 
 /// Where the buckets live.
 enum Buckets {
@@ -125,11 +157,26 @@ impl Limiter {
 
     /// Takes `cost` tokens from `key`'s bucket, or says how long until they are there.
     pub async fn take(&self, key: &str, rate: Rate, cost: u32) -> Result<(), Exceeded> {
+        self.apply(key, rate, cost, Mode::Take).await
+    }
+
+    /// Whether `cost` tokens are in `key`'s bucket now, taking none.
+    pub async fn check(&self, key: &str, rate: Rate, cost: u32) -> Result<(), Exceeded> {
+        self.apply(key, rate, cost, Mode::Peek).await
+    }
+
+    /// Takes `cost` tokens whether or not they are there (what was used already): past the
+    /// bucket's size, later takes wait until it has refilled past the debt.
+    pub async fn charge(&self, key: &str, rate: Rate, cost: u32) {
+        let _ = self.apply(key, rate, cost, Mode::Force).await;
+    }
+
+    async fn apply(&self, key: &str, rate: Rate, cost: u32, mode: Mode) -> Result<(), Exceeded> {
         if rate.per_minute == 0 {
             return Ok(());
         }
         let wait_us = match &self.buckets {
-            Buckets::Local(map) => take_local(map, key, rate, cost, now_us()),
+            Buckets::Local(map) => take_local(map, key, rate, cost, mode, now_us()),
             Buckets::Redis {
                 conn,
                 script,
@@ -141,6 +188,7 @@ impl Limiter {
                     .arg(rate.interval_us())
                     .arg(rate.burst)
                     .arg(cost)
+                    .arg(mode.as_str())
                     .invoke_async(&mut conn)
                     .await;
                 match taken {
@@ -168,8 +216,8 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// The local bucket arithmetic; `now` in µs. Returns 0 when taken, else µs to wait.
-fn take_local(map: &Mutex<Local>, key: &str, rate: Rate, cost: u32, now: u64) -> u64 {
+/// The local bucket arithmetic; `now` in µs. Returns 0 when there is room, else µs to wait.
+fn take_local(map: &Mutex<Local>, key: &str, rate: Rate, cost: u32, mode: Mode, now: u64) -> u64 {
     let interval = rate.interval_us();
     // A poisoned lock only means a panic elsewhere while it was held; the map is intact.
     let mut local = map.lock().unwrap_or_else(|p| p.into_inner());
@@ -181,8 +229,11 @@ fn take_local(map: &Mutex<Local>, key: &str, rate: Rate, cost: u32, now: u64) ->
     let tat = map.get(key).copied().unwrap_or(now).max(now);
     let new_tat = tat + u64::from(cost) * interval;
     let limit = now + u64::from(rate.burst) * interval;
-    if new_tat > limit {
-        return new_tat - limit;
+    let wait = new_tat.saturating_sub(limit);
+    match mode {
+        Mode::Peek => return wait,
+        Mode::Take if wait > 0 => return wait,
+        _ => {}
     }
     map.insert(key.to_string(), new_tat);
     0
@@ -201,21 +252,24 @@ mod tests {
         };
         let t0 = 1_000_000_000;
         for _ in 0..3 {
-            assert_eq!(take_local(&map, "u", rate, 1, t0), 0);
+            assert_eq!(take_local(&map, "u", rate, 1, Mode::Take, t0), 0);
         }
         // Empty: the next token is a second away.
-        assert_eq!(take_local(&map, "u", rate, 1, t0), 1_000_000);
+        assert_eq!(take_local(&map, "u", rate, 1, Mode::Take, t0), 1_000_000);
         // Another key has its own bucket.
-        assert_eq!(take_local(&map, "v", rate, 1, t0), 0);
+        assert_eq!(take_local(&map, "v", rate, 1, Mode::Take, t0), 0);
         // A second later, exactly one more.
-        assert_eq!(take_local(&map, "u", rate, 1, t0 + 1_000_000), 0);
-        assert!(take_local(&map, "u", rate, 1, t0 + 1_000_000) > 0);
+        assert_eq!(
+            take_local(&map, "u", rate, 1, Mode::Take, t0 + 1_000_000),
+            0
+        );
+        assert!(take_local(&map, "u", rate, 1, Mode::Take, t0 + 1_000_000) > 0);
         // Idle for a long while: full again, never more than the burst.
         let later = t0 + 3_600_000_000;
         for _ in 0..3 {
-            assert_eq!(take_local(&map, "u", rate, 1, later), 0);
+            assert_eq!(take_local(&map, "u", rate, 1, Mode::Take, later), 0);
         }
-        assert!(take_local(&map, "u", rate, 1, later) > 0);
+        assert!(take_local(&map, "u", rate, 1, Mode::Take, later) > 0);
     }
 
     #[test]
@@ -228,9 +282,12 @@ mod tests {
         let t0 = 1_000_000_000;
         // As many clients as prune a map, each taking one token: none is full.
         for i in 0..PRUNE_ABOVE {
-            assert_eq!(take_local(&map, &format!("k{i}"), rate, 1, t0), 0);
+            assert_eq!(
+                take_local(&map, &format!("k{i}"), rate, 1, Mode::Take, t0),
+                0
+            );
         }
-        assert_eq!(take_local(&map, "one more", rate, 1, t0), 0);
+        assert_eq!(take_local(&map, "one more", rate, 1, Mode::Take, t0), 0);
         {
             let local = map.lock().expect("lock");
             assert_eq!(local.tats.len(), PRUNE_ABOVE + 1, "nothing was full");
@@ -239,7 +296,7 @@ mod tests {
         // A minute later those buckets are full again: the next pruning forgets them.
         let later = t0 + 60_000_000;
         for i in 0..PRUNE_ABOVE {
-            take_local(&map, &format!("n{i}"), rate, 1, later);
+            take_local(&map, &format!("n{i}"), rate, 1, Mode::Take, later);
         }
         let local = map.lock().expect("lock");
         assert!(
@@ -253,8 +310,24 @@ mod tests {
     fn a_cost_larger_than_the_burst_is_never_granted() {
         let map = Mutex::default();
         let rate = Rate::per_minute(10);
-        assert!(take_local(&map, "u", rate, 11, 5_000_000) > 0);
-        assert_eq!(take_local(&map, "u", rate, 10, 5_000_000), 0);
+        assert!(take_local(&map, "u", rate, 11, Mode::Take, 5_000_000) > 0);
+        // Peeking takes nothing; a forced charge goes into debt, and takes wait it out.
+        assert_eq!(take_local(&map, "u", rate, 10, Mode::Peek, 5_000_000), 0);
+        assert_eq!(take_local(&map, "u", rate, 10, Mode::Peek, 5_000_000), 0);
+        assert_eq!(take_local(&map, "u", rate, 10, Mode::Take, 5_000_000), 0);
+        let t = 5_000_000;
+        assert_eq!(take_local(&map, "v", rate, 25, Mode::Force, t), 0);
+        assert!(take_local(&map, "v", rate, 1, Mode::Peek, t) > 0);
+        // 25 used of 10 a minute: the bucket has a token again after 16 × 6 s.
+        assert!(take_local(&map, "v", rate, 1, Mode::Take, t + 95_000_000) > 0);
+        assert_eq!(
+            take_local(&map, "v", rate, 1, Mode::Peek, t + 96_000_000),
+            0
+        );
+        assert_eq!(
+            take_local(&map, "v", rate, 1, Mode::Take, t + 96_000_000),
+            0
+        );
     }
 
     #[tokio::test]

@@ -320,6 +320,7 @@ pub struct Client {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
     pub text: String,
 }
@@ -475,9 +476,11 @@ impl Client {
 
 async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
     Reply {
         status,
+        headers,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
     }

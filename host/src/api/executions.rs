@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,8 @@ use crate::domain::ErrorCode;
 use crate::domain::{
     Cost, ExecuteRequest, ExecutionResult, ExecutionStatus, Role, UsageView, iso_time,
 };
-use crate::store::{Cancelled, Execution, StoreError};
+use crate::execution::ExecError;
+use crate::store::{Cancelled, Execution, Idempotency, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,47 +34,80 @@ pub fn routes() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct Queued {
     pub execution_id: String,
-    /// Always `queued`.
+    /// `queued`; on an idempotent replay, the execution's status now (lower case).
     pub status: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/executions", tag = "executions", security(("bearer" = [])),
     request_body = ExecuteRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Within 24 hours the same key (from the same user or API key) answers with the same execution instead of running again; marked `Idempotent-Replayed: true`")),
     responses(
         (status = 200, body = ExecutionResult, description = "The finished execution (or, with `stream: true`, a text/event-stream of start, token, done and error events)"),
         (status = 202, body = Queued, description = "With `async: true`: recorded and queued; a worker runs it"),
         (status = 400, description = "Invalid request, unknown provider or model, missing provider key: nothing is recorded"),
-        (status = 409, description = "EXECUTION_CANCELLED: cancelled while it ran (`executionId` says which)"),
-        (status = 429, description = "RATE_LIMITED: the caller started more executions than `PODS_RATE_EXECUTIONS_PER_MIN` allows; `Retry-After` says when to try again"),
+        (status = 402, description = "BUDGET_EXHAUSTED: the API key's monthly budget is spent"),
+        (status = 409, description = "EXECUTION_CANCELLED: cancelled while it ran (`executionId` says which); CONFLICT: the execution of this Idempotency-Key has not finished yet"),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key came with another request in the last 24 hours"),
+        (status = 429, description = "RATE_LIMITED: the caller started more executions than `PODS_RATE_EXECUTIONS_PER_MIN` allows, or an API key is over its requests or tokens a minute; `Retry-After` says when to try again"),
         (status = 502, description = "The provider or its plugin failed; the execution is stored with the error (`executionId`)"),
         (status = 504, description = "PROVIDER_TIMEOUT: the provider did not answer in time; the execution is stored with the error (`executionId`)")))]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
+    headers: HeaderMap,
     Body(req): Body<ExecuteRequest>,
 ) -> Result<Response, ApiError> {
     state
-        .limit(
-            &format!("user:{}", caller.user_id),
-            state.rates.executions,
-            1,
-        )
+        .limit(&caller.rate_subject(), state.rates.executions, 1)
         .await?;
+    state.check_key_limits(&caller).await?;
+    let idempotency = idempotency(&headers, &caller, &req)?;
+    if let Some(key) = &idempotency {
+        state.access(&ws, &caller, Role::Member).await?;
+        if let Some(replay) = replay(&state, &ws, key, &req).await? {
+            return Ok(replay);
+        }
+    }
+    let who = caller.principal();
     // The executor checks the caller's role (from its cache of the workspace's configuration).
     // With `stream` too, the queued call is streamed and its tokens go to the flow's WebSocket.
-    if req.run_async {
-        let id = state.executor.enqueue(&ws, &caller.user_id, &req).await?;
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Queued {
-                execution_id: id,
-                status: "queued".into(),
-            }),
-        )
-            .into_response());
-    }
-    let started = state.executor.start(&ws, &caller.user_id, &req).await?;
+    let started = if req.run_async {
+        state
+            .executor
+            .enqueue(&ws, &who, &req, idempotency.clone())
+            .await
+            .map(Err)
+    } else {
+        state
+            .executor
+            .start(&ws, &who, &req, idempotency.clone())
+            .await
+            .map(Ok)
+    };
+    let started = match (started, &idempotency) {
+        // The same key, at the same moment: the first request's execution is the answer.
+        (Err(ExecError::Store(StoreError::IdempotencyTaken)), Some(key)) => {
+            return match replay(&state, &ws, key, &req).await? {
+                Some(replay) => Ok(replay),
+                None => Err(StoreError::IdempotencyTaken.into()),
+            };
+        }
+        (started, _) => started?,
+    };
+    let started = match started {
+        Ok(started) => started,
+        Err(id) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(Queued {
+                    execution_id: id,
+                    status: "queued".into(),
+                }),
+            )
+                .into_response());
+        }
+    };
     if !req.stream {
         let result = state
             .executor
@@ -103,13 +137,7 @@ pub async fn execute(
             .await;
         let last = match outcome {
             Ok(result) => sse("done", &result),
-            Err(e) => {
-                let error = ApiError::from(e);
-                sse(
-                    "error",
-                    &json!({"executionId": error.execution_id, "error": {"code": error.code, "message": error.message}}),
-                )
-            }
+            Err(e) => error_event(&ApiError::from(e)),
         };
         let _ = tx.send(last);
     });
@@ -121,6 +149,139 @@ pub async fn execute(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// How long an `Idempotency-Key` finds its execution.
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The request's `Idempotency-Key`, scoped to its caller (the same key from another user or
+/// API key is another key), with a hash of the request; 400 if it is not 1–255 visible ASCII
+/// characters.
+fn idempotency(
+    headers: &HeaderMap,
+    caller: &Caller,
+    req: &ExecuteRequest,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidField,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    let request = serde_json::to_string(req).unwrap_or_default();
+    Ok(Some(Idempotency {
+        key: format!("{}:{key}", caller.rate_subject()),
+        request_hash: crate::auth::api_key_hash(&request),
+    }))
+}
+
+/// The answer of an execution recorded with this idempotency key in the last 24 hours, as the
+/// request asks for it (queued, finished, streamed), marked `Idempotent-Replayed: true`; `None`
+/// if there is none. The same key with another request is 422 `IDEMPOTENCY_KEY_REUSED`.
+async fn replay(
+    state: &AppState,
+    ws: &str,
+    key: &Idempotency,
+    req: &ExecuteRequest,
+) -> Result<Option<Response>, ApiError> {
+    let since = crate::domain::now_ms() - IDEMPOTENCY_WINDOW_MS;
+    let Some((e, hash)) = state
+        .store
+        .execution_by_idempotency(ws, &key.key, since)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if hash != key.request_hash {
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            format!(
+                "this Idempotency-Key was used with another request in the last 24 hours (execution {})",
+                e.id
+            ),
+        ));
+    }
+    let mut response = if req.run_async {
+        let queued = Queued {
+            execution_id: e.id,
+            status: e.status.as_str().to_ascii_lowercase(),
+        };
+        (StatusCode::ACCEPTED, Json(queued)).into_response()
+    } else {
+        let start = json!({"executionId": e.id, "podId": e.pod_id, "status": "RUNNING"});
+        let outcome = recorded_outcome(e);
+        match (req.stream, outcome) {
+            (false, Ok(result)) => Json(result).into_response(),
+            (false, Err(error)) => error.into_response(),
+            (true, outcome) => {
+                let last = match outcome {
+                    Ok(result) => sse("done", &result),
+                    Err(error) => error_event(&error),
+                };
+                let events = [sse("start", &start), last].map(Ok::<_, Infallible>);
+                Sse::new(futures_util::stream::iter(events)).into_response()
+            }
+        }
+    };
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(Some(response))
+}
+
+/// A recorded execution as the execute route answered it: the result, or the error with the
+/// execution's id. (A replay has no reasoning text or finish reason: they are not recorded.)
+fn recorded_outcome(e: Execution) -> Result<ExecutionResult, ApiError> {
+    let with_id = |error: ApiError, id: String| ApiError {
+        execution_id: Some(id),
+        ..error
+    };
+    match e.status {
+        ExecutionStatus::Completed => Ok(ExecutionResult {
+            execution_id: e.id,
+            status: e.status,
+            content: e.content.unwrap_or_default(),
+            reasoning: None,
+            usage: e.usage.into(),
+            cost: e.cost,
+            finish_reason: None,
+            model: e.model_name,
+            warnings: e.warnings,
+        }),
+        ExecutionStatus::Error => {
+            let code = e
+                .error_code
+                .as_deref()
+                .and_then(ErrorCode::parse)
+                .unwrap_or(ErrorCode::Internal);
+            let message = e.error_message.unwrap_or_default();
+            Err(with_id(ApiError::new(code, message), e.id))
+        }
+        ExecutionStatus::Cancelled => {
+            Err(ApiError::from(ExecError::Cancelled { execution_id: e.id }))
+        }
+        ExecutionStatus::Queued | ExecutionStatus::Running => Err(with_id(
+            ApiError::new(
+                ErrorCode::Conflict,
+                "the execution with this Idempotency-Key has not finished yet; GET it by its executionId",
+            ),
+            e.id,
+        )),
+    }
+}
+
+fn error_event(error: &ApiError) -> Event {
+    sse(
+        "error",
+        &json!({"executionId": error.execution_id, "error": {"code": error.code, "message": error.message}}),
+    )
 }
 
 fn sse(name: &str, data: &impl Serialize) -> Event {

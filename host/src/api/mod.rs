@@ -4,6 +4,7 @@
 //! a workspace the caller does not belong to, and anything inside it, is a 404 — never data.
 //! Errors are `{"error": {"code", "message"}}` with the matching status.
 
+mod api_keys;
 mod executions;
 mod flows;
 mod keys;
@@ -27,12 +28,12 @@ use serde_json::json;
 
 use std::net::IpAddr;
 
-use crate::auth::{AuthError, Tokens};
+use crate::auth::{API_KEY_PREFIX, AuthError, Tokens};
 use crate::config::Node;
-use crate::domain::{ErrorCode, Role};
+use crate::domain::{ErrorCode, KeyScope, Principal, Role};
 use crate::events::Hub;
 use crate::execution::{ExecError, Executor};
-use crate::limiter::{Limiter, Rate, Rates};
+use crate::limiter::{Limiter, Rate, Rates, api_key_bucket};
 use crate::plugins::Registry;
 use crate::pod_store::PodStore;
 use crate::queue::Queue;
@@ -86,24 +87,35 @@ impl AppState {
         Ok(())
     }
 
-    /// The caller a verified token names, if that user exists and is not disabled. A credential
-    /// that fails counts against the client address's budget (past it the answer is 429); a
-    /// request without any guesses nothing and is simply 401.
+    /// The caller a credential names: a valid token of an existing, enabled user, or an
+    /// unrevoked, unexpired API key whose creator is enabled (within its requests a minute). A
+    /// credential that fails counts against the client address's budget (past it the answer is
+    /// 429); a request without any guesses nothing and is simply 401.
     async fn authenticate(
         &self,
-        verified: Result<String, AuthError>,
+        credential: Result<&str, AuthError>,
         address: Option<IpAddr>,
     ) -> Result<Caller, ApiError> {
-        let refused = match verified {
-            Ok(user_id) => match self.store.active_user(&user_id).await? {
-                Some(user) => {
-                    return Ok(Caller {
-                        user_id: user.id,
-                        is_admin: user.is_admin,
-                        address,
-                    });
+        let refused = match credential {
+            Ok(key) if key.starts_with(API_KEY_PREFIX) => {
+                match self.api_key_caller(key, address).await? {
+                    Some(caller) => return Ok(caller),
+                    None => "the API key is unknown, revoked or expired".to_string(),
                 }
-                None => "the token's user does not exist or is disabled".to_string(),
+            }
+            Ok(token) => match self.tokens.verify(token) {
+                Ok(user_id) => match self.store.active_user(&user_id).await? {
+                    Some(user) => {
+                        return Ok(Caller {
+                            user_id: user.id,
+                            is_admin: user.is_admin,
+                            address,
+                            api_key: None,
+                        });
+                    }
+                    None => "the token's user does not exist or is disabled".to_string(),
+                },
+                Err(e) => e.to_string(),
             },
             Err(AuthError::Missing) => {
                 return Err(ApiError::new(
@@ -117,6 +129,83 @@ impl AppState {
         self.limit(&format!("auth:{address}"), self.rates.auth_failures, 1)
             .await?;
         Err(ApiError::new(ErrorCode::Unauthorized, refused))
+    }
+
+    /// The caller an API key makes, if it may act now; takes one of its requests a minute.
+    /// The key is read on every request (one indexed read), so a revocation holds at once on
+    /// every node.
+    async fn api_key_caller(
+        &self,
+        secret: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Option<Caller>, ApiError> {
+        let hash = crate::auth::api_key_hash(secret);
+        let Some(key) = self.store.active_api_key(&hash).await? else {
+            return Ok(None);
+        };
+        if let Some(rpm) = key.rpm {
+            self.limit(&api_key_bucket(&key.id, "rpm"), Rate::per_minute(rpm), 1)
+                .await?;
+        }
+        // "Last used" to the minute: one write a minute per key, not one per request.
+        let now = crate::domain::now_ms();
+        if key.last_used_at.is_none_or(|at| now - at >= 60_000) {
+            let (store, id) = (self.store.clone(), key.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_api_key(&id, now).await {
+                    tracing::warn!(error = %e, "could not note an API key's last use");
+                }
+            });
+        }
+        Ok(Some(Caller {
+            user_id: key.created_by,
+            is_admin: false,
+            address,
+            api_key: Some(KeyScope {
+                id: key.id,
+                workspace_id: key.workspace_id,
+                role: key.role,
+                tpm: key.tpm,
+                monthly_budget_usd: key.monthly_budget_usd,
+            }),
+        }))
+    }
+
+    /// Before an API key's call: its month's budget is not spent (else 402 `BUDGET_EXHAUSTED`)
+    /// and its tokens a minute are not used up (else 429). Nothing for a person.
+    async fn check_key_limits(&self, caller: &Caller) -> Result<(), ApiError> {
+        let Some(key) = &caller.api_key else {
+            return Ok(());
+        };
+        if let Some(budget) = key.monthly_budget_usd {
+            let spent = self.store.api_key_spent_this_month(&key.id).await?;
+            if spent >= budget {
+                return Err(ApiError::new(
+                    ErrorCode::BudgetExhausted,
+                    format!(
+                        "this API key's monthly budget of {budget} USD is spent ({spent} USD this month)"
+                    ),
+                ));
+            }
+        }
+        if let Some(tpm) = key.tpm {
+            self.limiter
+                .check(&api_key_bucket(&key.id, "tpm"), Rate::per_minute(tpm), 1)
+                .await
+                .map_err(|exceeded| ApiError::rate_limited(exceeded.retry_after))?;
+        }
+        Ok(())
+    }
+
+    /// Refuses an API key what only people do (managing keys and members, creating workspaces).
+    fn require_person(&self, caller: &Caller) -> Result<(), ApiError> {
+        if caller.api_key.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "an API key cannot do this; use a member's token",
+            ));
+        }
+        Ok(())
     }
 
     /// Takes `cost` from `key`'s bucket; over the limit: 429 `RATE_LIMITED` with `Retry-After`.
@@ -137,6 +226,10 @@ impl AppState {
         target: &str,
         detail: serde_json::Value,
     ) {
+        let mut detail = detail;
+        if let (Some(key), Some(fields)) = (&caller.api_key, detail.as_object_mut()) {
+            fields.insert("viaApiKey".into(), json!(key.id));
+        }
         let entry = NewAuditEntry {
             actor_id: Some(caller.user_id.clone()),
             actor_address: caller.address.map(|a| a.to_string()),
@@ -151,11 +244,20 @@ impl AppState {
     }
 
     /// The caller's role in `ws`, if at least `min`. Not a member → 404; too weak a role → 403.
+    /// An API key acts only in its workspace, with at most its own role.
     async fn access(&self, ws: &str, caller: &Caller, min: Role) -> Result<Role, ApiError> {
+        if caller
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.workspace_id != ws)
+        {
+            return Err(ExecError::from(crate::domain::Denied::NotMember).into());
+        }
         let role = match self.store.role(ws, &caller.user_id).await {
             Err(StoreError::NotFound) => None,
             other => Some(other?),
         };
+        let role = caller.principal().role_in(ws, role);
         Ok(crate::domain::member::require(role, min).map_err(ExecError::from)?)
     }
 }
@@ -167,6 +269,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(flows::routes())
         .merge(executions::routes())
         .merge(keys::routes())
+        .merge(api_keys::routes())
         .merge(pricing::routes())
         .merge(ws::routes())
         .merge(users::routes())
@@ -270,13 +373,33 @@ pub struct Readiness {
 /// Longest a readiness check waits for a backend.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The authenticated user: a valid token of an existing, enabled user.
+/// The authenticated caller: a valid token of an existing, enabled user, or an API key acting
+/// for the member who made it.
 pub struct Caller {
     pub user_id: String,
-    /// A system admin.
+    /// A system admin (never through an API key).
     pub is_admin: bool,
     /// The client's address, where the connection tells it.
     pub address: Option<IpAddr>,
+    /// The API key the request came with.
+    pub api_key: Option<KeyScope>,
+}
+
+impl Caller {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user_id: self.user_id.clone(),
+            api_key: self.api_key.clone(),
+        }
+    }
+
+    /// Whose buckets the caller's calls are taken from: the key's, else the user's.
+    fn rate_subject(&self) -> String {
+        match &self.api_key {
+            Some(key) => format!("apikey:{}", key.id),
+            None => format!("user:{}", self.user_id),
+        }
+    }
 }
 
 /// A query string as read by axum: a rejection (wrong type, …) is `400 INVALID_FIELD`.
@@ -299,6 +422,22 @@ fn paged<T>(
         ));
     }
     Ok((q, n))
+}
+
+/// An amount of USD as the API takes it: a positive decimal string (`"0.50"`), else 400
+/// `INVALID_FIELD` naming `field`.
+fn positive_usd(
+    field: &str,
+    text: Option<&str>,
+) -> Result<Option<rust_decimal::Decimal>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    match text.trim().parse::<rust_decimal::Decimal>() {
+        Ok(d) if d > rust_decimal::Decimal::ZERO => Ok(Some(d)),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidField,
+            format!("{field} {text:?} is not a positive decimal amount"),
+        )),
+    }
 }
 
 /// The client address of a request served with connect info (the server always is).
@@ -328,8 +467,8 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let verified = state.tokens.verify_header(header);
-        state.authenticate(verified, client_address(parts)).await
+        let credential = crate::auth::bearer(header);
+        state.authenticate(credential, client_address(parts)).await
     }
 }
 
@@ -513,6 +652,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::Conflict(why) => ApiError::new(ErrorCode::Conflict, why),
+            StoreError::IdempotencyTaken => ApiError::new(
+                ErrorCode::Conflict,
+                "another request with this Idempotency-Key came first",
+            ),
             StoreError::Rejected(why) => ApiError::new(ErrorCode::StoreRejected, why),
             StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "store failure");

@@ -24,6 +24,7 @@ use super::AppState;
         super::flows::list_edges, super::flows::create_edge, super::flows::delete_edge,
         super::executions::execute, super::executions::get_execution, super::executions::cancel_execution, super::executions::pod_history,
         super::keys::list, super::keys::put_key, super::keys::delete_key,
+        super::api_keys::create, super::api_keys::list, super::api_keys::revoke,
         super::pricing::list, super::pricing::add, super::metrics::queue_metrics, super::metrics::prometheus,
         super::users::disable, super::users::enable, super::users::all_audit, super::users::workspace_audit,
         super::runs::start_run, super::runs::list_runs, super::runs::get_run, super::runs::cancel_run,
@@ -43,7 +44,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .bearer_format("JWT, or a workspace API key (pods_…)")
                     .build(),
             ),
         );

@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -37,18 +36,6 @@ impl From<RunError> for ApiError {
             RunError::Store(e) => e.into(),
             RunError::Exec(e) => e.into(),
         }
-    }
-}
-
-/// A decimal amount of US dollars, as a string (`"0.50"`).
-fn dollars(text: Option<&str>) -> Result<Option<Decimal>, ApiError> {
-    let Some(text) = text else { return Ok(None) };
-    match text.trim().parse::<Decimal>() {
-        Ok(d) if d > Decimal::ZERO => Ok(Some(d)),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidField,
-            format!("budgetUsd {text:?} is not a positive decimal amount"),
-        )),
     }
 }
 
@@ -151,14 +138,15 @@ pub async fn start_run(
     Body(body): Body<StartRun>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
+    state.check_key_limits(&caller).await?;
     let request = RunRequest {
-        budget_usd: dollars(body.budget_usd.as_deref())?,
+        budget_usd: super::positive_usd("budgetUsd", body.budget_usd.as_deref())?,
         messages: body.messages,
         stream: body.stream,
     };
     let id = state
         .runs
-        .create(&ws, &flow_id, &caller.user_id, request)
+        .create(&ws, &flow_id, &caller.principal(), request)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -248,7 +236,7 @@ pub async fn resume_run(
     state.access(&ws, &caller, Role::Member).await?;
     run_of_flow(&state, &ws, &flow_id, &run_id).await?;
     let budget = match body {
-        Some(Body(b)) => dollars(b.budget_usd.as_deref())?,
+        Some(Body(b)) => super::positive_usd("budgetUsd", b.budget_usd.as_deref())?,
         None => None,
     };
     state.runs.resume(&ws, &run_id, budget).await?;

@@ -42,7 +42,15 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Workspace>>, ApiError> {
-    Ok(Json(state.store.workspaces_of(&caller.user_id).await?))
+    let mut workspaces = state.store.workspaces_of(&caller.user_id).await?;
+    // An API key sees its own workspace, with the role it acts with there.
+    if let Some(key) = &caller.api_key {
+        workspaces.retain(|w| w.id == key.workspace_id);
+        for w in &mut workspaces {
+            w.role = w.role.min(key.role);
+        }
+    }
+    Ok(Json(workspaces))
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", security(("bearer" = [])),
@@ -52,6 +60,7 @@ pub async fn create(
     caller: Caller,
     Body(body): Body<NewWorkspace>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    state.require_person(&caller)?;
     let name = body.name.trim();
     if name.is_empty() {
         return Err(ApiError::new(
@@ -114,6 +123,7 @@ pub async fn set_member(
     Path((ws, user_id)): Path<(String, String)>,
     Body(body): Body<Membership>,
 ) -> Result<StatusCode, ApiError> {
+    state.require_person(&caller)?;
     let mine = state.access(&ws, &caller, Role::Admin).await?;
     let user = match state.store.user(&user_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("user")),
@@ -147,6 +157,7 @@ pub async fn remove_member(
     caller: Caller,
     Path((ws, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    state.require_person(&caller)?;
     let mine = state.access(&ws, &caller, Role::Viewer).await?;
     let user = match state.store.user(&user_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("member")),

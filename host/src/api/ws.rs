@@ -53,11 +53,11 @@ pub async fn subscribe(
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let verified = match (header, query.token) {
-        (None, Some(token)) => state.tokens.verify(&token),
-        (header, _) => state.tokens.verify_header(header),
+    let credential = match (header, query.token.as_deref()) {
+        (None, Some(token)) => Ok(token),
+        (header, _) => crate::auth::bearer(header),
     };
-    let caller = state.authenticate(verified, address).await?;
+    let caller = state.authenticate(credential, address).await?;
     state.access(&ws, &caller, Role::Viewer).await?;
     match state.store.flow(&ws, &flow_id).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("flow")),
@@ -108,14 +108,22 @@ impl Watch {
         }
     }
 
-    /// Whether the user is still active and a member; a store that cannot answer keeps the
-    /// socket open (the next check decides).
+    /// Whether the user is still active and a member (and the socket's API key, if any, is
+    /// still unrevoked); a store that cannot answer keeps the socket open (the next check
+    /// decides).
     async fn allowed(&self) -> bool {
         let store = &self.state.store;
         match store.active_user(&self.caller.user_id).await {
             Ok(None) => return false,
             Ok(Some(_)) => {}
             Err(_) => return true,
+        }
+        if let Some(key) = &self.caller.api_key {
+            match store.api_key_active(&key.id).await {
+                Ok(false) => return false,
+                Ok(true) => {}
+                Err(_) => return true,
+            }
         }
         !matches!(
             store.role(&self.ws, &self.caller.user_id).await,

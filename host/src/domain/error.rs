@@ -24,6 +24,10 @@ pub enum ErrorCode {
     Conflict,
     /// The caller went over one of the server's rate limits; `Retry-After` says when to retry.
     RateLimited,
+    /// An API key's monthly budget is spent.
+    BudgetExhausted,
+    /// An `Idempotency-Key` used again with a different request.
+    IdempotencyKeyReused,
     // Running a pod.
     UnknownProvider,
     UnknownPluginVersion,
@@ -89,7 +93,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for checks over all of them.
-    pub const ALL: [ErrorCode; 56] = [
+    pub const ALL: [ErrorCode; 58] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::InvalidField,
@@ -101,6 +105,8 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Conflict,
         ErrorCode::RateLimited,
+        ErrorCode::BudgetExhausted,
+        ErrorCode::IdempotencyKeyReused,
         ErrorCode::UnknownProvider,
         ErrorCode::UnknownPluginVersion,
         ErrorCode::UnknownModel,
@@ -163,6 +169,8 @@ impl ErrorCode {
             NotFound => "NOT_FOUND",
             Conflict => "CONFLICT",
             RateLimited => "RATE_LIMITED",
+            BudgetExhausted => "BUDGET_EXHAUSTED",
+            IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             UnknownProvider => "UNKNOWN_PROVIDER",
             UnknownPluginVersion => "UNKNOWN_PLUGIN_VERSION",
             UnknownModel => "UNKNOWN_MODEL",
@@ -211,6 +219,13 @@ impl ErrorCode {
         }
     }
 
+    /// The code with this wire name (as an execution records it).
+    pub fn parse(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == name)
+    }
+
     /// The HTTP status it is answered with.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
@@ -241,6 +256,8 @@ impl ErrorCode {
             BodyTooLarge | PluginTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PluginError
             | PluginOutputTooLarge
             | HostNotPermitted

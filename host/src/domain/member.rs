@@ -59,6 +59,45 @@ pub fn require(actual: Option<Role>, needed: Role) -> Result<Role, Denied> {
     }
 }
 
+/// Who acts: a person (by a token), or a workspace API key acting for the member who made it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub api_key: Option<KeyScope>,
+}
+
+/// What an API key may touch: one workspace, with at most one role, within its limits.
+#[derive(Debug, Clone)]
+pub struct KeyScope {
+    pub id: String,
+    pub workspace_id: String,
+    pub role: Role,
+    /// Tokens a minute, if limited.
+    pub tpm: Option<u32>,
+    /// USD a UTC calendar month, if limited: a model without a price is then refused.
+    pub monthly_budget_usd: Option<rust_decimal::Decimal>,
+}
+
+impl Principal {
+    pub fn user(user_id: &str) -> Self {
+        Principal {
+            user_id: user_id.to_string(),
+            api_key: None,
+        }
+    }
+
+    /// The role this principal acts with in `ws`, given its user's role there (`None`: not a
+    /// member). A key acts only in its own workspace, and never with more than its own role or
+    /// its creator's current one — demoting or removing the creator limits their keys at once.
+    pub fn role_in(&self, ws: &str, user_role: Option<Role>) -> Option<Role> {
+        match &self.api_key {
+            None => user_role,
+            Some(key) if key.workspace_id != ws => None,
+            Some(key) => user_role.map(|role| role.min(key.role)),
+        }
+    }
+}
+
 /// Whether a member with role `mine` may change a member whose role is `current` to `new`
 /// (`None`: remove them). Owners alone grant, change or remove `owner`; admins manage the roles
 /// below it and never grant above their own. (That a workspace keeps an owner is the store's to
@@ -94,6 +133,39 @@ mod tests {
         // Members and viewers manage no one.
         assert!(may_change(Member, Viewer, Some(Member)).is_err());
         assert!(may_change(Viewer, Viewer, None).is_err());
+    }
+
+    #[test]
+    fn a_key_acts_in_its_workspace_with_the_weaker_of_its_role_and_its_creators() {
+        let key = |role| Principal {
+            user_id: "u".into(),
+            api_key: Some(KeyScope {
+                id: "k".into(),
+                workspace_id: "w".into(),
+                role,
+                tpm: None,
+                monthly_budget_usd: None,
+            }),
+        };
+        assert_eq!(
+            key(Role::Admin).role_in("w", Some(Role::Owner)),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            key(Role::Admin).role_in("w", Some(Role::Member)),
+            Some(Role::Member)
+        );
+        assert_eq!(
+            key(Role::Viewer).role_in("w", Some(Role::Owner)),
+            Some(Role::Viewer)
+        );
+        // Another workspace, even one the creator owns; a creator who left.
+        assert_eq!(key(Role::Admin).role_in("other", Some(Role::Owner)), None);
+        assert_eq!(key(Role::Admin).role_in("w", None), None);
+        assert_eq!(
+            Principal::user("u").role_in("any", Some(Role::Owner)),
+            Some(Role::Owner)
+        );
     }
 
     #[test]

@@ -24,6 +24,6 @@ pub use execution::{
     ExecuteRequest, ExecutionResult, ExecutionStatus, MessageInput, QueuedRequest, TEMPERATURE,
     TOP_P, UsageView, check_sampling,
 };
-pub use member::{Denied, Role};
+pub use member::{Denied, KeyScope, Principal, Role};
 pub use money::{Cost, Price};
 pub use time::{iso_time, new_id, now_ms};

@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use crate::domain::{ErrorCode, ExecuteRequest, ExecutionStatus, MessageInput, now_ms};
+use crate::domain::{
+    ErrorCode, ExecuteRequest, ExecutionStatus, KeyScope, MessageInput, Principal, Role, now_ms,
+};
 use crate::execution::{ExecError, Executor};
 use crate::ledger::Ledger;
 use crate::pod_store::PodStore;
@@ -182,7 +184,7 @@ impl Runs {
         &self,
         ws: &str,
         flow_id: &str,
-        user_id: &str,
+        who: &Principal,
         request: RunRequest,
     ) -> Result<String, RunError> {
         let (pods, graph) = self.graph(ws, flow_id).await?;
@@ -198,6 +200,19 @@ impl Runs {
         if let Some(budget) = request.budget_usd {
             check_budget(budget, &bounds)?;
         }
+        let key_budgeted = who
+            .api_key
+            .as_ref()
+            .is_some_and(|key| key.monthly_budget_usd.is_some());
+        if key_budgeted && !bounds.unpriced.is_empty() {
+            return Err(RunError::invalid(
+                ErrorCode::UnpricedModelUnderBudget,
+                format!(
+                    "pods {} use models with no price: a key with a monthly budget cannot run them",
+                    bounds.unpriced.join(", ")
+                ),
+            ));
+        }
         let id = crate::domain::new_id();
         let max_costs: Vec<Option<Decimal>> = bounds.pods.iter().map(|p| p.max_cost_usd).collect();
         self.ledger
@@ -205,12 +220,13 @@ impl Runs {
                 id: &id,
                 workspace_id: ws,
                 flow_id,
-                user_id,
+                user_id: &who.user_id,
                 budget_usd: request.budget_usd,
                 messages: request.messages.as_deref(),
                 stream: request.stream,
                 graph: &graph,
                 max_costs: &max_costs,
+                api_key_id: who.api_key.as_ref().map(|key| key.id.as_str()),
             })
             .await?;
         self.advance(ws, &id).await?;
@@ -441,7 +457,7 @@ impl Runs {
             };
             match self
                 .executor
-                .enqueue_run_pod(ws, &run.user_id, &request, run_id, run.created_at)
+                .enqueue_run_pod(ws, &run_principal(run), &request, run_id, run.created_at)
                 .await
             {
                 Ok(_) => {
@@ -486,6 +502,21 @@ impl Runs {
             self.ledger.finish_run(flow, run_id, end, spent).await?;
         }
         Ok(())
+    }
+}
+
+/// Who a run's pods run as: the user who started it, and the API key it was started with (its
+/// access and limits were checked then; its pods' usage counts against it).
+fn run_principal(run: &Run) -> Principal {
+    Principal {
+        user_id: run.user_id.clone(),
+        api_key: run.api_key_id.as_ref().map(|id| KeyScope {
+            id: id.clone(),
+            workspace_id: run.workspace_id.clone(),
+            role: Role::Member,
+            tpm: None,
+            monthly_budget_usd: None,
+        }),
     }
 }
 

@@ -31,6 +31,17 @@ pub struct NewExecution {
     pub config_version: Option<i64>,
     /// The flow run it is a pod of.
     pub run_id: Option<String>,
+    /// The workspace API key it was started with: its usage counts against the key's month.
+    pub api_key_id: Option<String>,
+    /// An `Idempotency-Key` (scoped to its caller) and a hash of the request it came with.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An `Idempotency-Key` as recorded: `key` is unique in a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
 }
 
 /// How an execution ended.
@@ -101,9 +112,11 @@ pub struct Execution {
     pub queued_request: Option<QueuedRequest>,
     /// The flow run it is a pod of.
     pub run_id: Option<String>,
+    /// The workspace API key it was started with.
+    pub api_key_id: Option<String>,
 }
 
-pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request, run_id";
+pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request, run_id, api_key_id";
 
 fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
     Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
@@ -175,6 +188,7 @@ pub(super) fn row_to_execution(row: &AnyRow) -> Result<Execution> {
             })
             .transpose()?,
         run_id: get(row, "run_id")?,
+        api_key_id: get(row, "api_key_id")?,
     })
 }
 
@@ -205,15 +219,14 @@ impl Store {
         leased_until: Option<i64>,
         lease_owner: Option<&str>,
     ) -> Result<String> {
-        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request, run_id";
-        const VALUES: &str =
-            "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19";
+        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request, run_id, api_key_id, idempotency_key, idempotency_hash";
+        const VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22";
         static INSERT: LazyLock<String> =
             LazyLock::new(|| format!("INSERT INTO executions ({INSERTED}) VALUES ({VALUES})"));
         // The version check and the insert are one statement: nothing can change in between.
         static INSERT_IF_CURRENT: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $20"
+                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $23"
             )
         });
         let (id, now) = (new_id(), now_ms());
@@ -245,7 +258,10 @@ impl Store {
                     .as_ref()
                     .and_then(|q| serde_json::to_string(q).ok()),
             )
-            .bind(new.run_id.clone());
+            .bind(new.run_id.clone())
+            .bind(new.api_key_id.clone())
+            .bind(new.idempotency.as_ref().map(|i| i.key.clone()))
+            .bind(new.idempotency.as_ref().map(|i| i.request_hash.clone()));
         if let Some(version) = new.config_version {
             statement = statement.bind(version);
         }
@@ -255,6 +271,10 @@ impl Store {
             // Migration 0012's trigger: the run pod was not PENDING.
             Err(e) if new.run_id.is_some() && e.to_string().contains("run pod not pending") => {
                 Err(StoreError::RunPodTaken)
+            }
+            // Migration 0013's unique index: another request with this key came first.
+            Err(e) if new.idempotency.is_some() && e.to_string().contains("idempotency") => {
+                Err(StoreError::IdempotencyTaken)
             }
             Err(e) => Err(e),
         }
@@ -312,6 +332,40 @@ impl Store {
         .await?
         .ok_or(StoreError::NotFound)?;
         row_to_execution(&row)
+    }
+
+    /// The execution recorded with this idempotency key since `since` (unix ms), and the hash of
+    /// the request it came with. An older one lets the key go (it may be used again).
+    pub async fn execution_by_idempotency(
+        &self,
+        ws: &str,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<(Execution, String)>> {
+        static SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {COLUMNS}, idempotency_hash FROM executions WHERE workspace_id = $1 AND idempotency_key = $2"
+            )
+        });
+        let row = sqlx::query(SELECT.as_str())
+            .bind(ws)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let execution = row_to_execution(&row)?;
+        if execution.created_at < since {
+            self.write(
+                sqlx::query(
+                    "UPDATE executions SET idempotency_key = NULL WHERE workspace_id = $1 AND id = $2",
+                )
+                .bind(ws.to_string())
+                .bind(execution.id.clone()),
+            )
+            .await?;
+            return Ok(None);
+        }
+        Ok(Some((execution, get(&row, "idempotency_hash")?)))
     }
 
     /// A pod's executions, newest first.

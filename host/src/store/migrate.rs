@@ -66,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0012_run_pod_attach.sqlite.sql"),
         include_str!("../../migrations/0012_run_pod_attach.postgres.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/0013_api_keys.sqlite.sql"),
+        include_str!("../../migrations/0013_api_keys.postgres.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

@@ -7,6 +7,7 @@
 //! string, and every query that reads workspace data filters by workspace id — a row of another
 //! workspace is simply not found.
 
+mod api_keys;
 mod audit;
 mod executions;
 mod flows;
@@ -26,8 +27,9 @@ use std::sync::Arc;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
+pub use api_keys::{ActiveApiKey, ApiKey, ApiKeyUsage, NewApiKey, month_of};
 pub use audit::{AuditEntry, NewAuditEntry};
-pub use executions::{Execution, FinishedExecution, NewExecution};
+pub use executions::{Execution, FinishedExecution, Idempotency, NewExecution};
 pub(crate) use flows::version_conflict;
 pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// node scheduled it meanwhile). Nothing was written.
     #[error("the run pod was scheduled already")]
     RunPodTaken,
+    /// An execution with this `Idempotency-Key` was recorded meanwhile. Nothing was written.
+    #[error("an execution with this idempotency key exists")]
+    IdempotencyTaken,
     /// The pod store's DynamoDB failed.
     #[error("pod store: {0}")]
     PodBackend(String),

@@ -34,6 +34,8 @@ pub struct Run {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The API key it was started with.
+    pub api_key_id: Option<String>,
 }
 
 /// One pod of a run, with what its execution says.
@@ -64,9 +66,11 @@ pub struct NewRun<'a> {
     pub stream: bool,
     pub graph: &'a RunGraph,
     pub max_costs: &'a [Option<Decimal>],
+    /// The API key it was started with: its pods' executions count against the key.
+    pub api_key_id: Option<&'a str>,
 }
 
-const RUN_COLUMNS: &str = "id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, started_at, finished_at";
+const RUN_COLUMNS: &str = "id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, started_at, finished_at, api_key_id";
 
 fn run_row(row: &AnyRow) -> Result<Run> {
     let json = |column: &str| -> Result<Option<String>> { get(row, column) };
@@ -87,6 +91,7 @@ fn run_row(row: &AnyRow) -> Result<Run> {
         created_at: get(row, "created_at")?,
         started_at: get(row, "started_at")?,
         finished_at: get(row, "finished_at")?,
+        api_key_id: get(row, "api_key_id")?,
     })
 }
 
@@ -98,8 +103,8 @@ impl Store {
         let now = now_ms();
         let mut statements = vec![
             sqlx::query(
-                "INSERT INTO flow_runs (id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, updated_at, round_started_at)
-                 VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $9, $9)",
+                "INSERT INTO flow_runs (id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, updated_at, round_started_at, api_key_id)
+                 VALUES ($1, $2, $3, $4, 'QUEUED', $5, $6, $7, $8, $9, $9, $9, $10)",
             )
             .bind(run.id.to_string())
             .bind(run.workspace_id.to_string())
@@ -109,7 +114,8 @@ impl Store {
             .bind(run.messages.and_then(|m| serde_json::to_string(m).ok()))
             .bind(i64::from(run.stream))
             .bind(serde_json::to_string(run.graph).unwrap_or_default())
-            .bind(now),
+            .bind(now)
+            .bind(run.api_key_id.map(str::to_string)),
         ];
         for (position, (pod, max)) in run.graph.pods.iter().zip(run.max_costs).enumerate() {
             statements.push(
@@ -462,6 +468,7 @@ mod tests {
                 stream: false,
                 graph: &graph,
                 max_costs: &[None, None],
+                api_key_id: None,
             })
             .await
             .expect("run");

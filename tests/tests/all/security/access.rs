@@ -32,7 +32,10 @@ fn signed(claims: Value) -> String {
 }
 
 /// Waits up to `within` for the socket to be closed by the server; the close code, if any.
-async fn closed_within(socket: &mut pods_e2e::ws::Socket, within: Duration) -> Option<u16> {
+pub(super) async fn closed_within(
+    socket: &mut pods_e2e::ws::Socket,
+    within: Duration,
+) -> Option<u16> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, socket.next()).await {

@@ -3,6 +3,7 @@
 //! one in docs/security.md — and fails if any row does not pass.
 
 mod access;
+mod api_keys;
 
 use pods_e2e::mock::{LARGE_ANSWER_BYTES, MockProvider, OPENAI_ANSWER};
 use pods_e2e::{Backend, Client, Server};
