@@ -45,6 +45,11 @@ if ! command -v schemathesis >/dev/null; then
   echo "installing schemathesis"
   python3 -m pip install -q schemathesis
 fi
+# The official OpenAI Python SDK (tests/tests/all/openai_door.rs calls Pods through it).
+if ! python3 -c "import openai" 2>/dev/null; then
+  echo "installing openai"
+  python3 -m pip install -q openai
+fi
 moto_up() { curl -s -o /dev/null "http://127.0.0.1:5055/moto-api/" 2>/dev/null; }
 if ! moto_up; then
   nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/pods-moto.log 2>&1 &

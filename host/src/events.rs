@@ -97,7 +97,8 @@ impl CancelBoard {
 #[derive(Debug)]
 enum Outgoing {
     Event {
-        flow_id: String,
+        /// Channel names joined by spaces.
+        channels: String,
         text: String,
         confirm: Option<oneshot::Sender<()>>,
     },
@@ -105,12 +106,46 @@ enum Outgoing {
     Access(String),
 }
 
+/// Where an event goes: one channel or more — a flow (its id), a workspace
+/// ([`workspace_channel`]). Kept as the names joined by spaces, the form the relay carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channels(String);
+
+impl Channels {
+    /// A flow's channel.
+    pub fn flow(flow_id: &str) -> Self {
+        Channels(flow_id.to_string())
+    }
+
+    /// A flow's channel (none if `flow_id` is empty: a call without a pod) and its workspace's.
+    pub fn flow_and_workspace(flow_id: &str, workspace_id: &str) -> Self {
+        let workspace = workspace_channel(workspace_id);
+        match flow_id {
+            "" => Channels(workspace),
+            flow => Channels(format!("{flow} {workspace}")),
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        names(&self.0)
+    }
+}
+
+fn names(channels: &str) -> impl Iterator<Item = &str> {
+    channels.split(' ').filter(|name| !name.is_empty())
+}
+
+/// The channel of every execution event in a workspace (flows' pods and calls without a pod).
+pub fn workspace_channel(workspace_id: &str) -> String {
+    format!("workspace:{workspace_id}")
+}
+
 impl Hub {
-    /// Sends to the flow's subscribers on every node (none: the event is dropped), without
+    /// Sends to the channels' subscribers on every node (none: the event is dropped), without
     /// waiting.
-    pub fn publish(&self, flow_id: &str, event: &impl Serialize) {
-        if self.relay.is_none() && !self.watched(flow_id) {
-            // Nobody here watches the flow: spare the serializing.
+    pub fn publish(&self, to: &Channels, event: &impl Serialize) {
+        if self.relay.is_none() && !to.names().any(|name| self.watched(name)) {
+            // Nobody here watches: spare the serializing.
             return;
         }
         let Ok(text) = serde_json::to_string(event) else {
@@ -119,31 +154,31 @@ impl Hub {
         match &self.relay {
             Some(relay) => {
                 let out = Outgoing::Event {
-                    flow_id: flow_id.to_string(),
+                    channels: to.0.clone(),
                     text,
                     confirm: None,
                 };
                 if relay.try_send(out).is_err() {
-                    tracing::warn!(flow = %flow_id, "the event relay is backed up; an event was dropped");
+                    tracing::warn!(channels = %to.0, "the event relay is backed up; an event was dropped");
                 }
             }
-            None => self.deliver(flow_id, text.into()),
+            None => self.deliver(&to.0, text.into()),
         }
     }
 
     /// Sends as [`Hub::publish`] does, and returns once every node has it: in-process at once;
     /// through Redis once its PUBLISH returned (Redis has then queued it to every subscribed node,
     /// ahead of anything published later by anyone). Gives up waiting after a few seconds.
-    pub async fn publish_confirmed(&self, flow_id: &str, event: &impl Serialize) {
+    pub async fn publish_confirmed(&self, to: &Channels, event: &impl Serialize) {
         let Some(relay) = &self.relay else {
-            return self.publish(flow_id, event);
+            return self.publish(to, event);
         };
         let Ok(text) = serde_json::to_string(event) else {
             return;
         };
         let (confirm, confirmed) = oneshot::channel();
         let out = Outgoing::Event {
-            flow_id: flow_id.to_string(),
+            channels: to.0.clone(),
             text,
             confirm: Some(confirm),
         };
@@ -153,27 +188,30 @@ impl Hub {
         })
         .await;
         if !matches!(sent, Ok(Some(()))) {
-            tracing::warn!(flow = %flow_id, "the event relay did not confirm an event in time; going on");
+            tracing::warn!(channels = %to.0, "the event relay did not confirm an event in time; going on");
         }
     }
 
-    fn watched(&self, flow_id: &str) -> bool {
+    fn watched(&self, channel: &str) -> bool {
         let flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        flows.contains_key(flow_id)
+        flows.contains_key(channel)
     }
 
-    /// Hands an event to this node's subscribers of the flow.
-    fn deliver(&self, flow_id: &str, text: Arc<str>) {
+    /// Hands an event to this node's subscribers of the channels (names joined by spaces).
+    fn deliver(&self, channels: &str, text: Arc<str>) {
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = flows.get(flow_id)
-            && sender.send(text).is_err()
-        {
-            // Nobody listens any more.
-            flows.remove(flow_id);
+        for channel in names(channels) {
+            if let Some(sender) = flows.get(channel)
+                && sender.send(text.clone()).is_err()
+            {
+                // Nobody listens any more.
+                flows.remove(channel);
+            }
         }
     }
 
-    /// A receiver of the flow's events from now on.
+    /// A receiver of a channel's events from now on: a flow's (its id) or a workspace's
+    /// ([`workspace_channel`]).
     pub fn subscribe(&self, flow_id: &str) -> broadcast::Receiver<Arc<str>> {
         let mut flows = self.flows.lock().unwrap_or_else(|e| e.into_inner());
         flows
@@ -287,11 +325,12 @@ impl Hub {
                     for out in batch.drain(..) {
                         match out {
                             Outgoing::Event {
-                                flow_id,
+                                channels,
                                 text,
                                 confirm,
                             } => {
-                                pipe.publish(&events, format!("{flow_id}\n{text}")).ignore();
+                                pipe.publish(&events, format!("{channels}\n{text}"))
+                                    .ignore();
                                 confirms.extend(confirm);
                             }
                             Outgoing::Cancel(id) => {
@@ -327,8 +366,8 @@ impl Hub {
                             hub.cancels.post(payload);
                         } else if msg.get_channel_name() == access {
                             let _ = hub.access.send(payload.into());
-                        } else if let Some((flow_id, text)) = payload.split_once('\n') {
-                            hub.deliver(flow_id, text.into());
+                        } else if let Some((channels, text)) = payload.split_once('\n') {
+                            hub.deliver(channels, text.into());
                         }
                     }
                 }
@@ -391,8 +430,9 @@ mod tests {
         let hub = Hub::default();
         let mut a = hub.subscribe("flow-a");
         let mut b = hub.subscribe("flow-b");
-        hub.publish("flow-a", &json!({"n": 1}));
-        hub.publish_confirmed("flow-a", &json!({"n": 2})).await;
+        hub.publish(&Channels::flow("flow-a"), &json!({"n": 1}));
+        hub.publish_confirmed(&Channels::flow("flow-a"), &json!({"n": 2}))
+            .await;
         let first: serde_json::Value =
             serde_json::from_str(&a.recv().await.expect("event")).expect("json");
         let second: serde_json::Value =
@@ -405,11 +445,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_execution_event_reaches_its_flow_and_its_workspace_once_each() {
+        let hub = Hub::default();
+        let mut flow = hub.subscribe("flow-a");
+        let mut workspace = hub.subscribe(&workspace_channel("w1"));
+        let mut other = hub.subscribe(&workspace_channel("w2"));
+        hub.publish(
+            &Channels::flow_and_workspace("flow-a", "w1"),
+            &json!({"n": 1}),
+        );
+        // A call without a pod: its workspace only.
+        hub.publish(&Channels::flow_and_workspace("", "w1"), &json!({"n": 2}));
+        assert_eq!(&*flow.recv().await.expect("event"), r#"{"n":1}"#);
+        assert!(flow.try_recv().is_err());
+        assert_eq!(&*workspace.recv().await.expect("event"), r#"{"n":1}"#);
+        assert_eq!(&*workspace.recv().await.expect("event"), r#"{"n":2}"#);
+        assert!(other.try_recv().is_err());
+    }
+
+    #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told_it_lagged() {
         let hub = Hub::default();
         let mut slow = hub.subscribe("f");
         for i in 0..BUFFER + 10 {
-            hub.publish("f", &json!({"n": i}));
+            hub.publish(&Channels::flow("f"), &json!({"n": i}));
         }
         assert!(matches!(
             slow.recv().await,

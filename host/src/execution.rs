@@ -27,7 +27,8 @@ use crate::limiter::{Limiter, Rate, api_key_bucket};
 use crate::plugins::{Missing, Plugin, Registry};
 use crate::queue::{Job, Queue};
 use crate::store::{
-    Cancelled, Execution, FinishedExecution, Idempotency, NewExecution, Store, StoreError,
+    Cancelled, Execution, FinishedExecution, Idempotency, NewExecution, Pod, PodConfig, Store,
+    StoreError,
 };
 use crate::vault::{Binding, Sealed, Secret, Vault, VaultError};
 use crate::workspace_config::{self, View};
@@ -322,11 +323,30 @@ impl Executor {
     ) -> Result<(Resolved, NewExecution), ExecError> {
         let store = &self.inner.store;
         let ws = view.workspace();
-        let pod = view
-            .pod(&req.pod_id)
-            .await?
-            .ok_or(ExecError::NotFound("pod"))?;
+        // No pod (the OpenAI-compatible door's `provider/model`): the request says everything,
+        // and its text is sent as it is (no `{{…}}` context to fill in).
+        let podless = req.pod_id.is_empty();
+        let pod = match podless {
+            true => Pod {
+                id: String::new(),
+                flow_id: String::new(),
+                config: PodConfig::default(),
+                version: 0,
+                created_at: 0,
+                updated_at: 0,
+            },
+            false => view
+                .pod(&req.pod_id)
+                .await?
+                .ok_or(ExecError::NotFound("pod"))?,
+        };
         let cfg = &pod.config;
+        if podless && req.provider.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                ErrorCode::UnknownProvider,
+                "a call without a pod names its provider",
+            ));
+        }
 
         let provider = req
             .provider
@@ -414,10 +434,18 @@ impl Executor {
             })?;
 
         // Context: every ancestor's output, interpolated into the prompts and messages.
-        let edges = view.edges(&pod.flow_id).await?;
-        let context = context::resolve(store, ws, &pod.id, &edges, run_id).await?;
+        let context = match podless {
+            true => context::Context::default(),
+            false => {
+                let edges = view.edges(&pod.flow_id).await?;
+                context::resolve(store, ws, &pod.id, &edges, run_id).await?
+            }
+        };
         let mut warnings = BTreeSet::new();
-        let mut fill = |text: &str| context::interpolate(text, &context, &mut warnings);
+        let mut fill = |text: &str| match podless {
+            true => text.to_string(),
+            false => context::interpolate(text, &context, &mut warnings),
+        };
         let system_prompt = req
             .system_prompt
             .as_deref()

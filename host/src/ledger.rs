@@ -36,7 +36,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::domain::{ErrorCode, ExecutionResult, ExecutionStatus, StreamDelta, iso_time, now_ms};
-use crate::events::Hub;
+use crate::events::{Channels, Hub};
 use crate::queue::{Delivery, Queue};
 use crate::store::{
     Cancelled, Claim as StoreClaim, Execution, FinishedExecution, NewExecution, NewRun, Result,
@@ -54,7 +54,10 @@ pub struct Ledger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {
     pub execution_id: String,
+    pub workspace_id: String,
+    /// Empty for a call without a pod (the OpenAI-compatible door's `provider/model`).
     pub pod_id: String,
+    /// Empty for a call without a pod.
     pub flow_id: String,
     /// The flow run the execution is a pod of: its changes are also `run:pod` events.
     pub run_id: Option<String>,
@@ -203,15 +206,21 @@ impl Ledger {
         }
     }
 
+    /// An execution's events go to its flow's channel (when it has a pod) and to its
+    /// workspace's.
+    fn channels(ids: &Ids) -> Channels {
+        Channels::flow_and_workspace(&ids.flow_id, &ids.workspace_id)
+    }
+
     fn publish(&self, ids: &Ids, change: Change<'_>) {
         self.events
-            .publish(&ids.flow_id, &Self::event(ids, &change));
+            .publish(&Self::channels(ids), &Self::event(ids, &change));
         self.publish_run_pod(ids, &change);
     }
 
     async fn publish_confirmed(&self, ids: &Ids, change: Change<'_>) {
         self.events
-            .publish_confirmed(&ids.flow_id, &Self::event(ids, &change))
+            .publish_confirmed(&Self::channels(ids), &Self::event(ids, &change))
             .await;
         self.publish_run_pod(ids, &change);
     }
@@ -242,7 +251,7 @@ impl Ledger {
             timestamp: String,
         }
         self.events.publish(
-            flow_id,
+            &Channels::flow(flow_id),
             &RunEvent {
                 change,
                 flow_id,
@@ -296,6 +305,7 @@ impl Ledger {
         };
         let ids = Ids {
             execution_id: execution.id.clone(),
+            workspace_id: execution.workspace_id.clone(),
             pod_id: execution.pod_id.clone(),
             flow_id: execution.flow_id.clone(),
             run_id: execution.run_id.clone(),
@@ -333,6 +343,7 @@ impl Ledger {
         if ended {
             let ids = Ids {
                 execution_id: stale.id.clone(),
+                workspace_id: stale.workspace_id.clone(),
                 pod_id: stale.pod_id.clone(),
                 flow_id: stale.flow_id.clone(),
                 run_id: None,
@@ -448,6 +459,7 @@ impl Ledger {
             self.events.request_cancel(execution_id);
             let ids = Ids {
                 execution_id: execution_id.to_string(),
+                workspace_id: ws.to_string(),
                 pod_id: pod_id.clone(),
                 flow_id: flow_id.clone(),
                 run_id: None,
@@ -690,6 +702,7 @@ fn millis(d: Duration) -> i64 {
 fn ids_of(execution_id: String, new: &NewExecution) -> Ids {
     Ids {
         execution_id,
+        workspace_id: new.workspace_id.clone(),
         pod_id: new.pod_id.clone(),
         flow_id: new.flow_id.clone(),
         run_id: new.run_id.clone(),

@@ -10,6 +10,7 @@
 //! them working. Each module's doc says what it measures and its target.
 
 mod common;
+mod door;
 mod hotload;
 mod latency;
 mod peers;
@@ -19,7 +20,7 @@ mod runs;
 mod websocket;
 
 /// Every benchmark: its name and its entry point.
-const BENCHES: [(&str, fn()); 7] = [
+const BENCHES: [(&str, fn()); 8] = [
     ("plugins", plugins::main),
     ("latency", latency::main),
     ("queue", queue::main),
@@ -27,6 +28,7 @@ const BENCHES: [(&str, fn()); 7] = [
     ("websocket", websocket::main),
     ("hotload", hotload::main),
     ("peers", peers::main),
+    ("door", door::main),
 ];
 
 fn main() {

@@ -21,7 +21,10 @@ use crate::store::{Cancelled, Execution, Idempotency, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/workspaces/{ws}/executions", post(execute))
+        .route(
+            "/workspaces/{ws}/executions",
+            post(execute).get(workspace_history),
+        )
         .route(
             "/workspaces/{ws}/executions/{id}",
             get(get_execution).delete(cancel_execution),
@@ -157,7 +160,7 @@ const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// The request's `Idempotency-Key`, scoped to its caller (the same key from another user or
 /// API key is another key), with a hash of the request; 400 if it is not 1–255 visible ASCII
 /// characters.
-fn idempotency(
+pub(super) fn idempotency(
     headers: &HeaderMap,
     caller: &Caller,
     req: &ExecuteRequest,
@@ -182,15 +185,13 @@ fn idempotency(
     }))
 }
 
-/// The answer of an execution recorded with this idempotency key in the last 24 hours, as the
-/// request asks for it (queued, finished, streamed), marked `Idempotent-Replayed: true`; `None`
-/// if there is none. The same key with another request is 422 `IDEMPOTENCY_KEY_REUSED`.
-async fn replay(
+/// The execution recorded with this idempotency key in the last 24 hours, if any; the same key
+/// with another request is 422 `IDEMPOTENCY_KEY_REUSED`.
+pub(super) async fn recorded(
     state: &AppState,
     ws: &str,
     key: &Idempotency,
-    req: &ExecuteRequest,
-) -> Result<Option<Response>, ApiError> {
+) -> Result<Option<Execution>, ApiError> {
     let since = crate::domain::now_ms() - IDEMPOTENCY_WINDOW_MS;
     let Some((e, hash)) = state
         .store
@@ -208,6 +209,21 @@ async fn replay(
             ),
         ));
     }
+    Ok(Some(e))
+}
+
+/// The answer of an execution recorded with this idempotency key in the last 24 hours, as the
+/// request asks for it (queued, finished, streamed), marked `Idempotent-Replayed: true`; `None`
+/// if there is none.
+async fn replay(
+    state: &AppState,
+    ws: &str,
+    key: &Idempotency,
+    req: &ExecuteRequest,
+) -> Result<Option<Response>, ApiError> {
+    let Some(e) = recorded(state, ws, key).await? else {
+        return Ok(None);
+    };
     let mut response = if req.run_async {
         let queued = Queued {
             execution_id: e.id,
@@ -238,7 +254,7 @@ async fn replay(
 
 /// A recorded execution as the execute route answered it: the result, or the error with the
 /// execution's id. (A replay has no reasoning text or finish reason: they are not recorded.)
-fn recorded_outcome(e: Execution) -> Result<ExecutionResult, ApiError> {
+pub(super) fn recorded_outcome(e: Execution) -> Result<ExecutionResult, ApiError> {
     let with_id = |error: ApiError, id: String| ApiError {
         execution_id: Some(id),
         ..error
@@ -295,8 +311,9 @@ fn sse(name: &str, data: &impl Serialize) -> Event {
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionView {
     pub id: String,
-    pub pod_id: String,
-    pub flow_id: String,
+    /// `null` for a call without a pod (`provider/model` through `/v1/chat/completions`).
+    pub pod_id: Option<String>,
+    pub flow_id: Option<String>,
     /// The flow run it is a pod of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
@@ -364,8 +381,8 @@ impl ExecutionView {
             request_metadata: detailed.then_some(e.request_metadata),
             response_metadata: if detailed { e.response_metadata } else { None },
             id: e.id,
-            pod_id: e.pod_id,
-            flow_id: e.flow_id,
+            pod_id: Some(e.pod_id).filter(|id| !id.is_empty()),
+            flow_id: Some(e.flow_id).filter(|id| !id.is_empty()),
             run_id: e.run_id,
             status: e.status,
             provider: e.provider,
@@ -457,6 +474,62 @@ pub async fn pod_history(
         other => other?,
     };
     let history = state.store.pod_executions(&ws, &pod_id, limit).await?;
+    Ok(Json(
+        history
+            .into_iter()
+            .map(|e| ExecutionView::new(e, false))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkspaceHistoryQuery {
+    /// How many, newest first: 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Only this pod's executions.
+    pub pod_id: Option<String>,
+    /// Only executions of this model (as requested, e.g. `gpt-4o-mini`).
+    pub model: Option<String>,
+    /// Only executions with this status (`QUEUED`, `RUNNING`, `COMPLETED`, `ERROR`, `CANCELLED`).
+    pub status: Option<String>,
+    /// Only executions older than this one (an execution id): the next page.
+    pub before: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/executions", tag = "executions", security(("bearer" = [])),
+    params(WorkspaceHistoryQuery),
+    responses((status = 200, body = [ExecutionView], description = "The workspace's executions, newest first — pods' and calls without a pod (`podId: null`)"),
+        (status = 400, description = "INVALID_FIELD: a bad query parameter")))]
+pub async fn workspace_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    query: super::QueryParams<WorkspaceHistoryQuery>,
+) -> Result<Json<Vec<ExecutionView>>, ApiError> {
+    state.access(&ws, &caller, Role::Viewer).await?;
+    let (q, limit) = super::paged(query, |q| q.limit, 20, 100)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidField,
+                format!("status {s:?} is not one of QUEUED, RUNNING, COMPLETED, ERROR, CANCELLED"),
+            )
+        })?),
+    };
+    let filter = crate::store::HistoryFilter {
+        pod_id: q.pod_id,
+        model: q.model,
+        status,
+        before: q.before,
+    };
+    let history = state
+        .store
+        .workspace_executions(&ws, &filter, limit)
+        .await?;
     Ok(Json(
         history
             .into_iter()

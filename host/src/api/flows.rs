@@ -461,7 +461,8 @@ pub async fn list_edges(
 }
 
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/edges", tag = "edges", security(("bearer" = [])),
-    request_body = EdgeInput, responses((status = 201, body = Edge), (status = 400, description = "EDGE_CYCLE: the edge would close a cycle")))]
+    request_body = EdgeInput, responses((status = 201, body = Edge), (status = 400, description = "EDGE_CYCLE: the edge would close a cycle"),
+        (status = 409, description = "CONFLICT: the two pods are joined already")))]
 pub async fn create_edge(
     State(state): State<AppState>,
     caller: Caller,

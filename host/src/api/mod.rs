@@ -9,6 +9,7 @@ mod executions;
 mod flows;
 mod keys;
 mod metrics;
+mod openai;
 mod openapi;
 mod plugins;
 mod pricing;
@@ -280,6 +281,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .nest("/api/v1", api)
+        .merge(openai::routes())
         .merge(metrics::routes())
         .merge(openapi::routes(
             (state.plugins.default_limits().memory_cap >> 20) as u32,

@@ -234,6 +234,7 @@ pub async fn resume_run(
     body: Option<Body<ResumeRun>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     state.access(&ws, &caller, Role::Member).await?;
+    state.check_key_limits(&caller).await?;
     run_of_flow(&state, &ws, &flow_id, &run_id).await?;
     let budget = match body {
         Some(Body(b)) => super::positive_usd("budgetUsd", b.budget_usd.as_deref())?,

@@ -1,4 +1,6 @@
-//! `GET /api/v1/workspaces/{ws}/flows/{flowId}/ws`: a flow's execution events over WebSocket.
+//! `GET /api/v1/workspaces/{ws}/flows/{flowId}/ws`: a flow's execution events over WebSocket;
+//! `GET /api/v1/workspaces/{ws}/ws`: every execution event of the workspace (its flows' pods, and
+//! calls without a pod through the OpenAI-compatible door).
 //! The token comes in the `Authorization` header or a `token` query parameter (browsers cannot
 //! set headers on WebSockets); membership is checked before the upgrade, and again whenever the
 //! user's access changes (removed, disabled: the socket is closed at once, code 4003) and every
@@ -30,7 +32,9 @@ const ACCESS_REVOKED: u16 = 4003;
 const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/workspaces/{ws}/flows/{flow_id}/ws", get(subscribe))
+    Router::new()
+        .route("/workspaces/{ws}/flows/{flow_id}/ws", get(subscribe))
+        .route("/workspaces/{ws}/ws", get(subscribe_workspace))
 }
 
 #[derive(Deserialize)]
@@ -50,6 +54,40 @@ pub async fn subscribe(
     upgrade: WebSocketUpgrade,
     ClientAddress(address): ClientAddress,
 ) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &query, &headers, address).await?;
+    state.access(&ws, &caller, Role::Viewer).await?;
+    match state.store.flow(&ws, &flow_id).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("flow")),
+        other => other?,
+    };
+    Ok(open(state, ws, caller, &flow_id, upgrade))
+}
+
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/ws", tag = "executions", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "The bearer token or API key, for clients that cannot set headers")),
+    responses((status = 101, description = "WebSocket of every execution event in the workspace, as on a flow's socket; a call without a pod has empty podId and flowId"),
+        (status = 401), (status = 404)))]
+pub async fn subscribe_workspace(
+    State(state): State<AppState>,
+    Path(ws): Path<String>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+    ClientAddress(address): ClientAddress,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &query, &headers, address).await?;
+    state.access(&ws, &caller, Role::Viewer).await?;
+    let channel = crate::events::workspace_channel(&ws);
+    Ok(open(state, ws, caller, &channel, upgrade))
+}
+
+/// The caller of a socket: the `Authorization` header, else the `token` query parameter.
+async fn authenticate(
+    state: &AppState,
+    query: &WsQuery,
+    headers: &HeaderMap,
+    address: Option<std::net::IpAddr>,
+) -> Result<Caller, ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -57,14 +95,19 @@ pub async fn subscribe(
         (None, Some(token)) => Ok(token),
         (header, _) => crate::auth::bearer(header),
     };
-    let caller = state.authenticate(credential, address).await?;
-    state.access(&ws, &caller, Role::Viewer).await?;
-    match state.store.flow(&ws, &flow_id).await {
-        Err(StoreError::NotFound) => return Err(ApiError::not_found("flow")),
-        other => other?,
-    };
-    // Subscribe before the upgrade completes, so no event falls in between.
-    let events = state.events.subscribe(&flow_id);
+    state.authenticate(credential, address).await
+}
+
+/// Subscribes to `channel` before the upgrade completes (so no event falls in between) and
+/// pumps its events to the socket while the caller keeps access.
+fn open(
+    state: AppState,
+    ws: String,
+    caller: Caller,
+    channel: &str,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let events = state.events.subscribe(channel);
     let changes = state.events.access_changes();
     let watch = Watch {
         state,
@@ -72,7 +115,7 @@ pub async fn subscribe(
         caller,
         changes,
     };
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, events, watch)))
+    upgrade.on_upgrade(move |socket| pump(socket, events, watch))
 }
 
 /// What an open socket needs to keep checking its user's access.

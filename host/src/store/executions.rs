@@ -37,6 +37,16 @@ pub struct NewExecution {
     pub idempotency: Option<Idempotency>,
 }
 
+/// Which of a workspace's executions to list.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub pod_id: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    /// An execution id: only those older than it.
+    pub before: Option<String>,
+}
+
 /// An `Idempotency-Key` as recorded: `key` is unique in a workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Idempotency {
@@ -366,6 +376,36 @@ impl Store {
             return Ok(None);
         }
         Ok(Some((execution, get(&row, "idempotency_hash")?)))
+    }
+
+    /// A workspace's executions, newest first, as `filter` narrows them.
+    pub async fn workspace_executions(
+        &self,
+        ws: &str,
+        filter: &HistoryFilter,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        static SELECT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {COLUMNS} FROM executions WHERE workspace_id = $1
+                   AND ($2 IS NULL OR pod_id = $2) AND ($3 IS NULL OR model_id = $3) AND ($4 IS NULL OR status = $4)
+                   AND ($5 IS NULL OR created_at < (SELECT created_at FROM executions WHERE workspace_id = $1 AND id = $5)
+                        OR (created_at = (SELECT created_at FROM executions WHERE workspace_id = $1 AND id = $5) AND id < $5))
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            )
+        });
+        sqlx::query(SELECT.as_str())
+            .bind(ws)
+            .bind(filter.pod_id.as_deref())
+            .bind(filter.model.as_deref())
+            .bind(filter.status.map(ExecutionStatus::as_str))
+            .bind(filter.before.as_deref())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(row_to_execution)
+            .collect()
     }
 
     /// A pod's executions, newest first.

@@ -71,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0013_api_keys.sqlite.sql"),
         include_str!("../../migrations/0013_api_keys.postgres.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/0014_workspace_history.sql"),
+        include_str!("../../migrations/0014_workspace_history.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

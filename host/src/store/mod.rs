@@ -29,7 +29,7 @@ use sqlx::{AnyPool, Connection, Executor, Row};
 
 pub use api_keys::{ActiveApiKey, ApiKey, ApiKeyUsage, NewApiKey, month_of};
 pub use audit::{AuditEntry, NewAuditEntry};
-pub use executions::{Execution, FinishedExecution, Idempotency, NewExecution};
+pub use executions::{Execution, FinishedExecution, HistoryFilter, Idempotency, NewExecution};
 pub(crate) use flows::version_conflict;
 pub use flows::{Edge, Flow, Pod, PodConfig};
 pub use keys::{KeySummary, StoredKey};

@@ -10,6 +10,7 @@ mod fuzz;
 mod isolation;
 mod js_plugin;
 mod nodes;
+mod openai_door;
 mod pipeline;
 mod plugin_author;
 mod plugin_uploads;
