@@ -61,10 +61,7 @@ pub async fn execute(
     headers: HeaderMap,
     Body(req): Body<ExecuteRequest>,
 ) -> Result<Response, ApiError> {
-    state
-        .limit(&caller.rate_subject(), state.rates.executions, 1)
-        .await?;
-    state.check_key_limits(&caller).await?;
+    // A replay runs nothing: it is answered before the limits on running.
     let idempotency = idempotency(&headers, &caller, &req)?;
     if let Some(key) = &idempotency {
         state.access(&ws, &caller, Role::Member).await?;
@@ -72,6 +69,10 @@ pub async fn execute(
             return Ok(replay);
         }
     }
+    state
+        .limit(&caller.rate_subject(), state.rates.executions, 1)
+        .await?;
+    state.check_key_limits(&caller).await?;
     let who = caller.principal();
     // The executor checks the caller's role (from its cache of the workspace's configuration).
     // With `stream` too, the queued call is streamed and its tokens go to the flow's WebSocket.

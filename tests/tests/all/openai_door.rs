@@ -286,6 +286,59 @@ async fn a_token_names_its_workspace_and_errors_are_openais() {
     let other = post(Some("not-my-workspace")).await.expect("send");
     assert_eq!(other.status(), 404);
 
+    // A provider's failure: 502 in OpenAI's shape, naming the recorded execution.
+    let key = make_key(
+        &owner,
+        &ws,
+        json!({"name": "door", "role": "member", "monthlyBudgetUsd": "0.000009"}),
+    )
+    .await;
+    let with_key = |body: Value, idempotency: Option<&'static str>| {
+        let mut request = http
+            .post(&url)
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(k) = idempotency {
+            request = request.header("idempotency-key", k);
+        }
+        request.send()
+    };
+    let failing = with_key(
+        json!({"model": "openai/gpt-4o-mini-server-error", "messages": [{"role": "user", "content": "hi"}]}),
+        None,
+    )
+    .await
+    .expect("send");
+    assert_eq!(failing.status(), 502);
+    let failed_id = failing.headers()["x-pods-execution-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let error: Value = serde_json::from_str(&failing.text().await.expect("body")).expect("json");
+    assert_eq!(error["error"]["type"], "api_error");
+    let recorded = owner
+        .get(&format!("/api/v1/workspaces/{ws}/executions/{failed_id}"))
+        .await;
+    assert_eq!(recorded.body["status"], "ERROR");
+
+    // Idempotency-Key: the same key answers with the same execution, marked as a replay.
+    let first = with_key(body.clone(), Some("door-1")).await.expect("send");
+    assert_eq!(first.status(), 200);
+    let first_id = first.headers()["x-pods-execution-id"].clone();
+    let again = with_key(body.clone(), Some("door-1")).await.expect("send");
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["x-pods-execution-id"], first_id);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let replayed: Value = serde_json::from_str(&again.text().await.expect("body")).expect("json");
+    assert_eq!(replayed["object"], "chat.completion");
+
+    // That call spent the key's monthly budget: OpenAI's SDKs expect 429 insufficient_quota.
+    let spent = with_key(body.clone(), None).await.expect("send");
+    assert_eq!(spent.status(), 429);
+    let error: Value = serde_json::from_str(&spent.text().await.expect("body")).expect("json");
+    assert_eq!(error["error"]["code"], "insufficient_quota");
+
     // Not a member of the workspace: its socket is not theirs either.
     let (_, _, _) = server.user_with_workspace("stranger@pods.test", false);
     path = format!(

@@ -191,11 +191,8 @@ async fn chat_completions(
         DoorError::invalid("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
     let call = wire::read(&body)?;
-    state
-        .limit(&caller.rate_subject(), state.rates.executions, 1)
-        .await?;
-    state.check_key_limits(&caller).await?;
     let created = now_ms() / 1000;
+    // A replay runs nothing: it is answered before the limits on running.
     let idempotency = idempotency(&headers, &caller, &call.request)?;
     if let Some(key) = &idempotency {
         state.access(&ws, &caller, Role::Member).await?;
@@ -207,6 +204,10 @@ async fn chat_completions(
             return Ok(replay);
         }
     }
+    state
+        .limit(&caller.rate_subject(), state.rates.executions, 1)
+        .await?;
+    state.check_key_limits(&caller).await?;
     let who = caller.principal();
     let started = match state
         .executor

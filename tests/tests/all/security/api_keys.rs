@@ -381,9 +381,13 @@ async fn an_api_keys_limits_and_revocation_hold_on_every_node() {
         .unwrap_or_default();
     rows.push(row(
         "the key's usage this month",
-        "1 request, 20 + 12 tokens, 0.0000096 USD",
+        "1 request, 20 + 12 tokens, 0.0000096 USD; lastUsedAt set",
         usage.to_string(),
         usage["requests"] == 1
+            && listed.body.as_array().is_some_and(|keys| {
+                keys.iter()
+                    .any(|k| k["id"] == budget_id.as_str() && k["lastUsedAt"].is_string())
+            })
             && usage["promptTokens"] == 20
             && usage["completionTokens"] == 12
             && usage["costUsd"] == "0.0000096",
