@@ -215,6 +215,10 @@ pub struct Settings {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "PODS_MAX_BODY_BYTES", default_value_t = 1 << 20, global = true)]
     pub max_body_bytes: usize,
+    /// Delete finished executions older than this many days (default: keep everything). Usage
+    /// and cost totals per key stay; see the README's "Retention".
+    #[arg(long, env = "PODS_RETENTION_DAYS", global = true)]
+    pub retention_days: Option<u32>,
 }
 
 impl Settings {
@@ -225,6 +229,10 @@ impl Settings {
             backoff_base: Duration::from_millis(self.retry_base_ms),
             lease: self.lease(),
             sweep_every: (self.lease() / 2).min(Duration::from_secs(5)),
+            retention: self
+                .retention_days
+                .filter(|days| *days > 0)
+                .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
             ..crate::worker::WorkerConfig::default()
         }
     }
@@ -467,6 +475,7 @@ impl Node {
     /// What the workers and the sweeper need.
     pub fn scheduling(&self) -> crate::worker::Scheduling {
         crate::worker::Scheduling {
+            store: self.store.clone(),
             executor: self.executor.clone(),
             ledger: self.ledger.clone(),
             queue: self.queue.clone(),

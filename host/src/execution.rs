@@ -509,6 +509,7 @@ impl Executor {
             run_id: None,
             api_key_id: who.api_key.as_ref().map(|key| key.id.clone()),
             idempotency: None,
+            request_id: crate::request_id::current(),
         };
         let resolved = Resolved {
             pod_id: pod.id,
@@ -620,6 +621,27 @@ impl Executor {
     /// streamed increments (which also go to the flow's clients). With `retry`, a failure a
     /// retry may fix puts the execution back in the queue instead of ending it.
     pub async fn run(
+        &self,
+        running: Running,
+        resolved: Resolved,
+        retry: Option<Retry>,
+        on_delta: impl FnMut(&StreamDelta),
+    ) -> Result<ExecutionResult, ExecError> {
+        use tracing::Instrument as _;
+        // What it logs says which execution (never its prompts or keys).
+        let span = tracing::info_span!(
+            "execution",
+            execution_id = %running.ids().execution_id,
+            workspace_id = %resolved.workspace_id,
+            provider = %resolved.provider,
+            model = %resolved.request.model,
+        );
+        self.call_and_settle(running, resolved, retry, on_delta)
+            .instrument(span)
+            .await
+    }
+
+    async fn call_and_settle(
         &self,
         running: Running,
         resolved: Resolved,

@@ -22,6 +22,7 @@ pub mod limiter;
 pub mod plugins;
 pub mod pod_store;
 pub mod queue;
+pub mod request_id;
 pub mod runs;
 pub mod scaffold;
 pub mod server;

@@ -27,6 +27,8 @@ use crate::store::StoreError;
 /// What the workers and the sweeper work with.
 #[derive(Clone)]
 pub struct Scheduling {
+    /// For retention, which deletes old executions (not a status change).
+    pub store: crate::store::Store,
     pub executor: Executor,
     pub ledger: Ledger,
     pub queue: Arc<dyn Queue>,
@@ -50,6 +52,8 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// How often the sweeper looks for executions whose lease ran out.
     pub sweep_every: Duration,
+    /// Finished executions older than this are deleted by the sweeper; `None` keeps all.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -61,6 +65,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             sweep_every: Duration::from_secs(5),
+            retention: None,
         }
     }
 }
@@ -221,7 +226,40 @@ async fn sweep(
         if let Err(e) = scheduling.runs.sweep().await {
             tracing::warn!(error = %e, "advancing stalled flow runs failed");
         }
+        if let Some(retention) = config.retention {
+            match forget_old(&scheduling.store, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "deleted executions past the retention"),
+                Err(e) => tracing::warn!(error = %e, "deleting old executions failed"),
+            }
+        }
     }
+}
+
+/// Executions deleted per statement, and statements per sweep: small writes, each its own
+/// commit, so writers wait for none of them long; a backlog clears over a few sweeps.
+const RETENTION_BATCH: u32 = 500;
+const RETENTION_BATCHES_PER_SWEEP: usize = 20;
+
+/// Deletes finished executions older than `retention`, a batch at a time; returns how many.
+pub async fn forget_old(
+    store: &crate::store::Store,
+    retention: Duration,
+) -> Result<u64, StoreError> {
+    let cutoff = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    for _ in 0..RETENTION_BATCHES_PER_SWEEP {
+        let n = store
+            .delete_finished_executions(cutoff, RETENTION_BATCH)
+            .await?;
+        deleted += n;
+        if n < u64::from(RETENTION_BATCH) {
+            break;
+        }
+        // Let waiting writers in between batches.
+        tokio::task::yield_now().await;
+    }
+    Ok(deleted)
 }
 
 /// One pass of the sweeper; returns how many executions it re-queued or ended.

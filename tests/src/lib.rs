@@ -104,6 +104,8 @@ fn overridden(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(St
 
 /// See [`Server::spawn`].
 pub const FILE_SIZE_LIMIT: &str = "E2E_FILE_SIZE_LIMIT";
+/// See [`Server::spawn`].
+pub const STDERR_FILE: &str = "E2E_STDERR_FILE";
 
 /// A running `pods serve`, killed on drop.
 pub struct Server {
@@ -217,8 +219,19 @@ impl Server {
             .env_remove("PODS_PREVIOUS_MASTER_KEYS")
             .env_remove("PODS_MASTER_KEY_ID")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::null());
+        // `E2E_STDERR_FILE=PATH` keeps the server's logs in a file (for tests that read them).
+        match env.iter().find(|(k, v)| k == STDERR_FILE && !v.is_empty()) {
+            Some((_, path)) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the log file");
+                command.stderr(file)
+            }
+            None => command.stderr(Stdio::inherit()),
+        };
         let child = command.spawn().expect("start pods serve");
         let server = Server {
             url: format!("http://127.0.0.1:{port}"),

@@ -318,6 +318,8 @@ pub struct ExecutionView {
     /// The flow run it is a pod of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The `x-request-id` of the request that recorded it (`null` for a run's pods).
+    pub request_id: Option<String>,
     pub status: ExecutionStatus,
     pub provider: String,
     pub model_id: String,
@@ -385,6 +387,7 @@ impl ExecutionView {
             pod_id: Some(e.pod_id).filter(|id| !id.is_empty()),
             flow_id: Some(e.flow_id).filter(|id| !id.is_empty()),
             run_id: e.run_id,
+            request_id: e.request_id,
             status: e.status,
             provider: e.provider,
             model_id: e.model_id,

@@ -288,7 +288,27 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)
+}
+
+/// Gives every request its id (`x-request-id`, accepted or made up): the span its handling logs
+/// under, the id of what it records, and the header of its answer.
+async fn request_ids(request: Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let sent = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    let id = crate::request_id::accept_or_make(sent);
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = crate::request_id::scope(id.as_str().into(), next.run(request))
+        .instrument(span)
+        .await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// What a worker-only node serves: health and metrics.
@@ -297,6 +317,7 @@ pub fn operator_router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(metrics::routes())
+        .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)
 }
 

@@ -35,6 +35,8 @@ pub struct NewExecution {
     pub api_key_id: Option<String>,
     /// An `Idempotency-Key` (scoped to its caller) and a hash of the request it came with.
     pub idempotency: Option<Idempotency>,
+    /// The `x-request-id` of the request that recorded it.
+    pub request_id: Option<String>,
 }
 
 /// Which of a workspace's executions to list.
@@ -124,9 +126,11 @@ pub struct Execution {
     pub run_id: Option<String>,
     /// The workspace API key it was started with.
     pub api_key_id: Option<String>,
+    /// The `x-request-id` of the request that recorded it.
+    pub request_id: Option<String>,
 }
 
-pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request, run_id, api_key_id";
+pub(super) const COLUMNS: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, model_name, streamed, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, reasoning_tokens, input_cost, output_cost, reasoning_cost, total_cost, pricing_id, content, request_metadata, response_metadata, warnings, error_code, error_message, attempts, created_at, started_at, finished_at, plugin_version, queued_request, run_id, api_key_id, request_id";
 
 fn count(row: &AnyRow, column: &str) -> Result<Option<u64>> {
     Ok(get::<Option<i64>>(row, column)?.and_then(|n| u64::try_from(n).ok()))
@@ -199,6 +203,7 @@ pub(super) fn row_to_execution(row: &AnyRow) -> Result<Execution> {
             .transpose()?,
         run_id: get(row, "run_id")?,
         api_key_id: get(row, "api_key_id")?,
+        request_id: get(row, "request_id")?,
     })
 }
 
@@ -229,14 +234,14 @@ impl Store {
         leased_until: Option<i64>,
         lease_owner: Option<&str>,
     ) -> Result<String> {
-        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request, run_id, api_key_id, idempotency_key, idempotency_hash";
-        const VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22";
+        const INSERTED: &str = "id, workspace_id, flow_id, pod_id, user_id, status, provider, model_id, streamed, key_id, request_metadata, warnings, attempts, created_at, started_at, leased_until, lease_owner, queued_request, run_id, api_key_id, idempotency_key, idempotency_hash, request_id";
+        const VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23";
         static INSERT: LazyLock<String> =
             LazyLock::new(|| format!("INSERT INTO executions ({INSERTED}) VALUES ({VALUES})"));
         // The version check and the insert are one statement: nothing can change in between.
         static INSERT_IF_CURRENT: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $23"
+                "INSERT INTO executions ({INSERTED}) SELECT {VALUES} FROM workspaces WHERE id = $2 AND config_version = $24"
             )
         });
         let (id, now) = (new_id(), now_ms());
@@ -271,7 +276,8 @@ impl Store {
             .bind(new.run_id.clone())
             .bind(new.api_key_id.clone())
             .bind(new.idempotency.as_ref().map(|i| i.key.clone()))
-            .bind(new.idempotency.as_ref().map(|i| i.request_hash.clone()));
+            .bind(new.idempotency.as_ref().map(|i| i.request_hash.clone()))
+            .bind(new.request_id.clone());
         if let Some(version) = new.config_version {
             statement = statement.bind(version);
         }
@@ -376,6 +382,28 @@ impl Store {
             return Ok(None);
         }
         Ok(Some((execution, get(&row, "idempotency_hash")?)))
+    }
+
+    /// Deletes up to `batch` finished executions that ended before `cutoff` (unix ms); returns
+    /// how many. Kept whatever their age: an execution an edge pins, and a pod's latest
+    /// completed one (its output is what downstream pods read). Usage totals (per provider key
+    /// and per API key) are counted elsewhere and stay.
+    pub async fn delete_finished_executions(&self, cutoff: i64, batch: u32) -> Result<u64> {
+        self.write(
+            sqlx::query(
+                "DELETE FROM executions WHERE id IN (
+                   SELECT e.id FROM executions e
+                   WHERE e.finished_at < $1 AND e.status IN ('COMPLETED', 'ERROR', 'CANCELLED')
+                     AND NOT EXISTS (SELECT 1 FROM edges g WHERE g.pinned_execution_id = e.id)
+                     AND (e.status <> 'COMPLETED' OR e.pod_id = '' OR EXISTS (
+                           SELECT 1 FROM executions n WHERE n.pod_id = e.pod_id AND n.status = 'COMPLETED'
+                             AND n.finished_at > e.finished_at))
+                   LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(i64::from(batch)),
+        )
+        .await
     }
 
     /// A workspace's executions, newest first, as `filter` narrows them.

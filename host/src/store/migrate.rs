@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0014_workspace_history.sql"),
         include_str!("../../migrations/0014_workspace_history.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/0015_request_ids_and_retention.sql"),
+        include_str!("../../migrations/0015_request_ids_and_retention.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

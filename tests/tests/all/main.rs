@@ -9,6 +9,7 @@ mod config_cache;
 mod fuzz;
 mod isolation;
 mod js_plugin;
+mod logs;
 mod nodes;
 mod openai_door;
 mod pipeline;
