@@ -45,10 +45,15 @@ if ! command -v schemathesis >/dev/null; then
   echo "installing schemathesis"
   python3 -m pip install -q schemathesis
 fi
-# The official OpenAI Python SDK (tests/tests/all/openai_door.rs calls Pods through it).
+# The official OpenAI Python SDK (tests/tests/all/openai_door.rs calls Pods through it) and
+# Prometheus' own parser (tests/tests/all/metrics.rs reads /metrics with it).
 if ! python3 -c "import openai" 2>/dev/null; then
   echo "installing openai"
   python3 -m pip install -q openai
+fi
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  echo "installing prometheus-client"
+  python3 -m pip install -q prometheus-client
 fi
 moto_up() { curl -s -o /dev/null "http://127.0.0.1:5055/moto-api/" 2>/dev/null; }
 if ! moto_up; then

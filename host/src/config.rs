@@ -219,6 +219,10 @@ pub struct Settings {
     /// and cost totals per key stay; see the README's "Retention".
     #[arg(long, env = "PODS_RETENTION_DAYS", global = true)]
     pub retention_days: Option<u32>,
+    /// Also serve `GET /metrics` here without a token (e.g. `10.0.0.5:9464`, an address only the
+    /// network's Prometheus reaches); on the API's address it always needs a system admin's token.
+    #[arg(long, env = "PODS_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Settings {

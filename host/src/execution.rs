@@ -127,6 +127,12 @@ pub struct Resolved {
     warnings: Vec<String>,
     /// The API key whose tokens-a-minute bucket the call's usage is taken from.
     tokens_bucket: Option<(String, Rate)>,
+    /// When its resolution began (its metrics' durations start here).
+    begun: std::time::Instant,
+    /// The model as metrics name it: itself if a manifest or price row knows it, else `other`.
+    model_label: String,
+    /// Run by a worker (queued), not for a waiting caller.
+    queued: bool,
 }
 
 /// A synchronous execution recorded as RUNNING, ready to call its provider.
@@ -321,6 +327,7 @@ impl Executor {
         req: &ExecuteRequest,
         run_id: Option<&str>,
     ) -> Result<(Resolved, NewExecution), ExecError> {
+        let begun = std::time::Instant::now();
         let store = &self.inner.store;
         let ws = view.workspace();
         // No pod (the OpenAI-compatible door's `provider/model`): the request says everything,
@@ -386,8 +393,10 @@ impl Executor {
                 ),
             ));
         };
-        let known =
-            stored.base_url.is_some() || is_known_model(store, &plugin, &provider, &model).await?;
+        let listed = known_model(store, &plugin, &provider, &model).await?;
+        let known = stored.base_url.is_some() || listed.is_some();
+        // Metrics name only models something knows: a tenant cannot mint label values.
+        let model_label = listed.unwrap_or_else(|| "other".to_string());
         // Under a key's monthly budget, a call with no price would be free of it: refused.
         if who
             .api_key
@@ -530,6 +539,10 @@ impl Executor {
                 key.tpm
                     .map(|tpm| (api_key_bucket(&key.id, "tpm"), Rate::per_minute(tpm)))
             }),
+            begun,
+            model_label,
+            // A worker's run says so (`run_claimed`).
+            queued: false,
         };
         Ok((resolved, new))
     }
@@ -570,6 +583,7 @@ impl Executor {
                 format!("no attempt of {max_attempts} finished"),
             );
             running.fail(&failure, vec![], None).await?;
+            crate::metrics::get().queue_dead_letters.inc();
             return Ok(AttemptOutcome::Done);
         }
         let resolved = match &execution.queued_request {
@@ -592,7 +606,7 @@ impl Executor {
                 "the queued request could not be read back",
             )),
         };
-        let resolved = match resolved {
+        let mut resolved = match resolved {
             Ok(resolved) => resolved,
             Err(ExecError::Store(e)) => return Err(e),
             Err(e) => {
@@ -606,6 +620,7 @@ impl Executor {
             }
         };
         let retry = (attempt < max_attempts).then_some(retry);
+        resolved.queued = true;
         match self.run(running, resolved, retry, |_| {}).await {
             Err(ExecError::Retry { error, delay, .. }) => {
                 tracing::info!(execution = %execution.id, attempt, ?delay, error = %error, "retrying");
@@ -636,9 +651,38 @@ impl Executor {
             provider = %resolved.provider,
             model = %resolved.request.model,
         );
-        self.call_and_settle(running, resolved, retry, on_delta)
+        let labels = crate::metrics::CallLabels {
+            provider: resolved.provider.clone(),
+            model: resolved.model_label.clone(),
+            mode: match (resolved.queued, resolved.request.stream) {
+                (true, _) => "async",
+                (false, true) => "stream",
+                (false, false) => "sync",
+            }
+            .into(),
+        };
+        let begun = resolved.begun;
+        let mut first_token = None;
+        let mut provider_time = None;
+        let mut on_delta = on_delta;
+        let watched = |d: &StreamDelta| {
+            if first_token.is_none() && !(d.text.is_empty() && d.reasoning.is_empty()) {
+                first_token = Some(begun.elapsed());
+            }
+            on_delta(d);
+        };
+        let outcome = self
+            .call_and_settle(running, resolved, retry, watched, &mut provider_time)
             .instrument(span)
-            .await
+            .await;
+        record(
+            &labels,
+            &outcome,
+            begun.elapsed(),
+            provider_time,
+            first_token,
+        );
+        outcome
     }
 
     async fn call_and_settle(
@@ -647,6 +691,7 @@ impl Executor {
         resolved: Resolved,
         retry: Option<Retry>,
         mut on_delta: impl FnMut(&StreamDelta),
+        provider_time: &mut Option<Duration>,
     ) -> Result<ExecutionResult, ExecError> {
         let Resolved {
             workspace_id,
@@ -700,7 +745,9 @@ impl Executor {
         let Answer {
             mut completion,
             raw,
+            provider_time: waited,
         } = answer;
+        *provider_time = Some(waited);
         if let Some((bucket, rate)) = &tokens_bucket {
             let used = completion.usage.total_tokens().unwrap_or(0);
             let used = u32::try_from(used).unwrap_or(u32::MAX);
@@ -878,6 +925,81 @@ fn not_found(what: &'static str) -> impl Fn(StoreError) -> ExecError {
     }
 }
 
+/// An execution's ending in the metrics: its outcome, durations, tokens and cost. What the
+/// host added is its whole time less the provider's (known when the provider answered).
+fn record(
+    labels: &crate::metrics::CallLabels,
+    outcome: &Result<ExecutionResult, ExecError>,
+    total: Duration,
+    provider: Option<Duration>,
+    first_token: Option<Duration>,
+) {
+    use rust_decimal::prelude::ToPrimitive as _;
+    let m = crate::metrics::get();
+    let (ended, code) = match outcome {
+        Ok(r) if r.status == ExecutionStatus::Completed => ("completed", None),
+        Ok(_) | Err(ExecError::Cancelled { .. }) => ("cancelled", None),
+        Err(ExecError::Retry { error, .. }) => {
+            m.queue_retries.inc();
+            ("retried", Some(error.code()))
+        }
+        Err(ExecError::Failed { error, .. }) => ("error", Some(error.code())),
+        Err(ExecError::Invalid { code, .. }) => ("error", Some(*code)),
+        Err(ExecError::Store(_)) => ("error", Some(ErrorCode::StoreUnavailable)),
+        Err(_) => ("error", Some(ErrorCode::Internal)),
+    };
+    m.executions
+        .get_or_create(&crate::metrics::OutcomeLabels {
+            provider: labels.provider.clone(),
+            model: labels.model.clone(),
+            mode: labels.mode.clone(),
+            outcome: ended.into(),
+            code: code.map_or_else(String::new, |c| c.as_str().to_ascii_lowercase()),
+        })
+        .inc();
+    m.execution_seconds
+        .get_or_create(labels)
+        .observe(total.as_secs_f64());
+    if let Some(provider) = provider {
+        m.provider_seconds
+            .get_or_create(labels)
+            .observe(provider.as_secs_f64());
+        m.added_seconds
+            .get_or_create(labels)
+            .observe(total.saturating_sub(provider).as_secs_f64());
+    }
+    if let Some(first) = first_token {
+        m.first_token_seconds
+            .get_or_create(labels)
+            .observe(first.as_secs_f64());
+    }
+    let Ok(result) = outcome else { return };
+    let model = crate::metrics::ModelLabels {
+        provider: labels.provider.clone(),
+        model: labels.model.clone(),
+    };
+    let u = &result.usage;
+    for (kind, n) in [
+        ("prompt", u.prompt_tokens),
+        ("cached", u.cached_tokens),
+        ("completion", u.completion_tokens),
+        ("reasoning", u.reasoning_tokens),
+    ] {
+        if let Some(n) = n.filter(|n| *n > 0) {
+            m.tokens
+                .get_or_create(&crate::metrics::TokenLabels {
+                    provider: model.provider.clone(),
+                    model: model.model.clone(),
+                    kind: kind.into(),
+                })
+                .inc_by(n);
+        }
+    }
+    if let Some(cost) = result.cost.and_then(|c| c.total_cost.to_f64()) {
+        m.cost_usd.get_or_create(&model).inc_by(cost);
+    }
+}
+
 /// `NotFound` for a non-member (the workspace is not theirs to know about), `Forbidden` for a
 /// member whose role is weaker than `needed`.
 async fn require_role(view: &View, who: &Principal, needed: Role) -> Result<(), ExecError> {
@@ -895,9 +1017,6 @@ impl From<Denied> for ExecError {
     }
 }
 
-/// The one check of what a pod runs with, when it is saved and when it runs: its provider
-/// plugin (at the pinned version, if any) is loaded, and its sampling settings are in range.
-/// Returns the plugin.
 /// Whether the provider's plugin manifest or today's pricing table knows the model (without
 /// either, it runs only behind a key's base URL, and its cost is not counted).
 pub async fn is_known_model(
@@ -906,13 +1025,28 @@ pub async fn is_known_model(
     provider: &str,
     model: &str,
 ) -> Result<bool, StoreError> {
-    if plugin.manifest().models.iter().any(|m| m.id == model) {
-        return Ok(true);
-    }
-    let prices = store.prices_in_force(provider, now_ms()).await?;
-    Ok(cost::find_price(&prices, model, None).is_some())
+    Ok(known_model(store, plugin, provider, model).await?.is_some())
 }
 
+/// The name that knows `model`: its manifest entry, or the price row that prices it (a dated
+/// `gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`); `None` if neither does. Metrics label
+/// executions with it, so their series are bounded by manifests and price rows.
+pub async fn known_model(
+    store: &Store,
+    plugin: &Plugin,
+    provider: &str,
+    model: &str,
+) -> Result<Option<String>, StoreError> {
+    if plugin.manifest().models.iter().any(|m| m.id == model) {
+        return Ok(Some(model.to_string()));
+    }
+    let prices = store.prices_in_force(provider, now_ms()).await?;
+    Ok(cost::find_price(&prices, model, None).map(|p| p.model.clone()))
+}
+
+/// The one check of what a pod runs with, when it is saved and when it runs: its provider
+/// plugin (at the pinned version, if any) is loaded, and its sampling settings are in range.
+/// Returns the plugin.
 pub fn check_pod(
     plugins: &Registry,
     provider: &str,

@@ -19,6 +19,7 @@ pub mod events;
 pub mod execution;
 pub mod ledger;
 pub mod limiter;
+pub mod metrics;
 pub mod plugins;
 pub mod pod_store;
 pub mod queue;

@@ -218,6 +218,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let workers = (role != NodeRole::Api)
                 .then(|| pods::worker::spawn(node.scheduling(), settings.worker_config()));
             let state = AppState::new(node, tokens);
+            if let Some(address) = settings.metrics_listen {
+                // Metrics without a token, on an address only the network's scraper reaches.
+                let metrics = api::metrics_router(state.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = pods::server::serve(address, metrics).await {
+                        tracing::error!(error = %e, %address, "the metrics listener stopped");
+                    }
+                });
+            }
             let app = match role {
                 NodeRole::Worker => api::operator_router(state),
                 _ => api::router(state, settings.max_body_bytes),

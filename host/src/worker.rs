@@ -287,6 +287,9 @@ pub async fn sweep_once(
             };
             if ledger.abandon(&stale, &failure).await? {
                 handled += 1;
+                if !stale.synchronous {
+                    crate::metrics::get().queue_dead_letters.inc();
+                }
             }
             continue;
         }

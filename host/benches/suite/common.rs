@@ -138,6 +138,11 @@ impl Bench {
         bench
     }
 
+    /// The server's SQLite database file.
+    pub fn database(&self) -> PathBuf {
+        self.data.join("pods.db")
+    }
+
     /// The server's process id (for its memory).
     pub fn pid(&self) -> u32 {
         self.server.id()

@@ -17,10 +17,11 @@ mod peers;
 mod plugins;
 mod queue;
 mod runs;
+mod scrape;
 mod websocket;
 
 /// Every benchmark: its name and its entry point.
-const BENCHES: [(&str, fn()); 8] = [
+const BENCHES: [(&str, fn()); 9] = [
     ("plugins", plugins::main),
     ("latency", latency::main),
     ("queue", queue::main),
@@ -29,6 +30,7 @@ const BENCHES: [(&str, fn()); 8] = [
     ("hotload", hotload::main),
     ("peers", peers::main),
     ("door", door::main),
+    ("scrape", scrape::main),
 ];
 
 fn main() {

@@ -1,8 +1,6 @@
 //! Operator views: queue metrics as JSON and everything in Prometheus text format. Both need a
 //! system admin's token (Prometheus sends it with `authorization: Bearer …`).
 
-use std::fmt::Write as _;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -55,31 +53,51 @@ pub async fn queue_metrics(
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "system", security(("bearer" = [])),
-    responses((status = 200, description = "Prometheus text format"), (status = 403)))]
+    responses((status = 200, description = "OpenMetrics text (Prometheus): requests, executions, tokens, cost, plugins, queue, WebSockets, store"), (status = 403)))]
 pub async fn prometheus(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
     state.require_admin(&caller)?;
-    let jobs = state.queue.metrics().await?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP pods_queue_jobs Jobs in the queue by state.\n# TYPE pods_queue_jobs gauge"
-    );
-    for (label, n) in [
-        ("waiting", jobs.waiting),
-        ("delayed", jobs.delayed),
-        ("active", jobs.active),
-    ] {
-        let _ = writeln!(out, "pods_queue_jobs{{state=\"{label}\"}} {n}");
+    Ok(render(&state).await)
+}
+
+/// `GET /metrics` on the operator's own listen address (`PODS_METRICS_LISTEN`): no token, for a
+/// scraper inside the network.
+pub fn open_routes() -> Router<AppState> {
+    Router::new().route(
+        "/metrics",
+        get(|State(state): State<AppState>| async move { render(&state).await }),
+    )
+}
+
+/// The metrics, with the queue's gauges read from its backend now (a few counters, no scan of
+/// the executions).
+async fn render(state: &AppState) -> impl IntoResponse + use<> {
+    let metrics = crate::metrics::get();
+    match state.queue.metrics().await {
+        Ok(jobs) => {
+            for (label, n) in [
+                ("waiting", jobs.waiting),
+                ("delayed", jobs.delayed),
+                ("active", jobs.active),
+            ] {
+                metrics
+                    .queue_jobs
+                    .get_or_create(&crate::metrics::StateLabels {
+                        state: label.into(),
+                    })
+                    .set(n);
+            }
+            if let Some(ms) = jobs.oldest_waiting_ms {
+                metrics.queue_oldest_waiting_seconds.set(ms as f64 / 1000.0);
+            }
+        }
+        // The rest is still worth scraping; the gauges keep their last values.
+        Err(e) => tracing::warn!(error = %e, "reading the queue's counts for /metrics failed"),
     }
-    let _ = writeln!(
-        out,
-        "# HELP pods_executions Executions by status.\n# TYPE pods_executions gauge"
-    );
-    for (status, n) in state.store.execution_counts().await? {
-        let _ = writeln!(out, "pods_executions{{status=\"{status}\"}} {n}");
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
 }

@@ -302,13 +302,45 @@ async fn request_ids(request: Request, next: axum::middleware::Next) -> Response
         .and_then(|v| v.to_str().ok());
     let id = crate::request_id::accept_or_make(sent);
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    // The route's template, not its path: a bounded label.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
     let mut response = crate::request_id::scope(id.as_str().into(), next.run(request))
         .instrument(span)
         .await;
+    let metrics = crate::metrics::get();
+    metrics
+        .http_seconds
+        .get_or_create(&crate::metrics::RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .get_or_create(&crate::metrics::HttpLabels {
+            route,
+            method,
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// `/metrics` without a token, for `PODS_METRICS_LISTEN` (an address only the network's
+/// scraper reaches).
+pub fn metrics_router(state: AppState) -> Router {
+    metrics::open_routes()
+        .layer(axum::middleware::from_fn(request_ids))
+        .with_state(state)
 }
 
 /// What a worker-only node serves: health and metrics.

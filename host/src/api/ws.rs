@@ -175,16 +175,43 @@ impl Watch {
     }
 }
 
+/// Counts an open socket in the metrics while it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        crate::metrics::get().websocket_clients.inc();
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        crate::metrics::get().websocket_clients.dec();
+    }
+}
+
+fn dropped(reason: &str) {
+    crate::metrics::get()
+        .websocket_dropped
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: reason.into(),
+        })
+        .inc();
+}
+
 async fn pump(
     mut socket: WebSocket,
     mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
     mut watch: Watch,
 ) {
+    let _open = Open::new();
     let revoked = watch.revoked();
     tokio::pin!(revoked);
     loop {
         tokio::select! {
             () = &mut revoked => {
+                dropped("access_revoked");
                 let reason = "access to the workspace was revoked";
                 let close = Message::Close(Some(CloseFrame { code: ACCESS_REVOKED, reason: reason.into() }));
                 let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
@@ -194,10 +221,14 @@ async fn pump(
                 Ok(text) => {
                     let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.as_ref().into()))).await;
                     if !matches!(sent, Ok(Ok(()))) {
+                        if sent.is_err() {
+                            dropped("send_timeout");
+                        }
                         return;
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
+                    dropped("too_slow");
                     let reason = format!("too slow: {missed} events behind");
                     let close = Message::Close(Some(CloseFrame { code: TOO_SLOW, reason: reason.into() }));
                     let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;

@@ -238,6 +238,8 @@ impl CallError {
 pub struct Answer {
     pub completion: Completion,
     pub raw: Option<Vec<u8>>,
+    /// Time waiting on the provider: the HTTP exchange, the plugin's work excluded.
+    pub provider_time: std::time::Duration,
 }
 
 /// The HTTP clients for provider calls (they pool connections): one per destination port, each
@@ -332,17 +334,27 @@ impl Egress {
             .map_err(|e| caps.error(e))?;
         caps.request(&built)?;
         let http = self.prepare(built, plugin, target)?;
+        // The provider's time: from sending to the answer's last byte, less what the plugin
+        // took meanwhile (a stream's events are parsed as they arrive).
+        let (sent, busy) = (std::time::Instant::now(), instance.busy());
+        let provider_time = |instance: &Instance| {
+            sent.elapsed()
+                .saturating_sub(instance.busy().saturating_sub(busy))
+        };
         let response = self.send(http).await?;
 
         if request.stream && (200..300).contains(&response.status().as_u16()) {
-            self.read_stream(&mut instance, request, base_url, response, &mut on_delta)
-                .await
-                .map(|completion| Answer {
-                    completion,
-                    raw: None,
-                })
+            let completion = self
+                .read_stream(&mut instance, request, base_url, response, &mut on_delta)
+                .await?;
+            Ok(Answer {
+                completion,
+                raw: None,
+                provider_time: provider_time(&instance),
+            })
         } else {
             let answer = self.read_whole(response).await?;
+            let provider_time = provider_time(&instance);
             instance
                 .parse_response(request, base_url, &answer)
                 .await?
@@ -351,6 +363,7 @@ impl Egress {
                 .map(|completion| Answer {
                     completion,
                     raw: Some(answer.body),
+                    provider_time,
                 })
         }
     }

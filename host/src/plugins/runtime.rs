@@ -308,10 +308,12 @@ impl Plugin {
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(PluginError::Busy {
+                    let busy = PluginError::Busy {
                         id: self.inner.manifest.id.clone(),
                         max,
-                    });
+                    };
+                    count_error(&self.inner.manifest, &busy);
+                    return Err(busy);
                 }
             },
             _ => None,
@@ -371,6 +373,8 @@ async fn new_instance(pre: &Pre<HostState>, limits: Limits) -> Result<Instance, 
         owner: None,
         share: None,
         poisoned: false,
+        call: ("", Instant::now()),
+        busy: std::time::Duration::ZERO,
     })
 }
 
@@ -389,12 +393,16 @@ pub struct Instance {
     /// A call was abandoned midway (its deadline passed while the guest waited): the store may
     /// hold a half-done call, so nothing more runs in it.
     poisoned: bool,
+    /// The call under way (for its metrics) and when it got its turn.
+    call: (&'static str, Instant),
+    /// Time spent in this instance's calls so far.
+    busy: std::time::Duration,
 }
 
 impl Instance {
     pub async fn manifest(&mut self) -> Result<Manifest, PluginError> {
         self.ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("describe").await;
         let r = timed(self.limits, self.bindings.describe(&mut self.store)).await;
         self.settle(r)
     }
@@ -405,7 +413,7 @@ impl Instance {
         base_url: &str,
     ) -> Result<Result<HttpRequest, ProviderError>, PluginError> {
         self.provider_ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("build_request").await;
         let call = self
             .bindings
             .build_request(&mut self.store, request, base_url);
@@ -420,7 +428,7 @@ impl Instance {
         response: &HttpResponse,
     ) -> Result<Result<Completion, ProviderError>, PluginError> {
         self.provider_ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("parse_response").await;
         let call = self
             .bindings
             .parse_response(&mut self.store, request, base_url, response);
@@ -435,7 +443,7 @@ impl Instance {
         base_url: &str,
     ) -> Result<(), PluginError> {
         self.provider_ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("stream_start").await;
         let call = self.bindings.stream_new(&mut self.store, request, base_url);
         let r = timed(self.limits, call).await;
         self.stream = Some(self.settle(r)?);
@@ -450,7 +458,7 @@ impl Instance {
             .stream
             .ok_or(PluginError::Misuse("stream_push before stream_start"))?;
         self.provider_ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("stream_push").await;
         let call = self.bindings.stream_push(&mut self.store, parser, event);
         let r = timed(self.limits, call).await;
         self.settle(r)
@@ -464,7 +472,7 @@ impl Instance {
             .take()
             .ok_or(PluginError::Misuse("stream_finish before stream_start"))?;
         self.provider_ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("stream_finish").await;
         let call = self.bindings.stream_finish(&mut self.store, parser);
         let r = timed(self.limits, call).await;
         let r = self.settle(r)?;
@@ -480,7 +488,7 @@ impl Instance {
         args: Option<&str>,
     ) -> Result<Result<String, String>, PluginError> {
         self.ready()?;
-        let _turn = self.begin().await;
+        let _turn = self.begin("extract").await;
         let call = self.bindings.extract(&mut self.store, raw_response, args);
         let r = timed(self.limits, call).await;
         self.settle(r)
@@ -506,19 +514,26 @@ impl Instance {
         Ok(())
     }
 
+    /// Time spent in this instance's calls so far (waits for the workspace's turn excluded).
+    pub fn busy(&self) -> std::time::Duration {
+        self.busy
+    }
+
     /// Waits for the workspace's turn, then arms the deadline so the call gets all of it. The
     /// call runs while the returned permit lives.
-    async fn begin(&mut self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    async fn begin(&mut self, call: &'static str) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let turn = match &self.share {
             Some(share) => share.turn().await,
             None => None,
         };
+        self.call = (call, Instant::now());
         self.store.data_mut().call_ends = Instant::now() + self.limits.deadline;
         self.store.set_epoch_deadline(1);
         turn
     }
 
-    /// A call's outcome as the host sees it; counts the plugin's failures.
+    /// A call's outcome as the host sees it; counts the call, its time and the plugin's
+    /// failures.
     fn settle<T>(&mut self, r: Option<wasmtime::Result<T>>) -> Result<T, PluginError> {
         let r = match r {
             Some(r) => r.map_err(|e| classify(e, &self.store, self.limits)),
@@ -527,13 +542,50 @@ impl Instance {
                 Err(PluginError::Timeout(self.limits.deadline))
             }
         };
-        if r.is_err()
-            && let Some((plugin, _)) = &self.owner
-        {
-            plugin.stats.errors.fetch_add(1, Ordering::Relaxed);
+        let (call, began) = self.call;
+        let took = began.elapsed();
+        self.busy += took;
+        if let Some((plugin, _)) = &self.owner {
+            if r.is_err() {
+                plugin.stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            let m = &plugin.manifest;
+            let labels = crate::metrics::PluginLabels {
+                plugin: m.id.clone(),
+                version: m.version.clone(),
+                call: call.to_string(),
+            };
+            let metrics = crate::metrics::get();
+            metrics.plugin_calls.get_or_create(&labels).inc();
+            metrics
+                .plugin_seconds
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64());
+            if let Err(e) = &r {
+                count_error(m, e);
+            }
         }
         r
     }
+}
+
+/// A failure in the sandbox, in the plugin error metrics.
+fn count_error(manifest: &Manifest, error: &PluginError) {
+    let kind = match error {
+        PluginError::Trap(_) => "trap",
+        PluginError::Timeout(_) => "timeout",
+        PluginError::MemoryExhausted(_) => "memory",
+        PluginError::Busy { .. } => "busy",
+        _ => "other",
+    };
+    crate::metrics::get()
+        .plugin_errors
+        .get_or_create(&crate::metrics::PluginErrorLabels {
+            plugin: manifest.id.clone(),
+            version: manifest.version.clone(),
+            kind: kind.into(),
+        })
+        .inc();
 }
 
 /// Runs a call under the deadline's timer: the epoch interruption stops a guest that spins, this

@@ -134,6 +134,7 @@ impl Queue for Embedded {
             waiting: c.waiting,
             delayed: c.delayed,
             active: c.active,
+            oldest_waiting_ms: Some(c.oldest_waiting_ms),
         })
     }
 }

@@ -53,6 +53,9 @@ pub struct QueueCounts {
     pub delayed: i64,
     /// Leased to a worker (running, or about to).
     pub active: i64,
+    /// How long the oldest waiting job has waited, in ms (0: none waits); `None` where the
+    /// backend cannot tell (SQS shows it only in CloudWatch's `ApproximateAgeOfOldestMessage`).
+    pub oldest_waiting_ms: Option<i64>,
 }
 
 /// Where one execution's job stands.

@@ -311,21 +311,46 @@ impl Queue for RedisQueue {
         let mut conn = self.commands.clone();
         let groups: std::result::Result<redis::streams::StreamInfoGroupsReply, RedisError> =
             conn.xinfo_groups(&self.stream).await;
-        let (waiting, active) = match groups {
+        let (waiting, active, delivered) = match groups {
             Ok(reply) => reply
                 .groups
                 .iter()
                 .find(|g| g.name == GROUP)
-                .map(|g| (g.lag.unwrap_or(0) as i64, g.pending as i64))
-                .unwrap_or((0, 0)),
+                .map(|g| {
+                    let delivered = g.last_delivered_id.clone();
+                    (g.lag.unwrap_or(0) as i64, g.pending as i64, Some(delivered))
+                })
+                .unwrap_or((0, 0, None)),
             // No stream yet (or Redis was flushed): nothing queued.
-            Err(_) => (0, 0),
+            Err(_) => (0, 0, None),
         };
+        // The oldest waiting job is the first entry after the group's last delivered one; its
+        // id starts with the time it was added (ms).
+        let mut oldest_waiting_ms = 0;
+        if let (Some(after), true) = (delivered, waiting > 0) {
+            let next: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&self.stream)
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            if let Some(added) = next
+                .ids
+                .first()
+                .and_then(|entry| entry.id.split('-').next())
+                .and_then(|ms| ms.parse::<i64>().ok())
+            {
+                oldest_waiting_ms = (crate::domain::now_ms() - added).max(0);
+            }
+        }
         let delayed: i64 = conn.zcard(&self.delayed).await?;
         Ok(QueueCounts {
             waiting,
             delayed,
             active,
+            oldest_waiting_ms: Some(oldest_waiting_ms),
         })
     }
 }

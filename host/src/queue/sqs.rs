@@ -220,6 +220,7 @@ impl Queue for SqsQueue {
             waiting: count(QueueAttributeName::ApproximateNumberOfMessages),
             delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
             active: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            oldest_waiting_ms: None,
         })
     }
 }

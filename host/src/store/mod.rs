@@ -291,10 +291,15 @@ impl Store {
 
     /// Runs a write: group-committed on SQLite, straight on PostgreSQL. Returns rows changed.
     async fn write(&self, statement: group_commit::Statement) -> Result<u64> {
-        match &self.commits {
-            Some(commits) => Ok(commits.run(statement, false).await?.affected),
-            None => Ok(statement.execute(&self.pool).await?.rows_affected()),
-        }
+        let started = std::time::Instant::now();
+        let written = match &self.commits {
+            Some(commits) => commits.run(statement, false).await?.affected,
+            None => statement.execute(&self.pool).await?.rows_affected(),
+        };
+        crate::metrics::get()
+            .store_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(written)
     }
 
     /// Runs a hot read: on SQLite on the calling thread (sqlx would hand it to a connection's

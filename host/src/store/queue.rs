@@ -66,6 +66,8 @@ pub struct JobCounts {
     pub waiting: i64,
     pub delayed: i64,
     pub active: i64,
+    /// Since when the oldest waiting job has been due, in ms (0: none waits).
+    pub oldest_waiting_ms: i64,
 }
 
 impl Store {
@@ -387,7 +389,8 @@ impl Store {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN leased_until >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS active,
                     CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before > $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS delayed,
-                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS waiting
+                    CAST(COALESCE(SUM(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS waiting,
+                    CAST(COALESCE(MIN(CASE WHEN (leased_until IS NULL OR leased_until < $1) AND not_before <= $1 THEN not_before END), $1) AS BIGINT) AS oldest_due
              FROM jobs",
         )
         .bind(now)
@@ -397,6 +400,7 @@ impl Store {
             waiting: get(&row, "waiting")?,
             delayed: get(&row, "delayed")?,
             active: get(&row, "active")?,
+            oldest_waiting_ms: now - get::<i64>(&row, "oldest_due")?,
         })
     }
 }

@@ -10,6 +10,7 @@ mod fuzz;
 mod isolation;
 mod js_plugin;
 mod logs;
+mod metrics;
 mod nodes;
 mod openai_door;
 mod pipeline;

@@ -340,7 +340,7 @@ async fn api_and_worker_nodes_split_the_work_and_admins_see_queue_metrics() {
     let worker_admin = Client::new(&worker.url, &worker.token("metrics-admin@pods.test"));
     let text = worker_admin.get("/metrics").await.text;
     assert!(
-        text.contains("pods_executions{status=\"COMPLETED\"} 1"),
+        text.contains(r#"pods_executions_total{provider="openai",model="gpt-4o-mini",mode="async",outcome="completed",code=""} 1"#),
         "{text}"
     );
     assert!(
