@@ -55,6 +55,11 @@ if ! python3 -c "import prometheus_client" 2>/dev/null; then
   echo "installing prometheus-client"
   python3 -m pip install -q prometheus-client
 fi
+# OpenTelemetry's protobuf types (tests/otlp/receiver.py decodes the exported traces with them).
+if ! python3 -c "import opentelemetry.proto" 2>/dev/null; then
+  echo "installing opentelemetry-proto"
+  python3 -m pip install -q opentelemetry-proto
+fi
 moto_up() { curl -s -o /dev/null "http://127.0.0.1:5055/moto-api/" 2>/dev/null; }
 if ! moto_up; then
   nohup moto_server -H 127.0.0.1 -p 5055 >/tmp/pods-moto.log 2>&1 &

@@ -320,6 +320,7 @@ impl Executor {
 
     /// Checks everything an execution needs and resolves its prompts from `view`, writing
     /// nothing: the execution to run and the row that records it.
+    #[tracing::instrument(name = "resolve", skip_all)]
     pub async fn resolve(
         &self,
         view: &View,

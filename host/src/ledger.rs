@@ -263,6 +263,7 @@ impl Ledger {
     /// — → RUNNING: a synchronous execution, leased to this node for `lease` and renewed while
     /// it runs. Nothing is written if the workspace's configuration moved past
     /// `new.config_version` ([`crate::store::StoreError::ConfigChanged`]).
+    #[tracing::instrument(name = "store.record", skip_all)]
     pub async fn record_running(&self, new: &NewExecution, lease: Duration) -> Result<Running> {
         let id = self.store.start_execution(new, millis(lease)).await?;
         let ids = ids_of(id, new);
@@ -279,6 +280,7 @@ impl Ledger {
 
     /// — → QUEUED, for a worker to take within `grace`. Returns once every node has the
     /// `queued` event, so the caller may add the job.
+    #[tracing::instrument(name = "store.record", skip_all)]
     pub async fn record_queued(&self, new: &NewExecution, grace: Duration) -> Result<Ids> {
         let id = self
             .store
@@ -537,6 +539,7 @@ impl Running {
 
     /// RUNNING → COMPLETED (`done.status`), with its usage counted in the same statement.
     /// `false`: it was no longer running (cancelled meanwhile); nothing was written or sent.
+    #[tracing::instrument(name = "store.finish", skip_all)]
     pub async fn complete(
         mut self,
         done: &FinishedExecution,
@@ -582,6 +585,7 @@ impl Running {
 
     /// RUNNING → ERROR, keeping the execution's warnings and which plugin version ran it.
     /// `false`: it was no longer running; nothing was written or sent.
+    #[tracing::instrument(name = "store.finish", skip_all)]
     pub async fn fail(
         mut self,
         failure: &Failure,

@@ -29,6 +29,7 @@ pub mod scaffold;
 pub mod server;
 pub mod sse;
 pub mod store;
+pub mod telemetry;
 pub mod vault;
 pub mod worker;
 pub mod workspace_config;

@@ -155,31 +155,15 @@ enum PluginCommand {
     },
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), as text or — `PODS_LOG_FORMAT=json` —
-/// one JSON object a line: timestamp, level, target, fields, and the spans it happened in (a
-/// request's `request_id`, an execution's `execution_id`).
-fn init_logs() -> Result<(), String> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match std::env::var("PODS_LOG_FORMAT").as_deref() {
-        Ok("json") => logs.json().with_span_list(true).init(),
-        Ok("text") | Err(_) => logs.init(),
-        Ok(other) => {
-            logs.init();
-            return Err(format!("PODS_LOG_FORMAT={other:?}: use json or text"));
-        }
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    if let Err(e) = init_logs() {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
+    // Held to the end: dropping it flushes the traces still buffered.
+    let _telemetry = match pods::telemetry::init() {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -302,6 +302,7 @@ async fn request_ids(request: Request, next: axum::middleware::Next) -> Response
         .and_then(|v| v.to_str().ok());
     let id = crate::request_id::accept_or_make(sent);
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    crate::telemetry::continue_trace(&span, request.headers());
     // The route's template, not its path: a bounded label.
     let route = request
         .extensions()

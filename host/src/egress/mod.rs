@@ -27,6 +27,7 @@ use crate::plugins::{Instance, Plugin, PluginError};
 use crate::sse::SseDecoder;
 use crate::vault::ApiKey;
 pub use policy::{EgressPolicy, Refused};
+use tracing::Instrument as _;
 
 /// Where one call goes and with which key.
 #[derive(Debug, Clone)]
@@ -330,6 +331,7 @@ impl Egress {
         let caps = self.config.caps;
         let built = instance
             .build_request(request, base_url)
+            .instrument(tracing::info_span!("plugin.build_request"))
             .await?
             .map_err(|e| caps.error(e))?;
         caps.request(&built)?;
@@ -341,11 +343,14 @@ impl Egress {
             sent.elapsed()
                 .saturating_sub(instance.busy().saturating_sub(busy))
         };
-        let response = self.send(http).await?;
+        let call = tracing::info_span!("provider.call", status = tracing::field::Empty);
+        let response = self.send(http).instrument(call.clone()).await?;
+        call.record("status", response.status().as_u16());
 
         if request.stream && (200..300).contains(&response.status().as_u16()) {
             let completion = self
                 .read_stream(&mut instance, request, base_url, response, &mut on_delta)
+                .instrument(call)
                 .await?;
             Ok(Answer {
                 completion,
@@ -353,10 +358,11 @@ impl Egress {
                 provider_time: provider_time(&instance),
             })
         } else {
-            let answer = self.read_whole(response).await?;
+            let answer = self.read_whole(response).instrument(call).await?;
             let provider_time = provider_time(&instance);
             instance
                 .parse_response(request, base_url, &answer)
+                .instrument(tracing::info_span!("plugin.parse_response"))
                 .await?
                 .map_err(|e| caps.error(e))
                 .and_then(|completion| caps.completion(&completion).map(|()| completion))
@@ -451,7 +457,10 @@ impl Egress {
         Ok(req)
     }
 
-    async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response, CallError> {
+    async fn send(&self, mut request: reqwest::Request) -> Result<reqwest::Response, CallError> {
+        // The trace goes on at the provider (W3C traceparent, from the provider call's span),
+        // when traces are exported.
+        crate::telemetry::propagate(request.headers_mut());
         let client = self.client(request.url().port_or_known_default().unwrap_or(443))?;
         match tokio::time::timeout(self.config.timeout, client.execute(request)).await {
             Err(_) => Err(CallError::Timeout(self.config.timeout)),

@@ -26,5 +26,6 @@ mod sandbox;
 mod schema;
 mod security;
 mod sweeper;
+mod traces;
 mod vault;
 mod websocket;

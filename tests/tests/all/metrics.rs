@@ -65,11 +65,7 @@ fn parse(text: &str) -> Samples {
 }
 
 /// The value of the sample `name` whose labels include all of `labels` (0 if none).
-fn value(
-    samples: &Samples,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
+fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .get(name)
         .into_iter()
