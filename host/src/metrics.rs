@@ -302,4 +302,102 @@ mod tests {
         assert!(text.contains(r#"pods_execution_added_seconds_bucket{le="0.0005",provider="openai",model="gpt-4o-mini",mode="sync"} 1"#) || text.contains(r#"pods_execution_added_seconds_bucket{provider="openai",model="gpt-4o-mini",mode="sync",le="0.0005"} 1"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
+
+    /// The Grafana dashboard in docs/ asks only for metrics this module has.
+    #[test]
+    fn the_dashboard_queries_metrics_that_exist() {
+        let dashboard = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/grafana-dashboard.json"
+        ))
+        .expect("docs/grafana-dashboard.json");
+        let _: serde_json::Value = serde_json::from_str(&dashboard).expect("valid JSON");
+        let m = Metrics::new();
+        // Every family, with one series, so each name is in the text.
+        let call = CallLabels {
+            provider: "p".into(),
+            model: "m".into(),
+            mode: "sync".into(),
+        };
+        for h in [
+            &m.execution_seconds,
+            &m.first_token_seconds,
+            &m.provider_seconds,
+            &m.added_seconds,
+        ] {
+            h.get_or_create(&call).observe(0.1);
+        }
+        let route = RouteLabels {
+            route: "/r".into(),
+            method: "GET".into(),
+        };
+        m.http_seconds.get_or_create(&route).observe(0.1);
+        m.http_requests
+            .get_or_create(&HttpLabels {
+                route: "/r".into(),
+                method: "GET".into(),
+                status: "200".into(),
+            })
+            .inc();
+        m.executions
+            .get_or_create(&OutcomeLabels {
+                provider: "p".into(),
+                model: "m".into(),
+                mode: "sync".into(),
+                outcome: "completed".into(),
+                code: String::new(),
+            })
+            .inc();
+        m.tokens
+            .get_or_create(&TokenLabels {
+                provider: "p".into(),
+                model: "m".into(),
+                kind: "prompt".into(),
+            })
+            .inc();
+        m.cost_usd
+            .get_or_create(&ModelLabels {
+                provider: "p".into(),
+                model: "m".into(),
+            })
+            .inc_by(1.0);
+        let plugin = PluginLabels {
+            plugin: "x".into(),
+            version: "1".into(),
+            call: "c".into(),
+        };
+        m.plugin_calls.get_or_create(&plugin).inc();
+        m.plugin_seconds.get_or_create(&plugin).observe(0.1);
+        m.plugin_errors
+            .get_or_create(&PluginErrorLabels {
+                plugin: "x".into(),
+                version: "1".into(),
+                kind: "trap".into(),
+            })
+            .inc();
+        m.queue_jobs
+            .get_or_create(&StateLabels {
+                state: "waiting".into(),
+            })
+            .set(0);
+        m.websocket_dropped
+            .get_or_create(&ReasonLabels {
+                reason: "too_slow".into(),
+            })
+            .inc();
+        let text = m.render();
+        let mut asked = 0;
+        for (i, _) in dashboard.match_indices("pods_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            asked += 1;
+            assert!(
+                text.lines().any(|line| line.starts_with(&name)),
+                "the dashboard asks for {name}, which /metrics does not have"
+            );
+        }
+        assert!(asked > 10, "{asked}");
+    }
 }
