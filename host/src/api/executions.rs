@@ -69,10 +69,7 @@ pub async fn execute(
             return Ok(replay);
         }
     }
-    state
-        .limit(&caller.rate_subject(), state.rates.executions, 1)
-        .await?;
-    state.check_key_limits(&caller).await?;
+    state.may_run(&caller).await?;
     let who = caller.principal();
     // The executor checks the caller's role (from its cache of the workspace's configuration).
     // With `stream` too, the queued call is streamed and its tokens go to the flow's WebSocket.

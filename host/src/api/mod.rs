@@ -172,6 +172,14 @@ impl AppState {
         }))
     }
 
+    /// Before an execution starts: the caller's executions a minute (the API key's bucket, or
+    /// the user's), then an API key's own limits ([`Self::check_key_limits`]).
+    async fn may_run(&self, caller: &Caller) -> Result<(), ApiError> {
+        self.limit(&caller.rate_subject(), self.rates.executions, 1)
+            .await?;
+        self.check_key_limits(caller).await
+    }
+
     /// Before an API key's call: its month's budget is not spent (else 402 `BUDGET_EXHAUSTED`)
     /// and its tokens a minute are not used up (else 429). Nothing for a person.
     async fn check_key_limits(&self, caller: &Caller) -> Result<(), ApiError> {

@@ -204,10 +204,7 @@ async fn chat_completions(
             return Ok(replay);
         }
     }
-    state
-        .limit(&caller.rate_subject(), state.rates.executions, 1)
-        .await?;
-    state.check_key_limits(&caller).await?;
+    state.may_run(&caller).await?;
     let who = caller.principal();
     let started = match state
         .executor
