@@ -44,20 +44,24 @@ pub fn init() -> Result<Telemetry, String> {
         Ok(endpoint) if !endpoint.trim().is_empty() => Some(tracer_provider()?),
         _ => None,
     };
-    let otel = traces.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("pods"))
-            // Only our own spans: a dependency's would add noise (and could carry what ours
-            // leave out).
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target().starts_with("pods") && *meta.level() <= tracing::Level::INFO
-            }))
-    });
-    tracing_subscriber::registry()
-        .with(logs)
-        .with(otel)
-        .try_init()
-        .map_err(|e| e.to_string())?;
+    let registry = tracing_subscriber::registry().with(logs);
+    // Not an `Option` layer: an absent one declares interest in every callsite, and the
+    // registry would then build every span of every crate only for the log filter to drop it.
+    let installed = match &traces {
+        Some(provider) => {
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("pods"))
+                // Only our own spans: a dependency's would add noise (and could carry what ours
+                // leave out). A static filter, decided once per callsite.
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("pods", tracing::Level::INFO),
+                );
+            registry.with(otel).try_init()
+        }
+        None => registry.try_init(),
+    };
+    installed.map_err(|e| e.to_string())?;
     Ok(Telemetry { traces })
 }
 
