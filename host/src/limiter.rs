@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// A bucket's shape. `per_minute == 0` turns the limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +29,10 @@ impl Rate {
         }
     }
 
-    /// Microseconds for one token to come back.
+    /// Microseconds for one token to come back; at least one, so a rate past 60 million a
+    /// minute still leaves the bucket room (at 0 every take would have to land exactly on time).
     fn interval_us(self) -> u64 {
-        60_000_000 / u64::from(self.per_minute.max(1))
+        (60_000_000 / u64::from(self.per_minute.max(1))).max(1)
     }
 }
 
@@ -210,10 +211,12 @@ impl Limiter {
     }
 }
 
+/// Microseconds on a clock that never goes back (a wall clock stepped back by NTP would make
+/// every bucket look overdrawn); the in-process buckets are never compared across processes.
 fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    static ORIGIN: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    // Offset so a fresh process's first bucket times are far from zero, like wall-clock ones.
+    1_000_000_000 + ORIGIN.elapsed().as_micros() as u64
 }
 
 /// The local bucket arithmetic; `now` in µs. Returns 0 when there is room, else µs to wait.
@@ -242,6 +245,17 @@ fn take_local(map: &Mutex<Local>, key: &str, rate: Rate, cost: u32, mode: Mode, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_too_high_to_count_in_microseconds_still_admits() {
+        let map = Mutex::default();
+        let rate = Rate::per_minute(100_000_000);
+        let t0 = 1_000_000_000;
+        // Two threads read the clock, then take the lock in the other order: the later take
+        // carries an earlier time.
+        assert_eq!(take_local(&map, "u", rate, 1, Mode::Take, t0 + 5), 0);
+        assert_eq!(take_local(&map, "u", rate, 1, Mode::Take, t0), 0);
+    }
 
     #[test]
     fn a_bucket_gives_its_burst_then_refills_at_its_rate() {

@@ -24,6 +24,10 @@ pub struct Bench {
     pub http: reqwest::Client,
     server: Child,
     data: PathBuf,
+    /// The binary and environment it was started with, for [`Bench::restart`].
+    binary: String,
+    env: Vec<(String, String)>,
+    port: u16,
 }
 
 impl Bench {
@@ -83,12 +87,7 @@ impl Bench {
             .and_then(|l| l.local_addr())
             .expect("port")
             .port();
-        let server = Command::new(pods)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start pods");
+        let server = serve(pods, &env, port);
         let mut bench = Bench {
             base: format!("http://127.0.0.1:{port}"),
             provider,
@@ -99,21 +98,11 @@ impl Bench {
             http: reqwest::Client::new(),
             server,
             data,
+            binary: pods.to_string(),
+            env,
+            port,
         };
-        let started = Instant::now();
-        while bench
-            .http
-            .get(format!("{}/health", bench.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "pods did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        bench.wait_until_up().await;
         let ws = bench.ws.clone();
         bench
             .call(
@@ -136,6 +125,39 @@ impl Bench {
         bench.pod = pod["id"].as_str().expect("pod").to_string();
         bench.flow = flow;
         bench
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same data and port, with `changed`
+    /// over its environment: e.g. a node with no workers fills a backlog, then one with workers
+    /// comes up to it.
+    pub async fn restart(&mut self, changed: &[(&str, &str)]) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        for (k, v) in changed {
+            self.env.retain(|(key, _)| key != k);
+            self.env.push((k.to_string(), v.to_string()));
+        }
+        self.server = serve(&self.binary, &self.env, self.port);
+        // The old client's pooled connections went with the old process.
+        self.http = reqwest::Client::new();
+        self.wait_until_up().await;
+    }
+
+    async fn wait_until_up(&self) {
+        let started = Instant::now();
+        while self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "pods did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The server's SQLite database file.
@@ -182,6 +204,15 @@ impl Bench {
             body: body.to_string(),
         })
     }
+}
+
+fn serve(binary: &str, env: &[(String, String)], port: u16) -> Child {
+    Command::new(binary)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start pods")
 }
 
 /// The instant provider, on a thread of its own: like any real provider it is a server apart

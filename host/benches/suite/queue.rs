@@ -52,7 +52,7 @@ async fn run_backend(backend: &str, full: bool) {
         }
         _ => {}
     }
-    let bench = Bench::start(&format!("queue-{backend}"), &env).await;
+    let mut bench = Bench::start(&format!("queue-{backend}"), &env).await;
     let enqueue = bench.execution_request(json!({"async": true}));
     let (rate, seconds) = match (full, backend) {
         (false, _) => (100, 1),
@@ -84,25 +84,7 @@ async fn run_backend(backend: &str, full: bool) {
         (true, _) => 4000,
     };
     let started = Instant::now();
-    let mut clients = Vec::new();
-    for c in 0..16 {
-        let (http, spec) = (bench.http.clone(), enqueue.clone());
-        clients.push(tokio::spawn(async move {
-            for _ in (c..backlog).step_by(16) {
-                let r = http
-                    .post(&spec.url)
-                    .bearer_auth(spec.token.as_deref().unwrap_or(""))
-                    .header("content-type", "application/json")
-                    .body(spec.body.clone())
-                    .send()
-                    .await;
-                assert!(r.is_ok_and(|r| r.status().as_u16() == 202));
-            }
-        }));
-    }
-    for c in clients {
-        c.await.expect("client");
-    }
+    enqueue_backlog(&bench, backlog).await;
     let enqueued = started.elapsed();
     drain(&bench).await;
     let total = started.elapsed();
@@ -121,6 +103,25 @@ async fn run_backend(backend: &str, full: bool) {
         "| open-loop phase | {accepted} accepted, drained in {} |",
         ms(elapsed)
     );
+
+    // Drain: a node with no workers fills a backlog; a node with workers comes up to it. What
+    // is timed is the workers alone, from the restart to the last execution finished.
+    let backlog = match (full, backend) {
+        (false, _) => 200,
+        (true, "sqs") => 300,
+        (true, _) => 20_000,
+    };
+    bench.restart(&[("PODS_WORKERS", "0")]).await;
+    enqueue_backlog(&bench, backlog).await;
+    let started = Instant::now();
+    bench.restart(&[("PODS_WORKERS", workers.as_str())]).await;
+    drain(&bench).await;
+    let drained = started.elapsed();
+    println!(
+        "| drain of a {backlog}-execution backlog (restart included) | {} ({:.0} executions/s) |",
+        ms(drained),
+        backlog as f64 / drained.as_secs_f64()
+    );
     let metrics = bench
         .call("GET", "/api/v1/queue/metrics", Value::Null)
         .await;
@@ -129,6 +130,31 @@ async fn run_backend(backend: &str, full: bool) {
         Value::Null,
         "no execution failed: {metrics}"
     );
+}
+
+/// Enqueues `n` executions from 16 concurrent clients.
+async fn enqueue_backlog(bench: &Bench, n: usize) {
+    let enqueue = bench.execution_request(json!({"async": true}));
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (http, spec) = (bench.http.clone(), enqueue.clone());
+        clients.push(tokio::spawn(async move {
+            for _ in (c..n).step_by(16) {
+                let r = http
+                    .post(&spec.url)
+                    .bearer_auth(spec.token.as_deref().unwrap_or(""))
+                    .header("content-type", "application/json")
+                    .body(spec.body.clone())
+                    .send()
+                    .await
+                    .expect("enqueue");
+                assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.expect("client");
+    }
 }
 
 /// Waits until no job is waiting, delayed or running.
@@ -151,6 +177,6 @@ async fn drain(bench: &Bench) {
             "queue did not drain: {m}"
         );
         // Not too often: each look counts every execution, which would load the server measured.
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
