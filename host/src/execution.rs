@@ -590,7 +590,7 @@ impl Executor {
         let resolved = match &execution.queued_request {
             Some(QueuedRequest(request)) => match self
                 .config
-                .current(&execution.workspace_id)
+                .at(&execution.workspace_id, running.config_version())
                 .await
                 .map_err(not_found("workspace"))
             {

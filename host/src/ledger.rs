@@ -275,7 +275,7 @@ impl Ledger {
             lease,
             None,
         );
-        Ok(Running::new(self.clone(), ids, heartbeat))
+        Ok(Running::new(self.clone(), ids, heartbeat, None))
     }
 
     /// — → QUEUED, for a worker to take within `grace`. Returns once every node has the
@@ -301,10 +301,11 @@ impl Ledger {
         lease: Duration,
         job: Option<(Arc<dyn Queue>, Delivery)>,
     ) -> Result<Claim> {
-        let execution = match self.store.claim_execution(id, owner, millis(lease)).await? {
-            StoreClaim::Run(execution) => execution,
-            StoreClaim::Skip => return Ok(Claim::Skip),
-        };
+        let (execution, config_version) =
+            match self.store.claim_execution(id, owner, millis(lease)).await? {
+                StoreClaim::Run(execution, config_version) => (execution, config_version),
+                StoreClaim::Skip => return Ok(Claim::Skip),
+            };
         let ids = Ids {
             execution_id: execution.id.clone(),
             workspace_id: execution.workspace_id.clone(),
@@ -320,7 +321,7 @@ impl Ledger {
         );
         let heartbeat = Heartbeat::start(self.store.clone(), id, owner, lease, job);
         Ok(Claim::Run(
-            Running::new(self.clone(), ids, heartbeat),
+            Running::new(self.clone(), ids, heartbeat, config_version),
             execution,
         ))
     }
@@ -503,16 +504,25 @@ pub struct Running {
     ids: Ids,
     _heartbeat: Heartbeat,
     settled: bool,
+    /// For a claimed queued execution: its workspace's `config_version` as the claim read it.
+    config_version: Option<i64>,
 }
 
 impl Running {
-    fn new(ledger: Ledger, ids: Ids, heartbeat: Heartbeat) -> Self {
+    fn new(ledger: Ledger, ids: Ids, heartbeat: Heartbeat, config_version: Option<i64>) -> Self {
         Running {
             ledger,
             ids,
             _heartbeat: heartbeat,
             settled: false,
+            config_version,
         }
+    }
+
+    /// The workspace's `config_version` as the claim that started this run read it (`None` for
+    /// an execution recorded as running, or when its workspace is gone).
+    pub fn config_version(&self) -> Option<i64> {
+        self.config_version
     }
 
     pub fn ids(&self) -> &Ids {

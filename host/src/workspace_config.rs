@@ -8,7 +8,8 @@
 //! version ([`crate::store::NewExecution::config_version`]); if it moved, the caller takes a
 //! [`Cache::fresh`] view and resolves again. So while a workspace's configuration stands still,
 //! an execution reads nothing before it is recorded, and it never runs on configuration that
-//! changed before it was recorded.
+//! changed before it was recorded. A worker about to run a queued execution trusts its cached
+//! view only at the version its claim read, in the same statement ([`Cache::at`]).
 //!
 //! Pods kept in DynamoDB are not covered by the version and are read every time.
 
@@ -70,15 +71,18 @@ impl Cache {
         Ok(self.store.config_version(&view.ws).await? == Some(view.version))
     }
 
-    /// A view that shows the workspace as it is now: the cached one if its version is still
-    /// the workspace's (one read), else a fresh one. For a caller that cannot check the version
-    /// when it writes (a worker about to run a queued execution).
-    pub async fn current(&self, ws: &str) -> Result<Arc<View>> {
-        let (view, cached) = self.view(ws).await?;
-        if cached && !self.is_current(&view).await? {
-            return self.fresh(ws).await;
+    /// A view that shows the workspace at `version`, which the caller read in a statement of
+    /// its own (a worker's claim of a queued execution): the cached view if it has that version,
+    /// else a fresh one. No read when the configuration stood still.
+    pub async fn at(&self, ws: &str, version: Option<i64>) -> Result<Arc<View>> {
+        let cached = lock(&self.views)
+            .get(ws)
+            .filter(|view| Some(view.version) == version)
+            .cloned();
+        match cached {
+            Some(view) => Ok(view),
+            None => self.fresh(ws).await,
         }
-        Ok(view)
     }
 
     fn new_view(&self, ws: &str, version: i64) -> View {

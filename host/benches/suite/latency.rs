@@ -1,8 +1,8 @@
 //! Added latency of a sync execution: the time through `pods serve` minus the time straight to
 //! the same local provider server, under the same open-loop load, at p50 and p99.
 //!
-//! `cargo bench -p pods --bench suite -- latency` runs 100 and 1,000 requests/s for 5 seconds each
-//! (`PODS_BENCH_SECONDS` to change) on SQLite. Under `cargo test` it makes a short run at
+//! `cargo bench -p pods --bench suite -- latency` runs 10, 100, 1,000, 2,000 and 4,000 requests/s
+//! for 5 seconds each (`PODS_BENCH_SECONDS` to change; the 10/s step runs at least 10 s) on SQLite. Under `cargo test` it makes a short run at
 //! 100 requests/s. Target: p99 added latency under 2 ms at 1,000 requests/s.
 
 use std::sync::Arc;
@@ -27,7 +27,13 @@ async fn run(full: bool) {
     });
     let seconds = crate::common::seconds(5);
     let plan = if full {
-        vec![(100, seconds), (1000, seconds)]
+        vec![
+            (10, seconds.max(10)),
+            (100, seconds),
+            (1000, seconds),
+            (2000, seconds),
+            (4000, seconds),
+        ]
     } else {
         vec![(100, 1)]
     };

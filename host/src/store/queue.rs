@@ -24,8 +24,9 @@ pub struct ClaimedJob {
 #[derive(Debug, Clone)]
 pub enum Claim {
     /// It is now RUNNING under this worker's lease, as it reads now; its `attempts` counts this
-    /// one.
-    Run(Box<Execution>),
+    /// one. With its workspace's `config_version` as the same statement read it (`None`: the
+    /// workspace is gone), so the worker needs no read of its own to trust a cached configuration.
+    Run(Box<Execution>, Option<i64>),
     /// Nothing: it finished, was cancelled or deleted, or another worker's live lease holds it.
     Skip,
 }
@@ -95,7 +96,7 @@ impl Store {
             format!(
                 "UPDATE executions SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, leased_until = $2, started_at = $3
                  WHERE id = $4 AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
-                 RETURNING {COLUMNS}"
+                 RETURNING {COLUMNS}, (SELECT config_version FROM workspaces WHERE id = executions.workspace_id) AS config_version"
             )
         });
         let now = now_ms();
@@ -109,7 +110,10 @@ impl Store {
             )
             .await?;
         Ok(match rows.first() {
-            Some(row) => Claim::Run(Box::new(row_to_execution(row)?)),
+            Some(row) => Claim::Run(
+                Box::new(row_to_execution(row)?),
+                get::<Option<i64>>(row, "config_version")?,
+            ),
             None => Claim::Skip,
         })
     }

@@ -9,6 +9,7 @@ use pods::store::{NewExecution, PodConfig, Store, StoreError, StoredKey};
 use pods_e2e::mock::{MockProvider, OPENAI_ANSWER};
 use pods_e2e::{Backend, Server, fresh_postgres_database, scratch};
 use serde_json::json;
+use std::time::Duration;
 
 async fn store(name: &str, backend: Backend) -> Store {
     let url = match backend {
@@ -274,4 +275,68 @@ async fn another_nodes_changes_are_seen_at_once_on_sqlite() {
 #[tokio::test]
 async fn another_nodes_changes_are_seen_at_once_on_postgres() {
     another_nodes_changes_are_seen_at_once(Backend::Postgres).await;
+}
+
+/// A queued execution runs on the configuration as it is when a worker takes it, not as the
+/// worker's warm cache had it: the worker trusts its cache only at the version its claim read.
+/// Node A runs the only worker; node B (no workers) edits the pod while its execution waits.
+async fn a_worker_runs_on_configuration_changed_while_queued(backend: Backend) {
+    let name = format!("config_queued_{}", format!("{backend:?}").to_lowercase());
+    let mock = MockProvider::start().await;
+    let a = Server::start(&name, backend, &[mock.egress(), ("PODS_WORKERS", "1")]).await;
+    let b = a.another(&[("PODS_WORKERS", "0")]).await;
+    let (owner_a, ws, _) = a.user_with_workspace("owner@pods.test", false);
+    let owner_b = owner_a.with_base(&b.url);
+    let base = format!("{}/v1", mock.url);
+    let (_, busy) = owner_a
+        .openai_pod(&ws, "sk", &base, "gpt-4o-mini-half")
+        .await;
+    let (_, pod) = owner_a.openai_pod(&ws, "sk", &base, "gpt-4o-mini").await;
+    let enqueue = async |pod: &str| {
+        let r = owner_a
+            .post(
+                &format!("/api/v1/workspaces/{ws}/executions"),
+                json!({"podId": pod, "async": true}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text);
+        r.body["executionId"].as_str().expect("id").to_string()
+    };
+    // The worker's cache is warm with the pod as it is.
+    let warm = enqueue(&pod).await;
+    owner_a
+        .wait_until_finished(&ws, &[warm], Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        mock.last("/chat/completions").body["messages"][0]["content"],
+        "hi"
+    );
+
+    // The only worker is busy for 500 ms; the execution waits behind it while B edits the pod.
+    let blocker = enqueue(&busy).await;
+    let queued = enqueue(&pod).await;
+    let edited = owner_b
+        .patch(
+            &format!("/api/v1/workspaces/{ws}/pods/{pod}"),
+            json!({"userPrompt": "changed while queued"}),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.text);
+    let statuses = owner_a
+        .wait_until_finished(&ws, &[blocker, queued], Duration::from_secs(20))
+        .await;
+    assert_eq!(statuses, ["COMPLETED", "COMPLETED"]);
+    let seen = mock.last("/chat/completions");
+    assert_eq!(seen.body["model"], "gpt-4o-mini");
+    assert_eq!(seen.body["messages"][0]["content"], "changed while queued");
+}
+
+#[tokio::test]
+async fn a_worker_runs_on_configuration_changed_while_queued_on_sqlite() {
+    a_worker_runs_on_configuration_changed_while_queued(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_worker_runs_on_configuration_changed_while_queued_on_postgres() {
+    a_worker_runs_on_configuration_changed_while_queued(Backend::Postgres).await;
 }

@@ -73,7 +73,7 @@ async fn a_lost_job_is_queued_again_once_and_an_exhausted_execution_ends() {
         .claim_execution(&exhausted, "a-dead-worker", -1)
         .await
         .expect("claim");
-    assert!(matches!(claim, Claim::Run(_)));
+    assert!(matches!(claim, Claim::Run(..)));
     let one_attempt = WorkerConfig {
         max_attempts: 1,
         ..WorkerConfig::default()
