@@ -192,6 +192,32 @@ impl Bench {
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     }
 
+    /// Queues `n` executions of the pod (`async: true`) from 16 concurrent clients; each must be
+    /// accepted (202).
+    pub async fn enqueue_backlog(&self, n: usize) {
+        let enqueue = self.execution_request(json!({"async": true}));
+        let mut clients = Vec::new();
+        for c in 0..16 {
+            let (http, spec) = (self.http.clone(), enqueue.clone());
+            clients.push(tokio::spawn(async move {
+                for _ in (c..n).step_by(16) {
+                    let r = http
+                        .post(&spec.url)
+                        .bearer_auth(spec.token.as_deref().unwrap_or(""))
+                        .header("content-type", "application/json")
+                        .body(spec.body.clone())
+                        .send()
+                        .await
+                        .expect("enqueue");
+                    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+                }
+            }));
+        }
+        for c in clients {
+            c.await.expect("client");
+        }
+    }
+
     /// POST …/executions with `body` merged over `{"podId": …}`.
     pub fn execution_request(&self, extra: Value) -> Arc<RequestSpec> {
         let mut body = json!({"podId": self.pod});

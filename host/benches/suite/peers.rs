@@ -194,15 +194,7 @@ fn rss_mib(pid: u32) -> f64 {
 /// A server with no workers and `n` queued executions: its RSS.
 async fn rss_with_queued(n: usize) -> f64 {
     let bench = Bench::start("peers-queued", &[("PODS_WORKERS", "0")]).await;
-    let body = json!({"podId": bench.pod, "async": true});
-    let url = format!("/api/v1/workspaces/{}/executions", bench.ws);
-    for chunk in 0..n.div_ceil(50) {
-        let mut batch = Vec::new();
-        for _ in 0..50.min(n - chunk * 50) {
-            batch.push(bench.call("POST", &url, body.clone()));
-        }
-        futures_util::future::join_all(batch).await;
-    }
+    bench.enqueue_backlog(n).await;
     rss_mib(bench.pid())
 }
 

@@ -84,7 +84,7 @@ async fn run_backend(backend: &str, full: bool) {
         (true, _) => 4000,
     };
     let started = Instant::now();
-    enqueue_backlog(&bench, backlog).await;
+    bench.enqueue_backlog(backlog).await;
     let enqueued = started.elapsed();
     drain(&bench).await;
     let total = started.elapsed();
@@ -112,7 +112,7 @@ async fn run_backend(backend: &str, full: bool) {
         (true, _) => 20_000,
     };
     bench.restart(&[("PODS_WORKERS", "0")]).await;
-    enqueue_backlog(&bench, backlog).await;
+    bench.enqueue_backlog(backlog).await;
     let started = Instant::now();
     bench.restart(&[("PODS_WORKERS", workers.as_str())]).await;
     drain(&bench).await;
@@ -130,31 +130,6 @@ async fn run_backend(backend: &str, full: bool) {
         Value::Null,
         "no execution failed: {metrics}"
     );
-}
-
-/// Enqueues `n` executions from 16 concurrent clients.
-async fn enqueue_backlog(bench: &Bench, n: usize) {
-    let enqueue = bench.execution_request(json!({"async": true}));
-    let mut clients = Vec::new();
-    for c in 0..16 {
-        let (http, spec) = (bench.http.clone(), enqueue.clone());
-        clients.push(tokio::spawn(async move {
-            for _ in (c..n).step_by(16) {
-                let r = http
-                    .post(&spec.url)
-                    .bearer_auth(spec.token.as_deref().unwrap_or(""))
-                    .header("content-type", "application/json")
-                    .body(spec.body.clone())
-                    .send()
-                    .await
-                    .expect("enqueue");
-                assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
-            }
-        }));
-    }
-    for c in clients {
-        c.await.expect("client");
-    }
 }
 
 /// Waits until no job is waiting, delayed or running.
