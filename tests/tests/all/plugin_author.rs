@@ -180,15 +180,20 @@ async fn an_author_ships_a_plugin_from_the_template_and_operators_run_it() {
     )
     .expect("bump");
     let v2 = build_plugin(&crate_dir);
+    // Half before the swap (a second of work for the 10 workers, so the swap lands while they
+    // run, however slowly this machine enqueues), half after it (so the new version has work
+    // whatever the timing).
     let mut ids = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..100 {
         ids.push(admin.enqueue(&ws, json!({"podId": pod})).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let r = admin
         .raw("POST", "/api/v1/plugins", "application/wasm", v2)
         .await;
     let swapped_at = time::OffsetDateTime::now_utc();
+    for _ in 0..100 {
+        ids.push(admin.enqueue(&ws, json!({"podId": pod})).await);
+    }
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(
         (
