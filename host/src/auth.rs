@@ -159,11 +159,107 @@ pub fn api_key_hash(secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The shortest and longest password accepted (longer ones would only cost hashing time).
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
+
+/// Refuses a password too short or too long to set.
+pub fn check_new_password(password: &str) -> Result<(), PasswordError> {
+    let chars = password.chars().count();
+    if !PASSWORD_CHARS.contains(&chars) {
+        return Err(PasswordError::Length(chars));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PasswordError {
+    #[error("a password has 8 to 1024 characters (this one has {0})")]
+    Length(usize),
+    #[error("could not hash the password: {0}")]
+    Hash(String),
+}
+
+/// A password as stored: an argon2id PHC string (algorithm, parameters, random salt, hash), with
+/// the argon2 crate's defaults (19 MiB, 2 passes) — tens of milliseconds: run it off the async
+/// threads.
+pub fn hash_password(password: &str) -> Result<String, PasswordError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    check_new_password(password)?;
+    let salt = SaltString::generate(&mut aes_gcm::aead::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches `stored`. With nothing stored (no such user, or no password set)
+/// a hash is still checked, against a fixed one, so an unknown email takes as long to refuse as
+/// a wrong password and timing does not tell which emails exist.
+pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    static NOBODY: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| hash_password("no user has this password").ok());
+    let (phc, real) = match stored {
+        Some(phc) => (phc, true),
+        None => (NOBODY.as_deref().unwrap_or_default(), false),
+    };
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let matches = argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    matches && real
+}
+
+/// A single-use ticket that opens one WebSocket: 256 random bits (base64url) and the SHA-256 it
+/// is stored by. Browsers cannot set headers on a WebSocket, and a token in the URL would end up
+/// in logs and history; a ticket there is worthless once used or after [`WS_TICKET_TTL`].
+pub struct NewTicket {
+    pub secret: String,
+    pub hash: String,
+}
+
+/// How long a WebSocket ticket may wait to be used.
+pub const WS_TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl NewTicket {
+    pub fn generate() -> Self {
+        use aes_gcm::aead::rand_core::RngCore;
+        use base64::Engine;
+        let mut bytes = [0u8; 32];
+        aes_gcm::aead::OsRng.fill_bytes(&mut bytes);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        NewTicket {
+            hash: api_key_hash(&secret),
+            secret,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_password_is_stored_as_a_salted_argon2id_hash_and_checked_against_it() {
+        let stored = hash_password("correct horse").expect("hash");
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("correct horse"));
+        assert_ne!(
+            stored,
+            hash_password("correct horse").expect("hash"),
+            "salted"
+        );
+        assert!(verify_password("correct horse", Some(&stored)));
+        assert!(!verify_password("correct hors", Some(&stored)));
+        assert!(!verify_password("correct horse", None));
+        assert!(!verify_password("correct horse", Some("not a hash")));
+        assert_eq!(hash_password("short"), Err(PasswordError::Length(5)));
+        assert!(check_new_password(&"x".repeat(1025)).is_err());
+    }
 
     #[test]
     fn api_keys_are_long_random_and_stored_only_as_their_hash() {

@@ -158,6 +158,15 @@ pub struct Settings {
         global = true
     )]
     pub rate_auth_failures_per_min: u32,
+    /// Password sign-ins (`POST /api/v1/auth/login`) per minute for one email from one client
+    /// address, right or wrong; 0: no limit.
+    #[arg(
+        long,
+        env = "PODS_RATE_LOGINS_PER_MIN",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_logins_per_min: u32,
     /// Prefix of every Redis key and channel this deployment uses.
     #[arg(long, env = "PODS_REDIS_PREFIX", default_value = "pods", global = true)]
     pub redis_prefix: String,
@@ -284,6 +293,7 @@ impl Settings {
         crate::limiter::Rates {
             executions: Rate::per_minute(self.rate_executions_per_min),
             auth_failures: Rate::per_minute(self.rate_auth_failures_per_min),
+            logins: Rate::per_minute(self.rate_logins_per_min),
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Rates {
     pub executions: Rate,
     /// Failed authentications from one client address (`auth:{address}`).
     pub auth_failures: Rate,
+    /// Password sign-ins for one email from one client address (`login:{email}:{address}`).
+    pub logins: Rate,
 }
 
 /// Refused: try again after this long.

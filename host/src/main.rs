@@ -82,6 +82,18 @@ enum AdminCommand {
         /// Also create a workspace of this name, owned by the user.
         #[arg(long)]
         workspace: Option<String>,
+        /// Read a password for signing in (`POST /api/v1/auth/login`, the console) from the first
+        /// line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (read from the first line of stdin), or with `--clear` remove it.
+    SetPassword {
+        /// User id or email.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        clear: bool,
     },
     /// Add a user to a workspace, or change their role (viewer, member, admin, owner).
     AddMember {
@@ -238,9 +250,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             name,
             admin,
             workspace,
+            password_stdin,
         }) => {
+            let hash = password_stdin
+                .then(|| password_from_stdin().and_then(hash_password))
+                .transpose()?;
             let store = settings.store().await?;
             let user = store.create_user(&email, &name, admin).await?;
+            if let Some(hash) = &hash {
+                store.set_password_hash(&user.id, Some(hash)).await?;
+            }
             let workspace = match workspace {
                 Some(name) => Some(store.create_workspace(&name, &user.id).await?.id),
                 None => None,
@@ -250,6 +269,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!(
                 "{}",
                 serde_json::json!({"userId": user.id, "email": user.email, "workspaceId": workspace, "token": token})
+            );
+        }
+        Command::Admin(AdminCommand::SetPassword { user, clear }) => {
+            let hash = match clear {
+                true => None,
+                false => Some(hash_password(password_from_stdin()?)?),
+            };
+            let store = settings.store().await?;
+            let user = store
+                .set_password_hash(&user, hash.as_deref())
+                .await
+                .with_context(|| format!("user {user:?}"))?;
+            let what = if clear { "removed" } else { "set" };
+            println!(
+                "{}",
+                serde_json::json!({"userId": user.id, "email": user.email, "password": what})
             );
         }
         Command::Admin(AdminCommand::AddMember {
@@ -449,4 +484,18 @@ async fn load(runtime: &Runtime, name: &str) -> Result<Plugin> {
         );
     };
     Ok(runtime.load(wasm).await?)
+}
+
+/// The first line of stdin, without its line ending (a password is never an argument: arguments
+/// show in `ps` and shell history).
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("read the password from stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn hash_password(password: String) -> anyhow::Result<String> {
+    Ok(pods::auth::hash_password(&password)?)
 }

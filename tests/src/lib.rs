@@ -264,6 +264,23 @@ impl Server {
             .expect("run pods")
     }
 
+    /// Runs a `pods` CLI command with `input` on its stdin.
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(pods_bin())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run pods");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("run pods")
+    }
+
     /// Runs a `pods` CLI command against this server's data and database.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(pods_bin())

@@ -14,6 +14,7 @@ mod openapi;
 mod plugins;
 mod pricing;
 mod runs;
+mod sign_in;
 mod users;
 mod workspaces;
 mod ws;
@@ -38,7 +39,7 @@ use crate::limiter::{Limiter, Rate, Rates, api_key_bucket};
 use crate::plugins::Registry;
 use crate::pod_store::PodStore;
 use crate::queue::Queue;
-use crate::store::{NewAuditEntry, Store, StoreError};
+use crate::store::{NewAuditEntry, Store, StoreError, Ticket};
 use crate::vault::Vault;
 
 /// What every handler can reach: the node's services.
@@ -141,9 +142,57 @@ impl AppState {
         address: Option<IpAddr>,
     ) -> Result<Option<Caller>, ApiError> {
         let hash = crate::auth::api_key_hash(secret);
-        let Some(key) = self.store.active_api_key(&hash).await? else {
-            return Ok(None);
+        match self.store.active_api_key(&hash).await? {
+            Some(key) => self.key_caller(key, address).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The caller a WebSocket ticket stands for, using the ticket up: its user if still active,
+    /// or its API key if still active. Refused: 401, counted as a failed authentication.
+    async fn ticket_caller(
+        &self,
+        ticket: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Caller, ApiError> {
+        let hash = crate::auth::api_key_hash(ticket);
+        let caller = match self.store.redeem_ws_ticket(&hash).await {
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+            Ok(Ticket {
+                api_key_id: Some(id),
+                ..
+            }) => match self.store.active_api_key_by_id(&id).await? {
+                Some(key) => Some(self.key_caller(key, address).await?),
+                None => None,
+            },
+            Ok(Ticket { user_id, .. }) => {
+                self.store.active_user(&user_id).await?.map(|user| Caller {
+                    user_id: user.id,
+                    is_admin: user.is_admin,
+                    address,
+                    api_key: None,
+                })
+            }
         };
+        if let Some(caller) = caller {
+            return Ok(caller);
+        }
+        let from = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        self.limit(&format!("auth:{from}"), self.rates.auth_failures, 1)
+            .await?;
+        Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the ticket is unknown, used or expired; ask for a new one",
+        ))
+    }
+
+    /// The caller an active API key makes; takes one of its requests a minute.
+    async fn key_caller(
+        &self,
+        key: crate::store::ActiveApiKey,
+        address: Option<IpAddr>,
+    ) -> Result<Caller, ApiError> {
         if let Some(rpm) = key.rpm {
             self.limit(&api_key_bucket(&key.id, "rpm"), Rate::per_minute(rpm), 1)
                 .await?;
@@ -158,7 +207,7 @@ impl AppState {
                 }
             });
         }
-        Ok(Some(Caller {
+        Ok(Caller {
             user_id: key.created_by,
             is_admin: false,
             address,
@@ -169,7 +218,7 @@ impl AppState {
                 tpm: key.tpm,
                 monthly_budget_usd: key.monthly_budget_usd,
             }),
-        }))
+        })
     }
 
     /// Before an execution starts: the caller's executions a minute (the API key's bucket, or
@@ -282,6 +331,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(pricing::routes())
         .merge(ws::routes())
         .merge(users::routes())
+        .merge(sign_in::routes())
         .merge(runs::routes())
         .merge(metrics::api_routes())
         .merge(plugins::routes(state.plugins.limits().max_bytes));

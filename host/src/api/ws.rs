@@ -1,8 +1,9 @@
 //! `GET /api/v1/workspaces/{ws}/flows/{flowId}/ws`: a flow's execution events over WebSocket;
 //! `GET /api/v1/workspaces/{ws}/ws`: every execution event of the workspace (its flows' pods, and
 //! calls without a pod through the OpenAI-compatible door).
-//! The token comes in the `Authorization` header or a `token` query parameter (browsers cannot
-//! set headers on WebSockets); membership is checked before the upgrade, and again whenever the
+//! The caller comes in the `Authorization` header, a single-use `ticket` query parameter
+//! (`POST /api/v1/ws-ticket`; what the console uses: browsers cannot set headers on WebSockets,
+//! and a ticket in a URL is worthless once used), or a `token` query parameter; membership is checked before the upgrade, and again whenever the
 //! user's access changes (removed, disabled: the socket is closed at once, code 4003) and every
 //! [`RECHECK_EVERY`] in case a change was made where no notice reaches this node.
 
@@ -40,10 +41,12 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
+    ticket: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/flows/{flow_id}/ws", tag = "flows", security(("bearer" = [])),
-    params(("token" = Option<String>, Query, description = "The bearer token, for clients that cannot set headers")),
+    params(("ticket" = Option<String>, Query, description = "A single-use ticket from `POST /api/v1/ws-ticket`, for browsers"),
+        ("token" = Option<String>, Query, description = "The bearer token, for clients that cannot set headers")),
     responses((status = 101, description = "WebSocket of JSON events: execution:queued, :running, :delta, :completed, :error, :cancelled — each with executionId, podId, flowId, status and timestamp"),
         (status = 401), (status = 404)))]
 pub async fn subscribe(
@@ -64,7 +67,8 @@ pub async fn subscribe(
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/ws", tag = "executions", security(("bearer" = [])),
-    params(("token" = Option<String>, Query, description = "The bearer token or API key, for clients that cannot set headers")),
+    params(("ticket" = Option<String>, Query, description = "A single-use ticket from `POST /api/v1/ws-ticket`, for browsers"),
+        ("token" = Option<String>, Query, description = "The bearer token or API key, for clients that cannot set headers")),
     responses((status = 101, description = "WebSocket of every execution event in the workspace, as on a flow's socket; a call without a pod has empty podId and flowId"),
         (status = 401), (status = 404)))]
 pub async fn subscribe_workspace(
@@ -81,7 +85,8 @@ pub async fn subscribe_workspace(
     Ok(open(state, ws, caller, &channel, upgrade))
 }
 
-/// The caller of a socket: the `Authorization` header, else the `token` query parameter.
+/// The caller of a socket: the `Authorization` header, else the `ticket` or `token` query
+/// parameter.
 async fn authenticate(
     state: &AppState,
     query: &WsQuery,
@@ -91,6 +96,9 @@ async fn authenticate(
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if let (None, Some(ticket)) = (header, query.ticket.as_deref()) {
+        return state.ticket_caller(ticket, address).await;
+    }
     let credential = match (header, query.token.as_deref()) {
         (None, Some(token)) => Ok(token),
         (header, _) => crate::auth::bearer(header),

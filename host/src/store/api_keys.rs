@@ -215,17 +215,35 @@ impl Store {
     /// The key with this secret hash, if a request may act with it now: read on every request
     /// (by its unique index), so a revocation or a disabled creator holds at once on every node.
     pub async fn active_api_key(&self, secret_hash: &str) -> Result<Option<ActiveApiKey>> {
+        self.active_api_key_where(
+            "SELECT k.id, k.workspace_id, k.role, k.created_by, k.rpm, k.tpm, k.monthly_budget_usd, k.last_used_at
+             FROM api_keys k JOIN users u ON u.id = k.created_by
+             WHERE k.secret_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL
+               AND (k.expires_at IS NULL OR k.expires_at > $2)",
+            secret_hash,
+        )
+        .await
+    }
+
+    /// The key with this id, if a request may act with it now (as [`Self::active_api_key`]).
+    pub async fn active_api_key_by_id(&self, id: &str) -> Result<Option<ActiveApiKey>> {
+        self.active_api_key_where(
+            "SELECT k.id, k.workspace_id, k.role, k.created_by, k.rpm, k.tpm, k.monthly_budget_usd, k.last_used_at
+             FROM api_keys k JOIN users u ON u.id = k.created_by
+             WHERE k.id = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL
+               AND (k.expires_at IS NULL OR k.expires_at > $2)",
+            id,
+        )
+        .await
+    }
+
+    async fn active_api_key_where(
+        &self,
+        sql: &'static str,
+        value: &str,
+    ) -> Result<Option<ActiveApiKey>> {
         let row = self
-            .read_one(
-                sqlx::query(
-                    "SELECT k.id, k.workspace_id, k.role, k.created_by, k.rpm, k.tpm, k.monthly_budget_usd, k.last_used_at
-                     FROM api_keys k JOIN users u ON u.id = k.created_by
-                     WHERE k.secret_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL
-                       AND (k.expires_at IS NULL OR k.expires_at > $2)",
-                )
-                .bind(secret_hash.to_string())
-                .bind(now_ms()),
-            )
+            .read_one(sqlx::query(sql).bind(value.to_string()).bind(now_ms()))
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(ActiveApiKey {

@@ -81,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0015_request_ids_and_retention.sql"),
         include_str!("../../migrations/0015_request_ids_and_retention.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/0016_passwords_and_ws_tickets.sql"),
+        include_str!("../../migrations/0016_passwords_and_ws_tickets.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

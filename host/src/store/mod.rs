@@ -18,6 +18,7 @@ mod plugins;
 mod pricing;
 mod queue;
 mod runs;
+mod sign_in;
 mod sqlite_writer;
 mod workspaces;
 
@@ -36,6 +37,7 @@ pub use keys::{KeySummary, StoredKey};
 pub use pricing::NewPrice;
 pub use queue::{Cancelled, Claim, ClaimedJob, JobCounts, SYNC_LEASE_OWNER, Stale};
 pub use runs::{NewRun, Run, RunGraph, RunPod};
+pub use sign_in::Ticket;
 pub use workspaces::{User, Workspace};
 
 use crate::domain::{Price, new_id, now_ms};

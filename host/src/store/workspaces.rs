@@ -258,7 +258,7 @@ impl Store {
 }
 
 /// A user from a row with `id, email, name, is_admin`.
-fn user_row(row: &sqlx::any::AnyRow) -> Result<User> {
+pub(super) fn user_row(row: &sqlx::any::AnyRow) -> Result<User> {
     Ok(User {
         id: get(row, "id")?,
         email: get(row, "email")?,

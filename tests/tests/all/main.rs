@@ -25,6 +25,7 @@ mod runs;
 mod sandbox;
 mod schema;
 mod security;
+mod sign_in;
 mod sweeper;
 mod traces;
 mod vault;
