@@ -18,10 +18,11 @@ mod plugins;
 mod queue;
 mod runs;
 mod scrape;
+mod usage;
 mod websocket;
 
 /// Every benchmark: its name and its entry point.
-const BENCHES: [(&str, fn()); 9] = [
+const BENCHES: [(&str, fn()); 10] = [
     ("plugins", plugins::main),
     ("latency", latency::main),
     ("queue", queue::main),
@@ -31,6 +32,7 @@ const BENCHES: [(&str, fn()); 9] = [
     ("peers", peers::main),
     ("door", door::main),
     ("scrape", scrape::main),
+    ("usage", usage::main),
 ];
 
 fn main() {

@@ -15,6 +15,7 @@ mod plugins;
 mod pricing;
 mod runs;
 mod sign_in;
+mod usage;
 mod users;
 mod workspaces;
 mod ws;
@@ -332,6 +333,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(ws::routes())
         .merge(users::routes())
         .merge(sign_in::routes())
+        .merge(usage::routes())
         .merge(runs::routes())
         .merge(metrics::api_routes())
         .merge(plugins::routes(state.plugins.limits().max_bytes));

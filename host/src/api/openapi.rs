@@ -29,6 +29,7 @@ use super::AppState;
         super::users::disable, super::users::enable, super::users::all_audit, super::users::workspace_audit,
         super::runs::start_run, super::runs::list_runs, super::runs::get_run, super::runs::cancel_run,
         super::runs::resume_run, super::runs::estimate, super::sign_in::login, super::sign_in::ws_ticket,
+        super::usage::usage,
     ),
     modifiers(&BearerAuth, &ErrorResponses)
 )]

@@ -86,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0016_passwords_and_ws_tickets.sql"),
         include_str!("../../migrations/0016_passwords_and_ws_tickets.sql"),
     ),
+    (
+        17,
+        include_str!("../../migrations/0017_usage_daily.sqlite.sql"),
+        include_str!("../../migrations/0017_usage_daily.postgres.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

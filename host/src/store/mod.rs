@@ -20,6 +20,7 @@ mod queue;
 mod runs;
 mod sign_in;
 mod sqlite_writer;
+mod usage;
 mod workspaces;
 
 use std::str::FromStr;
@@ -38,6 +39,7 @@ pub use pricing::NewPrice;
 pub use queue::{Cancelled, Claim, ClaimedJob, JobCounts, SYNC_LEASE_OWNER, Stale};
 pub use runs::{NewRun, Run, RunGraph, RunPod};
 pub use sign_in::Ticket;
+pub use usage::{UsageKey, UsageRow};
 pub use workspaces::{User, Workspace};
 
 use crate::domain::{Price, new_id, now_ms};

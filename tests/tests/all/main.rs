@@ -28,5 +28,6 @@ mod security;
 mod sign_in;
 mod sweeper;
 mod traces;
+mod usage;
 mod vault;
 mod websocket;
