@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2
 bash tests/services.sh
+# The console's vendored libraries are exactly what package-lock.json pins.
+node console/vendor.mjs --check
 cargo test --workspace "$@"

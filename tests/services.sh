@@ -67,3 +67,20 @@ if ! moto_up; then
 fi
 moto_up || { echo "moto_server is not reachable on 127.0.0.1:5055 (see /tmp/pods-moto.log)" >&2; exit 1; }
 echo "moto_server is up on 127.0.0.1:5055"
+
+# The console's browser tests (tests/tests/all/console.rs): Node.js, Debian's chromium, and the
+# console's npm packages as package-lock.json pins them (playwright-core among them).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing Node.js"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# (The lockfile is copied beside the packages once installed: a changed lockfile reinstalls.)
+if ! cmp -s console/package-lock.json console/node_modules/.pods-lock.json; then
+  echo "installing the console's npm packages"
+  (cd console && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.pods-lock.json)
+fi
+echo "Node.js $(node --version), chromium and the console's packages are ready"

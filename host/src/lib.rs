@@ -11,6 +11,7 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod conformance;
+pub mod console;
 pub mod context;
 pub mod cost;
 pub mod domain;

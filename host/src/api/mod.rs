@@ -346,7 +346,14 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(openapi::routes(
             (state.plugins.default_limits().memory_cap >> 20) as u32,
         ))
-        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        // The console's pages and files, and a JSON 404 for everything else.
+        .fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                crate::console::serve(&method, &uri).unwrap_or_else(|| {
+                    ApiError::new(ErrorCode::NotFound, "no such route").into_response()
+                })
+            },
+        )
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(request_ids))
         .with_state(state)

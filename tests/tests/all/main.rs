@@ -6,6 +6,7 @@
 mod builtin_plugins;
 mod cli;
 mod config_cache;
+mod console;
 mod fuzz;
 mod isolation;
 mod js_plugin;

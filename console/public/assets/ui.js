@@ -1,0 +1,47 @@
+// What every view shares: links that stay in the console, errors as sentences, the caller's role.
+import { html, useEffect, useState } from "/vendor/preact-htm.js";
+import { api, ApiError } from "/assets/api.js";
+
+/** Goes to `path` inside the console without reloading. */
+export function navigate(path) {
+  history.pushState(null, "", path);
+  window.dispatchEvent(new Event("pods:navigate"));
+}
+
+/** A link that stays in the console (and still opens in a new tab with a modifier key). */
+export function Link({ href, children, ...rest }) {
+  const click = (e) => {
+    if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    e.preventDefault();
+    navigate(href);
+  };
+  return html`<a href=${href} onClick=${click} ...${rest}>${children}</a>`;
+}
+
+/** An error as a sentence a person can act on. */
+export function explain(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 429) return `Too many attempts; try again in ${error.retryAfter || "a few"} s.`;
+    return error.message;
+  }
+  return String(error?.message || error);
+}
+
+export function ErrorNote({ error }) {
+  return error ? html`<p class="error" role="alert">${explain(error)}</p>` : null;
+}
+
+/** The caller's role in `ws` (from the workspace list), or null while unknown. */
+export function useRole(ws) {
+  const [role, setRole] = useState(null);
+  useEffect(() => {
+    api("GET", "/workspaces").then(
+      (spaces) => setRole(spaces.find((w) => w.id === ws)?.role ?? "viewer"),
+      () => setRole("viewer"),
+    );
+  }, [ws]);
+  return role;
+}
+
+const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };
+export const mayEdit = (role) => RANK[role] >= RANK.member;

@@ -1,0 +1,200 @@
+// The console in a real browser (Debian's chromium through playwright-core), against a running
+// Pods whose providers point at local stand-ins. Run by tests/tests/all/console.rs, which starts
+// the server and makes the users; each scenario saves a screenshot in PODS_SHOTS.
+//
+// Env: PODS_URL, PODS_SHOTS, CHROMIUM (executable), ADMIN_EMAIL/ADMIN_PASSWORD (a system admin
+// who owns workspace WS), VIEWER_EMAIL/VIEWER_PASSWORD (a viewer of WS), LIMITED_EMAIL (a user
+// whose sign-ins the last scenario uses up).
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env("PODS_URL");
+const SHOTS = env("PODS_SHOTS");
+const TIMEOUT = 15_000;
+
+const browser = await chromium.launch({ executablePath: env("CHROMIUM"), args: ["--no-sandbox"] });
+const failures = [];
+const violations = [];
+
+async function newPage(name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) violations.push(`${name}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => failures.push(`${name}: page error ${e.message}`));
+  return page;
+}
+
+// The admin signs in once (scenario 02) and the scenarios after it go on in that tab: sign-ins
+// are limited to five a minute per email, and the sign-in lives in the tab's sessionStorage.
+let admin = null;
+
+/** Runs a scenario in `shared` (a page kept open) or in a new tab of its own. */
+async function scenario(name, run, shared) {
+  const page = shared || (await newPage(name));
+  const started = Date.now();
+  try {
+    await run(page);
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    failures.push(`${name}: ${e.stack || e}`);
+    console.log(`FAIL ${name}: ${e.message}`);
+  } finally {
+    await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true }).catch(() => {});
+    if (!shared) await page.context().close();
+  }
+}
+
+async function signIn(page, email, password) {
+  await page.goto(BASE + "/");
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** Signs in and waits for the first page. */
+async function signedIn(page, email, password) {
+  await signIn(page, email, password);
+  await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+}
+
+/** An API call from the page, with its sign-in (what the console sees). */
+async function apiFromPage(page, path) {
+  return page.evaluate(async (path) => {
+    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
+    const r = await fetch("/api/v1" + path, { headers: { Authorization: `Bearer ${token}` } });
+    return r.json();
+  }, path);
+}
+
+let flowUrl = null;
+let executionUrl = null;
+let cost = null;
+
+await scenario("01-wrong-password", async (page) => {
+  await signIn(page, env("ADMIN_EMAIL"), "not the password");
+  await page.getByRole("alert").filter({ hasText: "wrong email or password" }).waitFor();
+  assert.equal(await page.getByRole("heading", { name: "Workspaces" }).count(), 0);
+});
+
+admin = await newPage("admin");
+await scenario("02-sign-in", async (page) => {
+  await signedIn(page, env("ADMIN_EMAIL"), env("ADMIN_PASSWORD"));
+  // The sign-in is in sessionStorage, never in the URL.
+  assert.ok(!page.url().includes("token"));
+  const stored = await page.evaluate(() => sessionStorage.getItem("pods.signIn"));
+  assert.ok(stored && JSON.parse(stored).token);
+}, admin);
+
+await scenario("03-flow-graph", async (page) => {
+  await page.goto(BASE + "/");
+  await page.getByRole("link", { name: env("WS_NAME") }).click();
+  await page.getByLabel("New flow").fill("Quantum brief");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "Quantum brief" }).waitFor();
+  for (const [name, prompt] of [["research", "What is quantum computing?"], ["summary", "Three bullets."]]) {
+    await page.locator("input[name=newPodName]").fill(name);
+    await page.locator("input[name=newPodPrompt]").fill(prompt);
+    await page.getByRole("button", { name: "Add pod" }).click();
+    await page.locator(`g.node[aria-label^="${name}:"]`).waitFor();
+  }
+  await page.locator("select[name=edgeFrom]").selectOption({ label: "research" });
+  await page.locator("select[name=edgeTo]").selectOption({ label: "summary" });
+  await page.getByRole("button", { name: "Add edge" }).click();
+  // A straight line has no height: Playwright calls it hidden, so wait for it in the DOM.
+  await page.locator("polyline.edge").waitFor({ state: "attached" });
+  // A cycle is refused with the server's message.
+  await page.locator("select[name=edgeFrom]").selectOption({ label: "summary" });
+  await page.locator("select[name=edgeTo]").selectOption({ label: "research" });
+  await page.getByRole("button", { name: "Add edge" }).click();
+  await page.getByRole("alert").filter({ hasText: /cycle/i }).waitFor();
+  assert.equal(await page.locator("polyline.edge").count(), 1);
+  flowUrl = page.url();
+}, admin);
+
+await scenario("04-run-and-stream", async (page) => {
+  assert.ok(flowUrl, "the flow scenario made a flow");
+  await page.goto(flowUrl);
+  const node = page.locator('g.node[aria-label^="summary:"]');
+  await node.click();
+  await page.getByRole("button", { name: "Run" }).click();
+  // Tokens arrive in the answer, and the node turns green.
+  await page.locator("pre.answer").filter({ hasText: /\S/ }).waitFor();
+  await page.locator('g.node[aria-label^="summary:"][data-status="completed"]').waitFor();
+  const fill = await node.locator("rect").evaluate((r) => getComputedStyle(r).fill);
+  assert.equal(fill, "rgb(220, 252, 231)", "green");
+  await page.screenshot({ path: join(SHOTS, "04-graph-after-the-run.png"), fullPage: true });
+  await page.getByRole("link", { name: "details" }).click();
+  await page.getByRole("heading", { name: "Execution" }).waitFor();
+  executionUrl = page.url();
+}, admin);
+
+await scenario("05-execution-detail", async (page) => {
+  assert.ok(executionUrl, "the run scenario ran a pod");
+  await page.goto(executionUrl);
+  await page.locator("[data-field=status]").filter({ hasText: "COMPLETED" }).waitFor();
+  const [, , ws, , id] = new URL(executionUrl).pathname.split("/");
+  const fromApi = await apiFromPage(page, `/workspaces/${ws}/executions/${id}`);
+  assert.equal(await page.locator("[data-field=promptTokens]").innerText(), String(fromApi.usage.promptTokens));
+  assert.equal(await page.locator("[data-field=completionTokens]").innerText(), String(fromApi.usage.completionTokens));
+  assert.equal(await page.locator("[data-field=cost]").innerText(), fromApi.costInUsd);
+  assert.equal(await page.locator("[data-field=content]").innerText(), fromApi.content);
+  await page.locator("[data-field=prompt]").filter({ hasText: "Three bullets." }).waitFor();
+  cost = fromApi.costInUsd;
+}, admin);
+
+await scenario("06-spend", async (page) => {
+  assert.ok(cost, "the detail scenario read a cost");
+  const ws = new URL(executionUrl).pathname.split("/")[2];
+  await page.goto(`${BASE}/w/${ws}/spend`);
+  await page.locator("[data-field=totalCost]").filter({ hasText: cost }).waitFor();
+  await page.locator(".chart canvas").waitFor();
+  await page.getByRole("cell", { name: "gpt-4o-mini" }).waitFor();
+  await page.getByRole("cell", { name: cost, exact: true }).waitFor();
+}, admin);
+
+await scenario("07-viewer-sees-no-run", async (page) => {
+  assert.ok(flowUrl);
+  await signedIn(page, env("VIEWER_EMAIL"), env("VIEWER_PASSWORD"));
+  await page.goto(flowUrl);
+  await page.locator('g.node[aria-label^="summary:"]').click();
+  await page.getByRole("region", { name: "Pod summary" }).waitFor();
+  assert.equal(await page.getByRole("button", { name: "Run" }).count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Save" }).count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Add pod" }).count(), 0);
+});
+
+await scenario("08-rate-limited", async (page) => {
+  // Five quick wrong attempts, then the sixth is refused by the rate limiter.
+  for (let i = 1; i <= 6; i++) {
+    await signIn(page, env("LIMITED_EMAIL"), `wrong ${i}`);
+    const expected = i < 6 ? "wrong email or password" : "Too many attempts";
+    await page.getByRole("alert").filter({ hasText: expected }).waitFor();
+  }
+});
+
+await scenario("09-phone-width", async (page) => {
+  assert.ok(flowUrl);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(flowUrl);
+  await page.locator('g.node[aria-label^="research:"]').waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling at phone width (${overflow} px too wide)`);
+}, admin);
+
+await admin.context().close();
+await browser.close();
+if (violations.length) failures.push(...violations.map((v) => `CSP violation ${v}`));
+if (failures.length) {
+  console.error(failures.join("\n\n"));
+  process.exit(1);
+}
+console.log(`all scenarios passed; screenshots in ${SHOTS}`);
