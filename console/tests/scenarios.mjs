@@ -4,10 +4,11 @@
 //
 // Env: PODS_URL, PODS_SHOTS, CHROMIUM (executable), ADMIN_EMAIL/ADMIN_PASSWORD (a system admin
 // who owns workspace WS), VIEWER_EMAIL/VIEWER_PASSWORD (a viewer of WS), LIMITED_EMAIL (a user
-// whose sign-ins the last scenario uses up).
+// whose sign-ins the last scenario uses up), PLUGIN_FILE (a provider plugin to upload).
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -132,6 +133,8 @@ await scenario("04-run-and-stream", async (page) => {
   const fill = await node.locator("rect").evaluate((r) => getComputedStyle(r).fill);
   assert.equal(fill, "rgb(220, 252, 231)", "green");
   await page.screenshot({ path: join(SHOTS, "04-graph-after-the-run.png"), fullPage: true });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling at 1280 px (${overflow} px too wide)`);
   await page.getByRole("link", { name: "details" }).click();
   await page.getByRole("heading", { name: "Execution" }).waitFor();
   executionUrl = page.url();
@@ -181,7 +184,31 @@ await scenario("08-rate-limited", async (page) => {
   }
 });
 
-await scenario("09-phone-width", async (page) => {
+await scenario("09-system-admin-uploads-a-plugin", async (page) => {
+  await page.goto(BASE + "/system");
+  await page.getByRole("heading", { name: "Plugins" }).waitFor();
+  assert.equal(await page.locator('tr[data-plugin="hostile"]').count(), 0);
+  // Dropped on the drop zone, as a person would drag the file in.
+  const bytes = readFileSync(env("PLUGIN_FILE")).toString("base64");
+  const drop = await page.evaluateHandle((b64) => {
+    const data = new DataTransfer();
+    const raw = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    data.items.add(new File([raw], "hostile.wasm", { type: "application/wasm" }));
+    return data;
+  }, bytes);
+  await page.locator("label.drop").dispatchEvent("drop", { dataTransfer: drop });
+  await page.getByRole("status").filter({ hasText: "Loaded hostile" }).waitFor();
+  await page.locator('tr[data-plugin="hostile"] [data-field=state]').filter({ hasText: /active|loaded/ }).waitFor();
+}, admin);
+
+await scenario("10-history", async (page) => {
+  assert.ok(flowUrl);
+  await page.goto(flowUrl);
+  const history = page.getByRole("region", { name: "History" });
+  await history.getByRole("cell", { name: "COMPLETED" }).first().waitFor();
+}, admin);
+
+await scenario("11-phone-width", async (page) => {
   assert.ok(flowUrl);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(flowUrl);

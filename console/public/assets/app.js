@@ -3,10 +3,11 @@
 // nothing is ever set as HTML.
 import { html, render, useEffect, useState } from "/vendor/preact-htm.js";
 import { api, session } from "/assets/api.js";
-import { ErrorNote, Link, mayEdit, navigate, useRole } from "/assets/ui.js";
+import { ErrorNote, Link, mayAdminister, mayEdit, navigate, useRole } from "/assets/ui.js";
 import { FlowView } from "/assets/flow.js";
 import { ExecutionView } from "/assets/execution.js";
 import { SpendView } from "/assets/spend.js";
+import { KeysView, SystemView } from "/assets/admin.js";
 
 function SignIn({ onSignedIn }) {
   const [email, setEmail] = useState("");
@@ -106,7 +107,8 @@ function Flows({ ws }) {
     <main>
       <nav class="crumbs"><${Link} href="/">Workspaces</${Link}></nav>
       <h1>Flows</h1>
-      <p><${Link} href=${`/w/${ws}/spend`}>Spend</${Link}></p>
+      <p class="links"><${Link} href=${`/w/${ws}/spend`}>Spend</${Link}>
+        ${mayAdminister(role) && html`<${Link} href=${`/w/${ws}/keys`}>Provider keys</${Link}>`}</p>
       <${ErrorNote} error=${error} />
       <ul class="cards">
         ${(flows || []).map(
@@ -127,6 +129,8 @@ function route(path) {
   if ((m = path.match(/^\/w\/([^/]+)\/f\/([^/]+)$/))) return html`<${FlowView} ws=${m[1]} flow=${m[2]} />`;
   if ((m = path.match(/^\/w\/([^/]+)\/e\/([^/]+)$/))) return html`<${ExecutionView} ws=${m[1]} id=${m[2]} />`;
   if ((m = path.match(/^\/w\/([^/]+)\/spend$/))) return html`<${SpendView} ws=${m[1]} />`;
+  if ((m = path.match(/^\/w\/([^/]+)\/keys$/))) return html`<${KeysView} ws=${m[1]} />`;
+  if (path === "/system") return html`<${SystemView} />`;
   if ((m = path.match(/^\/w\/([^/]+)$/))) return html`<${Flows} ws=${m[1]} />`;
   return html`<${Workspaces} />`;
 }
@@ -155,6 +159,7 @@ function App() {
   return html`
     <header class="bar">
       <${Link} href="/" class="brand">Pods</${Link}>
+      ${me?.isAdmin && html`<${Link} href="/system">System</${Link}>`}
       <span class="muted">${me?.email || "token"}</span>
       <button type="button" class="link" onClick=${signOut}>Sign out</button>
     </header>

@@ -45,3 +45,40 @@ export function ExecutionView({ ws, id }) {
         <details><summary>Raw answer</summary><pre>${json(e.responseMetadata ?? null)}</pre></details>`}
     </main>`;
 }
+
+const PAGE = 10;
+
+/** Executions newest first, ten at a time, with "Older" to page back. `filter`: podId or flowId. */
+export function History({ ws, filter, refresh }) {
+  const [pages, setPages] = useState([]);
+  const [more, setMore] = useState(false);
+  const [error, setError] = useState(null);
+  const query = new URLSearchParams({ ...filter, limit: String(PAGE) }).toString();
+  const load = async (before) => {
+    try {
+      const page = await api("GET", `/workspaces/${ws}/executions?${query}${before ? `&before=${before}` : ""}`);
+      setPages((p) => (before ? [...p, ...page] : page));
+      setMore(page.length === PAGE);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  useEffect(() => {
+    load(null);
+  }, [ws, query, refresh]);
+  return html`
+    <section class="history" aria-label="History">
+      <h2>History</h2>
+      <${ErrorNote} error=${error} />
+      ${pages.length === 0 && html`<p class="muted">No executions yet.</p>`}
+      <table>
+        <thead><tr><th scope="col">when</th><th scope="col">status</th><th scope="col">model</th><th scope="col">USD</th></tr></thead>
+        <tbody>${pages.map(
+          (e) => html`<tr key=${e.id}>
+            <td><${Link} href=${`/w/${ws}/e/${e.id}`}>${e.createdAt}</${Link}></td>
+            <td>${e.status}</td><td>${e.modelId}</td><td>${e.costInUsd ?? "—"}</td></tr>`,
+        )}</tbody>
+      </table>
+      ${more && html`<button type="button" onClick=${() => load(pages[pages.length - 1].id)}>Older</button>`}
+    </section>`;
+}

@@ -5,6 +5,7 @@ import { html, useEffect, useRef, useState } from "/vendor/preact-htm.js";
 import dagre from "/vendor/dagre.js";
 import { api, stream, subscribe } from "/assets/api.js";
 import { ErrorNote, Link, mayEdit, useRole } from "/assets/ui.js";
+import { History } from "/assets/execution.js";
 
 const NODE = { width: 190, height: 58 };
 
@@ -162,6 +163,7 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
         </p>
         <pre class="answer">${output.text}</pre>
       </div>`}
+      <${History} ws=${ws} filter=${{ podId: pod.id }} refresh=${output?.status} />
     </section>`;
 }
 
@@ -273,6 +275,7 @@ export function FlowView({ ws, flow }) {
             <${AddPod} ws=${ws} flow=${flow} onAdded=${(p) => setPods([...pods, p])} />
             ${pods.length > 1 && html`<${AddEdge} ws=${ws} flow=${flow} pods=${pods} onAdded=${(e) => setEdges([...edges, e])} />`}
           </div>`}
+          <${History} ws=${ws} filter=${{ flowId: flow }} refresh=${Object.values(statuses).join()} />
         </div>
         ${pod &&
         html`<${PodPanel} ws=${ws} pod=${pod} canEdit=${canEdit} output=${outputs[pod.id]}

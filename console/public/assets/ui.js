@@ -45,3 +45,4 @@ export function useRole(ws) {
 
 const RANK = { viewer: 0, member: 1, admin: 2, owner: 3 };
 export const mayEdit = (role) => RANK[role] >= RANK.member;
+export const mayAdminister = (role) => RANK[role] >= RANK.admin;

@@ -492,6 +492,8 @@ pub struct WorkspaceHistoryQuery {
     pub limit: Option<u32>,
     /// Only this pod's executions.
     pub pod_id: Option<String>,
+    /// Only this flow's executions.
+    pub flow_id: Option<String>,
     /// Only executions of this model (as requested, e.g. `gpt-4o-mini`).
     pub model: Option<String>,
     /// Only executions with this status (`QUEUED`, `RUNNING`, `COMPLETED`, `ERROR`, `CANCELLED`).
@@ -523,6 +525,7 @@ pub async fn workspace_history(
     };
     let filter = crate::store::HistoryFilter {
         pod_id: q.pod_id,
+        flow_id: q.flow_id,
         model: q.model,
         status,
         before: q.before,

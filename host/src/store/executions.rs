@@ -43,6 +43,7 @@ pub struct NewExecution {
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
     pub pod_id: Option<String>,
+    pub flow_id: Option<String>,
     pub model: Option<String>,
     pub status: Option<ExecutionStatus>,
     /// An execution id: only those older than it.
@@ -419,6 +420,7 @@ impl Store {
                    AND ($2 IS NULL OR pod_id = $2) AND ($3 IS NULL OR model_id = $3) AND ($4 IS NULL OR status = $4)
                    AND ($5 IS NULL OR created_at < (SELECT created_at FROM executions WHERE workspace_id = $1 AND id = $5)
                         OR (created_at = (SELECT created_at FROM executions WHERE workspace_id = $1 AND id = $5) AND id < $5))
+                   AND ($7 IS NULL OR flow_id = $7)
                  ORDER BY created_at DESC, id DESC LIMIT $6"
             )
         });
@@ -429,6 +431,7 @@ impl Store {
             .bind(filter.status.map(ExecutionStatus::as_str))
             .bind(filter.before.as_deref())
             .bind(i64::from(limit))
+            .bind(filter.flow_id.as_deref())
             .fetch_all(&self.pool)
             .await?
             .iter()

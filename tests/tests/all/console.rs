@@ -104,6 +104,7 @@ async fn the_console_in_a_real_browser() {
         .env("VIEWER_EMAIL", "viewer@console.test")
         .env("VIEWER_PASSWORD", "viewer passphrase")
         .env("LIMITED_EMAIL", "limited@console.test")
+        .env("PLUGIN_FILE", env!("PODS_HOSTILE_WASM"))
         .output()
         .expect(
             "node runs (tests/services.sh installs Node.js, chromium and console/node_modules)",
