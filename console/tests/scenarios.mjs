@@ -126,7 +126,7 @@ await scenario("04-run-and-stream", async (page) => {
   await page.goto(flowUrl);
   const node = page.locator('g.node[aria-label^="summary:"]');
   await node.click();
-  await page.getByRole("button", { name: "Run" }).click();
+  await page.getByRole("button", { name: "Run pod" }).click();
   // Tokens arrive in the answer, and the node turns green.
   await page.locator("pre.answer").filter({ hasText: /\S/ }).waitFor();
   await page.locator('g.node[aria-label^="summary:"][data-status="completed"]').waitFor();
@@ -170,7 +170,8 @@ await scenario("07-viewer-sees-no-run", async (page) => {
   await page.goto(flowUrl);
   await page.locator('g.node[aria-label^="summary:"]').click();
   await page.getByRole("region", { name: "Pod summary" }).waitFor();
-  assert.equal(await page.getByRole("button", { name: "Run" }).count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Run pod" }).count(), 0);
+  assert.equal(await page.getByRole("button", { name: "Run flow" }).count(), 0);
   assert.equal(await page.getByRole("button", { name: "Save" }).count(), 0);
   assert.equal(await page.getByRole("button", { name: "Add pod" }).count(), 0);
 });
@@ -208,7 +209,18 @@ await scenario("10-history", async (page) => {
   await history.getByRole("cell", { name: "COMPLETED" }).first().waitFor();
 }, admin);
 
-await scenario("11-phone-width", async (page) => {
+await scenario("11-run-the-whole-flow", async (page) => {
+  assert.ok(flowUrl);
+  await page.goto(flowUrl);
+  await page.locator('g.node[aria-label^="research:"]').waitFor();
+  await page.getByRole("button", { name: "Run flow" }).click();
+  await page.locator('[data-run-status="COMPLETED"]').waitFor();
+  for (const pod of ["research", "summary"]) {
+    await page.locator(`g.node[aria-label^="${pod}:"][data-status="completed"]`).waitFor();
+  }
+}, admin);
+
+await scenario("12-phone-width", async (page) => {
   assert.ok(flowUrl);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(flowUrl);

@@ -151,7 +151,7 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
       </form>
       ${canEdit &&
       html`<div class="actions">
-        <button type="button" onClick=${run} disabled=${!!running}>Run</button>
+        <button type="button" onClick=${run} disabled=${!!running}>Run pod</button>
         ${running && html`<button type="button" onClick=${cancel}>Cancel</button>`}
       </div>`}
       <${ErrorNote} error=${error} />
@@ -224,6 +224,7 @@ export function FlowView({ ws, flow }) {
   const [statuses, setStatuses] = useState({});
   const [outputs, setOutputs] = useState({});
   const [selected, setSelected] = useState(null);
+  const [run, setRun] = useState(null);
   const [error, setError] = useState(null);
   const role = useRole(ws);
   const canEdit = mayEdit(role);
@@ -257,14 +258,57 @@ export function FlowView({ ws, flow }) {
     })();
     return subscribe(`/workspaces/${ws}/flows/${flow}/ws`, (event) => {
       if (event.podId && event.status) setStatus(event.podId, event.status);
+      // A run's pods stream their tokens here (the run was started with stream: true).
+      if (event.type === "execution:running" && event.podId) {
+        setOutputs((o) => ({ ...o, [event.podId]: { text: "", status: "RUNNING", executionId: event.executionId } }));
+      }
+      if (event.type === "execution:delta" && event.podId) {
+        setOutputs((o) => ({ ...o, [event.podId]: { ...o[event.podId], text: (o[event.podId]?.text || "") + (event.text || "") } }));
+      }
+      if (event.type === "execution:completed" && event.podId) {
+        setOutputs((o) => ({ ...o, [event.podId]: { ...o[event.podId], status: event.status, executionId: event.executionId } }));
+      }
+      if (event.type?.startsWith("run:") && event.runId && event.type !== "run:pod") {
+        setRun((r) => ({
+          runId: event.runId,
+          status: event.status || (event.type === "run:started" ? "RUNNING" : r?.status || "QUEUED"),
+          spentUsd: event.spentUsd ?? r?.spentUsd,
+        }));
+      }
     });
   }, [ws, flow]);
+
+  const startRun = async () => {
+    setError(null);
+    try {
+      const started = await api("POST", `/workspaces/${ws}/flows/${flow}/runs`, { stream: true });
+      setRun((r) => (r?.runId === started.runId ? r : { runId: started.runId, status: "QUEUED" }));
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const cancelRun = async () => {
+    try {
+      await api("DELETE", `/workspaces/${ws}/flows/${flow}/runs/${run.runId}`);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const runActive = run && ["QUEUED", "RUNNING"].includes(run.status);
 
   const pod = pods.find((p) => p.id === selected);
   return html`
     <main class="wide">
       <nav class="crumbs"><${Link} href="/">Workspaces</${Link}> / <${Link} href=${`/w/${ws}`}>Flows</${Link}></nav>
       <h1>${info?.name || "Flow"}</h1>
+      ${canEdit && pods.length > 0 &&
+      html`<div class="actions">
+        <button type="button" onClick=${startRun} disabled=${runActive}>Run flow</button>
+        ${runActive && html`<button type="button" onClick=${cancelRun}>Cancel run</button>`}
+      </div>`}
+      ${run &&
+      html`<p role="status" class="run-status" data-run-status=${run.status}>
+        Run ${run.status}${run.spentUsd != null ? ` · spent ${run.spentUsd} USD` : ""}</p>`}
       <${ErrorNote} error=${error} />
       <div class="flow">
         <div class="canvas">
