@@ -200,6 +200,8 @@ await scenario("09-system-admin-uploads-a-plugin", async (page) => {
   await page.locator("label.drop").dispatchEvent("drop", { dataTransfer: drop });
   await page.getByRole("status").filter({ hasText: "Loaded hostile" }).waitFor();
   await page.locator('tr[data-plugin="hostile"] [data-field=state]').filter({ hasText: /active|loaded/ }).waitFor();
+  // The operator event stream saw it go live.
+  await page.getByRole("region", { name: "Operator events" }).getByText("hostile").first().waitFor();
 }, admin);
 
 await scenario("10-history", async (page) => {

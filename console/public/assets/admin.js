@@ -1,7 +1,7 @@
 // Administration: a workspace's provider keys (admins), and for system admins the plugins
 // (upload by drag and drop or a file picker, and see them go live), prices and the queue.
 import { html, useEffect, useState } from "/vendor/preact-htm.js";
-import { api, upload } from "/assets/api.js";
+import { api, follow, upload } from "/assets/api.js";
 import { ErrorNote, Link } from "/assets/ui.js";
 
 export function KeysView({ ws }) {
@@ -148,12 +148,44 @@ function Queue() {
     </section>`;
 }
 
+/** The operator event stream: plugins loaded, swapped, refused, unloaded — live, newest first. */
+function PluginEvents({ onEvent }) {
+  const [events, setEvents] = useState([]);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    const abort = new AbortController();
+    follow(
+      "/plugins/events",
+      (name, data) => {
+        if (!data) return;
+        setEvents((e) => [{ at: new Date().toISOString(), name, data }, ...e].slice(0, 50));
+        onEvent?.();
+      },
+      abort.signal,
+    ).catch((err) => {
+      if (err.name !== "AbortError") setError(err);
+    });
+    return () => abort.abort();
+  }, []);
+  return html`
+    <section aria-label="Operator events">
+      <h2>Operator events</h2>
+      <${ErrorNote} error=${error} />
+      ${events.length === 0 && html`<p class="muted">Listening…</p>`}
+      <ol class="events">${events.map(
+        (e, i) => html`<li key=${events.length - i}><span class="muted">${e.data.timestamp || e.at}</span>
+          <code>${e.data.type || e.name}</code> ${e.data.id || ""} ${e.data.version || ""} ${e.data.detail || ""}</li>`,
+      )}</ol>
+    </section>`;
+}
+
 export function SystemView() {
   return html`
     <main>
       <nav class="crumbs"><${Link} href="/">Workspaces</${Link}></nav>
       <h1>System</h1>
       <${Plugins} />
+      <${PluginEvents} />
       <${Prices} />
       <${Queue} />
     </main>`;

@@ -87,6 +87,17 @@ export async function stream(path, body, onEvent, signal) {
     signal,
   });
   if (!response.ok) await fail(response);
+  await readEvents(response, onEvent);
+}
+
+/** Follows a `GET` text/event-stream (the operator's plugin events) until `signal` aborts. */
+export async function follow(path, onEvent, signal) {
+  const response = await fetch(`/api/v1${path}`, { headers: headers(false), signal });
+  if (!response.ok) await fail(response);
+  await readEvents(response, onEvent);
+}
+
+async function readEvents(response, onEvent) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
