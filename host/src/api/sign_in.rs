@@ -27,6 +27,7 @@ const MAX_EMAIL: usize = 320;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Login {
+    #[schema(min_length = 1, max_length = 320)]
     pub email: String,
     pub password: String,
 }

@@ -5,10 +5,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, Caller};
+use super::{ApiError, AppState, Caller, QueryParams};
 use crate::domain::{ErrorCode, Role};
 use crate::store::{UsageKey, UsageRow};
 
@@ -26,33 +25,14 @@ const DEFAULT_DAYS: i64 = 30;
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// First UTC day, `YYYY-MM-DD` (default: 29 days before `to`).
+    #[param(format = Date)]
     from: Option<String>,
     /// Last UTC day, included (default: today).
+    #[param(format = Date)]
     to: Option<String>,
     /// A comma list of `day`, `model`, `provider` (default: none — totals only).
+    #[param(pattern = "^((day|model|provider)(,(day|model|provider))*)?$")]
     group_by: Option<String>,
-}
-
-/// Sums over a group: the keys grouped by are present, the others absent.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UsageSums {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub day: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// Executions that finished (completed, failed or cancelled) on those days.
-    pub executions: i64,
-    pub errors: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub reasoning_tokens: i64,
-    pub cached_tokens: i64,
-    /// Exact decimal string, USD.
-    #[schema(value_type = String)]
-    pub cost_usd: Decimal,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -62,8 +42,8 @@ pub struct Usage {
     pub to: String,
     pub group_by: Vec<String>,
     /// One per group with usage, ordered by the `groupBy` keys; days without usage are absent.
-    pub rows: Vec<UsageSums>,
-    pub totals: UsageSums,
+    pub rows: Vec<UsageRow>,
+    pub totals: UsageRow,
 }
 
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/usage", tag = "executions", security(("bearer" = [])),
@@ -74,9 +54,10 @@ pub async fn usage(
     State(state): State<AppState>,
     caller: Caller,
     Path(ws): Path<String>,
-    Query(query): Query<UsageQuery>,
+    query: QueryParams<UsageQuery>,
 ) -> Result<Json<Usage>, ApiError> {
     state.access(&ws, &caller, Role::Viewer).await?;
+    let Query(query) = query.map_err(|e| invalid(e.body_text()))?;
     let to = match &query.to {
         Some(day) => parse_day("to", day)?,
         None => time::OffsetDateTime::now_utc().date(),
@@ -97,7 +78,7 @@ pub async fn usage(
     let keys = group_keys(query.group_by.as_deref().unwrap_or_default())?;
     let (from, to) = (format_day(from), format_day(to));
     let rows = state.store.usage(&ws, &from, &to, &keys).await?;
-    let totals = rows.iter().fold(UsageRow::default(), |mut t, r| {
+    let mut totals = rows.iter().fold(UsageRow::default(), |mut t, r| {
         t.executions += r.executions;
         t.errors += r.errors;
         t.prompt_tokens += r.prompt_tokens;
@@ -107,31 +88,17 @@ pub async fn usage(
         t.cost_usd += r.cost_usd;
         t
     });
+    totals.cost_usd = totals.cost_usd.normalize();
     Ok(Json(Usage {
         from,
         to,
         group_by: keys.iter().map(|k| key_name(*k).to_string()).collect(),
         rows: match keys.is_empty() {
             true => vec![],
-            false => rows.into_iter().map(sums).collect(),
+            false => rows,
         },
-        totals: sums(totals),
+        totals,
     }))
-}
-
-fn sums(row: UsageRow) -> UsageSums {
-    UsageSums {
-        day: row.day,
-        provider: row.provider,
-        model: row.model,
-        executions: row.executions,
-        errors: row.errors,
-        prompt_tokens: row.prompt_tokens,
-        completion_tokens: row.completion_tokens,
-        reasoning_tokens: row.reasoning_tokens,
-        cached_tokens: row.cached_tokens,
-        cost_usd: row.cost_usd.normalize(),
-    }
 }
 
 fn invalid(message: String) -> ApiError {

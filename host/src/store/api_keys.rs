@@ -7,6 +7,7 @@
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::any::AnyRow;
+use std::sync::LazyLock;
 
 use super::{Result, Store, StoreError, decimal, get, now_ms};
 use crate::domain::Role;
@@ -101,6 +102,16 @@ fn limit(row: &AnyRow, column: &str) -> Result<Option<u32>> {
 fn role(row: &AnyRow) -> Result<Role> {
     let role: String = get(row, "role")?;
     Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
+}
+
+/// The key whose `column` is `$1`, if it is unrevoked, unexpired (at `$2`) and its creator active.
+fn active_key_sql(column: &str) -> String {
+    format!(
+        "SELECT k.id, k.workspace_id, k.role, k.created_by, k.rpm, k.tpm, k.monthly_budget_usd, k.last_used_at
+         FROM api_keys k JOIN users u ON u.id = k.created_by
+         WHERE {column} = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL
+           AND (k.expires_at IS NULL OR k.expires_at > $2)"
+    )
 }
 
 fn picousd(pico: i64) -> Decimal {
@@ -215,26 +226,14 @@ impl Store {
     /// The key with this secret hash, if a request may act with it now: read on every request
     /// (by its unique index), so a revocation or a disabled creator holds at once on every node.
     pub async fn active_api_key(&self, secret_hash: &str) -> Result<Option<ActiveApiKey>> {
-        self.active_api_key_where(
-            "SELECT k.id, k.workspace_id, k.role, k.created_by, k.rpm, k.tpm, k.monthly_budget_usd, k.last_used_at
-             FROM api_keys k JOIN users u ON u.id = k.created_by
-             WHERE k.secret_hash = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL
-               AND (k.expires_at IS NULL OR k.expires_at > $2)",
-            secret_hash,
-        )
-        .await
+        static BY_HASH: LazyLock<String> = LazyLock::new(|| active_key_sql("k.secret_hash"));
+        self.active_api_key_where(&BY_HASH, secret_hash).await
     }
 
     /// The key with this id, if a request may act with it now (as [`Self::active_api_key`]).
     pub async fn active_api_key_by_id(&self, id: &str) -> Result<Option<ActiveApiKey>> {
-        self.active_api_key_where(
-            "SELECT k.id, k.workspace_id, k.role, k.created_by, k.rpm, k.tpm, k.monthly_budget_usd, k.last_used_at
-             FROM api_keys k JOIN users u ON u.id = k.created_by
-             WHERE k.id = $1 AND k.revoked_at IS NULL AND u.disabled_at IS NULL
-               AND (k.expires_at IS NULL OR k.expires_at > $2)",
-            id,
-        )
-        .await
+        static BY_ID: LazyLock<String> = LazyLock::new(|| active_key_sql("k.id"));
+        self.active_api_key_where(&BY_ID, id).await
     }
 
     async fn active_api_key_where(

@@ -26,20 +26,26 @@ impl UsageKey {
     }
 }
 
-/// Sums over one group (or, with no keys, over the whole range).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Sums over one group (or, with no keys, over the whole range): the keys grouped by are present,
+/// the others absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct UsageRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// Executions that finished (completed, failed or cancelled).
+    /// Executions that finished (completed, failed or cancelled) on those days.
     pub executions: i64,
     pub errors: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub reasoning_tokens: i64,
     pub cached_tokens: i64,
-    /// Exact, from integer picodollars.
+    /// Exact, from integer picodollars; a decimal string, USD.
+    #[schema(value_type = String)]
     pub cost_usd: Decimal,
 }
 
