@@ -24,10 +24,11 @@ impl Store {
         Ok(user)
     }
 
-    /// The user with this email and their password hash (`None`: no password set).
+    /// The user with this email, in any case (`email` lower-cased), and their password hash
+    /// (`None`: no password set). A scan of the users, not an index: sign-ins are few and limited.
     pub async fn password_of(&self, email: &str) -> Result<Option<(User, Option<String>)>> {
         let row = sqlx::query(
-            "SELECT id, email, name, is_admin, disabled_at, password_hash FROM users WHERE email = $1",
+            "SELECT id, email, name, is_admin, disabled_at, password_hash FROM users WHERE lower(email) = $1",
         )
         .bind(email)
         .fetch_optional(&self.pool)

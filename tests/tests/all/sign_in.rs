@@ -63,6 +63,22 @@ async fn a_user_signs_in_with_a_password_and_guessing_is_rate_limited() {
     assert_eq!((wrong.status, code(&wrong.body)), (401, "UNAUTHORIZED"));
     assert_eq!(wrong.body, unknown.body);
 
+    // An email is matched in any case, as it was written when the user was made or not.
+    let out = server.cli_stdin(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "Grace@Pods.test",
+            "--password-stdin",
+        ],
+        "grace's passphrase\n",
+    );
+    assert!(out.status.success());
+    let grace = login(&server, "grace@pods.test", "grace's passphrase").await;
+    assert_eq!(grace.status, 200, "{}", grace.text);
+    assert_eq!(grace.body["email"], "Grace@Pods.test");
+
     // A user without a password cannot sign in with one.
     let (_, _, _) = server.user_with_workspace("token-only@pods.test", false);
     assert_eq!(login(&server, "token-only@pods.test", "").await.status, 401);
