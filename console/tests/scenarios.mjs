@@ -30,7 +30,7 @@ async function newPage(name) {
   page.on("console", (m) => {
     if (m.type() === "error" && /Content Security Policy/i.test(m.text())) violations.push(`${name}: ${m.text()}`);
   });
-  page.on("pageerror", (e) => failures.push(`${name}: page error ${e.message}`));
+  page.on("pageerror", (e) => failures.push(`${name}: page error ${e.stack || e.message}`));
   return page;
 }
 
@@ -222,7 +222,47 @@ await scenario("11-run-the-whole-flow", async (page) => {
   }
 }, admin);
 
-await scenario("12-phone-width", async (page) => {
+await scenario("12-edit-conflict", async (page) => {
+  assert.ok(flowUrl);
+  await page.goto(flowUrl);
+  await page.locator('g.node[aria-label^="research:"]').click();
+  const panel = page.getByRole("region", { name: "Pod research" });
+  await panel.waitFor();
+  // Someone else saves the pod meanwhile (here: the API, with the same sign-in).
+  const [, , ws] = new URL(flowUrl).pathname.split("/");
+  const podId = await page.locator('g.node[aria-label^="research:"]').getAttribute("data-pod");
+  const changed = await page.evaluate(async ({ ws, podId }) => {
+    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
+    const r = await fetch(`/api/v1/workspaces/${ws}/pods/${podId}`, {
+      method: "PATCH",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ userPrompt: "changed elsewhere" }),
+    });
+    return r.status;
+  }, { ws, podId });
+  assert.equal(changed, 200);
+  await panel.getByLabel("Temperature").fill("0.2");
+  await panel.getByRole("button", { name: "Save" }).click();
+  await panel.getByRole("alert").filter({ hasText: "Someone else changed this pod" }).waitFor();
+}, admin);
+
+await scenario("13-provider-keys", async (page) => {
+  const [, , ws] = new URL(flowUrl).pathname.split("/");
+  await page.goto(`${BASE}/w/${ws}`);
+  await page.getByRole("link", { name: "Provider keys" }).click();
+  await page.getByRole("cell", { name: "openai", exact: true }).waitFor();
+  await page.getByRole("textbox", { name: "Provider" }).fill("anthropic");
+  await page.getByRole("textbox", { name: "API key" }).fill("sk-ant-console-secret-9876");
+  await page.getByRole("button", { name: "Save key" }).click();
+  // Only a hint comes back, never the key.
+  await page.getByRole("cell", { name: "anthropic", exact: true }).waitFor();
+  assert.ok(!(await page.content()).includes("sk-ant-console-secret-9876"));
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("row", { name: /anthropic/ }).getByRole("button", { name: "Delete" }).click();
+  await page.getByRole("cell", { name: "anthropic", exact: true }).waitFor({ state: "detached" });
+}, admin);
+
+await scenario("14-phone-width", async (page) => {
   assert.ok(flowUrl);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(flowUrl);

@@ -8,7 +8,7 @@ export function KeysView({ ws }) {
   const [keys, setKeys] = useState(null);
   const [draft, setDraft] = useState({ provider: "openai", apiKey: "", baseUrl: "" });
   const [error, setError] = useState(null);
-  const load = () => api("GET", `/workspaces/${ws}/provider-keys`).then((k) => setKeys(k.keys || k), setError);
+  const load = () => api("GET", `/workspaces/${ws}/provider-keys`).then(setKeys, setError);
   useEffect(() => {
     load();
   }, [ws]);

@@ -248,7 +248,7 @@ export function FlowView({ ws, flow }) {
         // Each pod's latest status, then live from the socket.
         for (const p of ps) {
           api("GET", `/workspaces/${ws}/executions/pod/${p.id}?limit=1`).then((h) => {
-            const latest = (h.executions || h)[0];
+            const latest = h[0];
             if (latest && !statusRef.current[p.id]) setStatus(p.id, latest.status);
           }, () => {});
         }
