@@ -262,7 +262,24 @@ await scenario("13-provider-keys", async (page) => {
   await page.getByRole("cell", { name: "anthropic", exact: true }).waitFor({ state: "detached" });
 }, admin);
 
-await scenario("14-phone-width", async (page) => {
+await scenario("14-cancel-a-running-pod", async (page) => {
+  await page.goto(flowUrl);
+  // The stand-in takes 5 s to answer a model whose name ends in "slow".
+  await page.locator("input[name=newPodName]").fill("slow");
+  await page.locator("input[name=newPodModel]").fill("gpt-4o-mini-slow");
+  await page.locator("input[name=newPodPrompt]").fill("Take your time.");
+  await page.getByRole("button", { name: "Add pod" }).click();
+  const node = page.locator('g.node[aria-label^="slow:"]');
+  await node.click();
+  await page.getByRole("button", { name: "Run pod" }).click();
+  await page.locator('g.node[aria-label^="slow:"][data-status="running"]').waitFor();
+  await page.getByRole("link", { name: "details" }).waitFor();
+  await page.getByRole("button", { name: "Cancel", exact: true }).click();
+  await page.locator('g.node[aria-label^="slow:"][data-status="cancelled"]').waitFor({ timeout: 4000 });
+  await page.getByRole("button", { name: "Cancel", exact: true }).waitFor({ state: "detached" });
+}, admin);
+
+await scenario("15-phone-width", async (page) => {
   assert.ok(flowUrl);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(flowUrl);

@@ -97,7 +97,8 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
     setError(null);
     const abort = new AbortController();
     setRunning(abort);
-    onRan(pod.id, { text: "", status: "RUNNING" });
+    // RUNNING once the server has started it (`start`): a refused request changes no status.
+    onRan(pod.id, { text: "", executionId: null });
     let text = "";
     try {
       await stream(
@@ -110,7 +111,9 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
             onRan(pod.id, { text, status: "RUNNING" });
           }
           if (name === "done") onRan(pod.id, { text: data.content ?? text, status: data.status || "COMPLETED", result: data });
-          if (name === "error") {
+          if (name === "error" && data.error?.code === "EXECUTION_CANCELLED") {
+            onRan(pod.id, { text, status: "CANCELLED" });
+          } else if (name === "error") {
             onRan(pod.id, { text, status: "ERROR" });
             setError(new Error(data.error?.message || "the execution failed"));
           }
@@ -123,15 +126,18 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
       setRunning(null);
     }
   };
+  // Cancels the execution on whichever node runs it; its stream then ends by itself. Before the
+  // server has said which execution it is, only the wait can be dropped.
   const cancel = async () => {
-    if (output?.executionId) {
-      try {
-        await api("DELETE", `/workspaces/${ws}/executions/${output.executionId}`);
-      } catch (err) {
-        setError(err);
-      }
+    if (!output?.executionId) {
+      running?.abort();
+      return;
     }
-    running?.abort();
+    try {
+      await api("DELETE", `/workspaces/${ws}/executions/${output.executionId}`);
+    } catch (err) {
+      setError(err);
+    }
   };
   const input = (name, label, type = "text") => html`<label>${label}
     <input name=${name} type=${type} step=${type === "number" ? "any" : undefined} disabled=${!canEdit}
@@ -155,7 +161,7 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
         ${running && html`<button type="button" onClick=${cancel}>Cancel</button>`}
       </div>`}
       <${ErrorNote} error=${error} />
-      ${output &&
+      ${output?.status &&
       html`<div class="output" aria-live="polite">
         <p class="muted">
           ${output.status}
@@ -326,7 +332,7 @@ export function FlowView({ ws, flow }) {
           onSaved=${(p) => setPods(pods.map((x) => (x.id === p.id ? p : x)))}
           onRan=${(id, out) => {
             setOutputs((o) => ({ ...o, [id]: { ...o[id], ...out } }));
-            setStatus(id, out.status);
+            if (out.status) setStatus(id, out.status);
           }} />`}
       </div>
     </main>`;
