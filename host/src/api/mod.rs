@@ -128,10 +128,19 @@ impl AppState {
             }
             Err(e) => e.to_string(),
         };
-        let address = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
-        self.limit(&format!("auth:{address}"), self.rates.auth_failures, 1)
-            .await?;
-        Err(ApiError::new(ErrorCode::Unauthorized, refused))
+        self.refuse(address, refused).await
+    }
+
+    /// A failed authentication: counted against the client address (429 past its limit), then
+    /// 401 with `why`.
+    async fn refuse(&self, address: Option<IpAddr>, why: String) -> Result<Caller, ApiError> {
+        self.limit(
+            &format!("auth:{}", address_label(address)),
+            self.rates.auth_failures,
+            1,
+        )
+        .await?;
+        Err(ApiError::new(ErrorCode::Unauthorized, why))
     }
 
     /// The caller an API key makes, if it may act now; takes one of its requests a minute.
@@ -176,16 +185,13 @@ impl AppState {
                 })
             }
         };
-        if let Some(caller) = caller {
-            return Ok(caller);
+        match caller {
+            Some(caller) => Ok(caller),
+            None => {
+                let why = "the ticket is unknown, used or expired; ask for a new one";
+                self.refuse(address, why.into()).await
+            }
         }
-        let from = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
-        self.limit(&format!("auth:{from}"), self.rates.auth_failures, 1)
-            .await?;
-        Err(ApiError::new(
-            ErrorCode::Unauthorized,
-            "the ticket is unknown, used or expired; ask for a new one",
-        ))
     }
 
     /// The caller an active API key makes; takes one of its requests a minute.
@@ -569,6 +575,11 @@ fn client_address(parts: &Parts) -> Option<IpAddr> {
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| info.0.ip())
+}
+
+/// A client address as a rate-limit bucket names it (`unknown` where the connection does not say).
+fn address_label(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown".to_string(), |a| a.to_string())
 }
 
 /// The client's address as an extractor; `None` where the router runs without connect info.

@@ -64,7 +64,7 @@ pub async fn login(
         ));
     }
     // Every attempt counts, right or wrong: guessing is slow even from many accounts' view.
-    let from = address.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+    let from = super::address_label(address);
     state
         .limit(&format!("login:{email}:{from}"), state.rates.logins, 1)
         .await?;

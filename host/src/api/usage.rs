@@ -92,7 +92,7 @@ pub async fn usage(
     Ok(Json(Usage {
         from,
         to,
-        group_by: keys.iter().map(|k| key_name(*k).to_string()).collect(),
+        group_by: keys.iter().map(|k| k.name().to_string()).collect(),
         rows: match keys.is_empty() {
             true => vec![],
             false => rows,
@@ -117,27 +117,14 @@ fn format_day(day: time::Date) -> String {
     day.format(DAY).unwrap_or_default()
 }
 
-fn key_name(key: UsageKey) -> &'static str {
-    match key {
-        UsageKey::Day => "day",
-        UsageKey::Provider => "provider",
-        UsageKey::Model => "model",
-    }
-}
-
 /// `day,model` → the keys, in the order given, each once.
 fn group_keys(list: &str) -> Result<Vec<UsageKey>, ApiError> {
     let mut keys = vec![];
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let key = match name {
-            "day" => UsageKey::Day,
-            "provider" => UsageKey::Provider,
-            "model" => UsageKey::Model,
-            other => {
-                return Err(invalid(format!(
-                    "groupBy takes day, model and provider (got {other:?})"
-                )));
-            }
+        let Some(key) = UsageKey::ALL.into_iter().find(|k| k.name() == name) else {
+            return Err(invalid(format!(
+                "groupBy takes day, model and provider (got {name:?})"
+            )));
         };
         if !keys.contains(&key) {
             keys.push(key);

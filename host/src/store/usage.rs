@@ -17,7 +17,10 @@ pub enum UsageKey {
 }
 
 impl UsageKey {
-    fn column(self) -> &'static str {
+    /// Every key, by its name (which is also its column in `usage_daily`).
+    pub const ALL: [UsageKey; 3] = [UsageKey::Day, UsageKey::Model, UsageKey::Provider];
+
+    pub fn name(self) -> &'static str {
         match self {
             UsageKey::Day => "day",
             UsageKey::Provider => "provider",
@@ -65,7 +68,7 @@ impl Store {
         to: &str,
         keys: &[UsageKey],
     ) -> Result<Vec<UsageRow>> {
-        let columns: Vec<&str> = keys.iter().map(|k| k.column()).collect();
+        let columns: Vec<&str> = keys.iter().map(|k| k.name()).collect();
         let (select, group) = match columns.is_empty() {
             true => (String::new(), String::new()),
             false => (
@@ -85,7 +88,7 @@ impl Store {
             .await?;
         let text = |row: &sqlx::any::AnyRow, key: UsageKey| -> Result<Option<String>> {
             match keys.contains(&key) {
-                true => get(row, key.column()).map(Some),
+                true => get(row, key.name()).map(Some),
                 false => Ok(None),
             }
         };
