@@ -279,6 +279,135 @@ await scenario("14-cancel-a-running-pod", async (page) => {
   await page.getByRole("button", { name: "Cancel", exact: true }).waitFor({ state: "detached" });
 }, admin);
 
+await scenario("16-cancel-a-whole-run", async (page) => {
+  assert.ok(flowUrl);
+  await page.goto(flowUrl);
+  // The flow now holds the slow pod too (scenario 14): the run stays RUNNING while it works.
+  await page.locator('g.node[aria-label^="slow:"]').waitFor();
+  await page.getByRole("button", { name: "Run flow" }).click();
+  await page.locator('[data-run-status="RUNNING"]').waitFor();
+  await page.locator('g.node[aria-label^="slow:"][data-status="running"]').waitFor();
+  await page.getByRole("button", { name: "Cancel run" }).click();
+  await page.locator('[data-run-status="CANCELLED"]').waitFor({ timeout: 4000 });
+  await page.locator('g.node[aria-label^="slow:"][data-status="cancelled"]').waitFor();
+  assert.equal(await page.getByRole("button", { name: "Cancel run" }).count(), 0);
+  // The server agrees: the run and its slow pod are CANCELLED.
+  const [, , ws, , flow] = new URL(flowUrl).pathname.split("/");
+  const [latest] = await apiFromPage(page, `/workspaces/${ws}/flows/${flow}/runs?limit=1`);
+  assert.equal(latest.status, "CANCELLED");
+  const run = await apiFromPage(page, `/workspaces/${ws}/flows/${flow}/runs/${latest.runId}`);
+  const slowId = await page.locator('g.node[aria-label^="slow:"]').getAttribute("data-pod");
+  assert.equal(run.pods.find((p) => p.podId === slowId).status, "CANCELLED");
+}, admin);
+
+await scenario("17-history-pages", async (page) => {
+  assert.ok(flowUrl);
+  const [, , ws, , flow] = new URL(flowUrl).pathname.split("/");
+  await page.goto(flowUrl);
+  const podId = await page.locator('g.node[aria-label^="research:"]').getAttribute("data-pod");
+  // Enough executions for more than one page of ten (each one through the API, as a script would).
+  const statuses = await page.evaluate(async ({ ws, podId }) => {
+    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
+    const out = [];
+    for (let i = 0; i < 11; i++) {
+      const r = await fetch(`/api/v1/workspaces/${ws}/executions`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ podId }),
+      });
+      out.push(r.status);
+    }
+    return out;
+  }, { ws, podId });
+  assert.ok(statuses.every((s) => s === 200), `executions: ${statuses}`);
+  await page.reload();
+  const history = page.getByRole("region", { name: "History" });
+  const rows = history.locator("tbody tr");
+  await history.getByRole("button", { name: "Older" }).waitFor();
+  assert.equal(await rows.count(), 10);
+  await history.getByRole("button", { name: "Older" }).click();
+  await page.waitForFunction(() => document.querySelectorAll('section.history tbody tr').length > 10);
+  // Newest first, no row twice, and the same executions the API lists for the flow.
+  const shown = await rows.evaluateAll((trs) => trs.map((tr) => tr.querySelector("a").getAttribute("href").split("/").pop()));
+  assert.equal(new Set(shown).size, shown.length, "no execution twice");
+  const fromApi = await apiFromPage(page, `/workspaces/${ws}/executions?flowId=${flow}&limit=${shown.length}`);
+  assert.deepEqual(shown, fromApi.map((e) => e.id));
+}, admin);
+
+await scenario("18-keyboard-only", async (page) => {
+  assert.ok(flowUrl);
+  await page.goto(flowUrl);
+  await page.locator('g.node[aria-label^="research:"]').waitFor();
+  // Tab from the top of the page to the research node, then Enter selects it.
+  let found = false;
+  for (let i = 0; i < 40 && !found; i++) {
+    await page.keyboard.press("Tab");
+    found = await page.evaluate(() => document.activeElement?.getAttribute("aria-label")?.startsWith("research:") ?? false);
+  }
+  assert.ok(found, "the research node is reachable with Tab");
+  await page.keyboard.press("Enter");
+  const panel = page.getByRole("region", { name: "Pod research" });
+  await panel.waitFor();
+  // Its form saves with the keyboard alone: type in the temperature field, Enter submits.
+  await panel.getByLabel("Temperature").focus();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.type("0.3");
+  await page.keyboard.press("Enter");
+  await panel.getByRole("status").filter({ hasText: /saved/i }).waitFor();
+  // A new pod, added without the mouse.
+  await page.locator("input[name=newPodName]").focus();
+  await page.keyboard.type("typed");
+  await page.keyboard.press("Enter");
+  await page.locator('g.node[aria-label^="typed:"]').waitFor();
+  // Every control on the page has a name a screen reader can say.
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea, button")]
+      .filter((el) => el.type !== "hidden")
+      .filter((el) => !(el.labels?.length || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby") || el.textContent.trim()))
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+  assert.deepEqual(unnamed, []);
+}, admin);
+
+await scenario("19-system-limits-prices-and-queue", async (page) => {
+  // An operator's limits show beside the plugin (set here through the API).
+  const put = await page.evaluate(async () => {
+    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
+    const r = await fetch("/api/v1/plugins/hostile/limits", {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ deadlineMs: 500, maxConcurrent: 4 }),
+    });
+    return r.status;
+  });
+  assert.equal(put, 200);
+  await page.goto(BASE + "/system");
+  await page.locator('tr[data-plugin="hostile"] [data-field=limits]').filter({ hasText: "500 ms · ≤ 4 at once" }).waitFor();
+  await page.locator('tr[data-plugin="openai"] [data-field=limits]').filter({ hasText: "defaults" }).waitFor();
+  const prices = page.getByRole("region", { name: "Prices" });
+  await prices.getByRole("cell", { name: "gpt-4o-mini", exact: true }).first().waitFor();
+  await prices.getByLabel("Provider").fill("openai");
+  await prices.getByLabel("Model").fill("console-model");
+  await prices.getByLabel("Input", { exact: true }).fill("1.25");
+  await prices.getByLabel("Output", { exact: true }).fill("5");
+  await prices.getByRole("button", { name: "Add price" }).click();
+  await prices.getByRole("status").filter({ hasText: "Added openai/console-model" }).waitFor();
+  const row = prices.locator('tr[data-price="openai/console-model"]');
+  await row.locator("[data-field=inputPerMtok]").filter({ hasText: "1.25" }).waitFor();
+  // A bad price is refused with the server's message.
+  await prices.getByLabel("Provider").fill("openai");
+  await prices.getByLabel("Model").fill("console-model");
+  await prices.getByLabel("Input", { exact: true }).fill("cheap");
+  await prices.getByLabel("Output", { exact: true }).fill("5");
+  await prices.getByRole("button", { name: "Add price" }).click();
+  await prices.getByRole("alert").waitFor();
+  // The queue's figures are the API's.
+  const queue = page.getByRole("region", { name: "Queue" });
+  const fromApi = await apiFromPage(page, "/queue/metrics");
+  await queue.getByRole("table", { name: "Jobs" }).getByText(`${fromApi.backend} backend`).waitFor();
+  await queue.locator("[data-field=COMPLETED]").filter({ hasText: new RegExp(`^${fromApi.executions.COMPLETED}$`) }).waitFor();
+}, admin);
+
 await scenario("15-phone-width", async (page) => {
   assert.ok(flowUrl);
   await page.setViewportSize({ width: 390, height: 844 });

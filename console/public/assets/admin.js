@@ -103,34 +103,96 @@ function Plugins() {
       </label>
       <table>
         <thead><tr><th scope="col">id</th><th scope="col">version</th><th scope="col">kind</th><th scope="col">state</th>
-          <th scope="col">source</th><th scope="col">calls</th><th scope="col">errors</th></tr></thead>
+          <th scope="col">source</th><th scope="col">calls</th><th scope="col">errors</th><th scope="col">limits</th></tr></thead>
         <tbody>${(plugins || []).map(
           (p) => html`<tr key=${p.id + p.version} data-plugin=${p.id}><td>${p.id}</td><td>${p.version}</td><td>${p.kind}</td>
-            <td data-field="state">${p.state}</td><td>${p.source}</td><td>${p.calls}</td><td>${p.errors}</td></tr>`,
+            <td data-field="state">${p.state}</td><td>${p.source}</td><td>${p.calls}</td><td>${p.errors}</td>
+            <td data-field="limits">${limits(p.limits)}</td></tr>`,
         )}</tbody>
       </table>
     </section>`;
+}
+
+const PRICE_FIELDS = [
+  ["inputPerMtok", "Input"],
+  ["cachedInputPerMtok", "Cached input"],
+  ["outputPerMtok", "Output"],
+  ["reasoningPerMtok", "Reasoning"],
+];
+
+/** The pricing table, and a form to add a row (a new row for a model takes over from now on). */
+/** An operator's limits for a plugin in a few words; without any, the server's defaults apply. */
+function limits(l) {
+  if (!l) return "defaults";
+  const parts = [];
+  if (l.deadlineMs != null) parts.push(`${l.deadlineMs} ms`);
+  if (l.memoryMb != null) parts.push(`${l.memoryMb} MiB`);
+  if (l.maxConcurrent != null) parts.push(`≤ ${l.maxConcurrent} at once`);
+  if (l.allowedHosts) parts.push(`hosts: ${l.allowedHosts.join(", ")}`);
+  return parts.join(" · ") || "defaults";
 }
 
 function Prices() {
   const [prices, setPrices] = useState(null);
   const [error, setError] = useState(null);
+  const [added, setAdded] = useState(null);
+  const blank = { provider: "", model: "", inputPerMtok: "", cachedInputPerMtok: "", outputPerMtok: "", reasoningPerMtok: "" };
+  const [draft, setDraft] = useState(blank);
+  const load = () => api("GET", "/pricing").then(setPrices, setError);
   useEffect(() => {
-    api("GET", "/pricing").then(setPrices, setError);
+    load();
   }, []);
+  const field = (name) => (e) => setDraft({ ...draft, [name]: e.target.value });
+  const add = async (e) => {
+    e.preventDefault();
+    setError(null);
+    setAdded(null);
+    // Prices travel as decimal strings (money is never a float); empty optional ones stay out.
+    const body = Object.fromEntries(Object.entries(draft).filter(([, v]) => v.trim() !== ""));
+    try {
+      const row = await api("POST", "/pricing", body);
+      setAdded(`${row.provider}/${row.model}`);
+      setDraft(blank);
+      load();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const cell = (v) => v ?? "—";
   return html`
     <section aria-label="Prices">
       <h2>Prices (USD per million tokens)</h2>
       <${ErrorNote} error=${error} />
-      <table>
-        <thead><tr><th scope="col">provider</th><th scope="col">model</th><th scope="col">input</th><th scope="col">output</th></tr></thead>
+      <div class="history"><table>
+        <thead><tr><th scope="col">provider</th><th scope="col">model</th>
+          ${PRICE_FIELDS.map(([, label]) => html`<th scope="col">${label.toLowerCase()}</th>`)}</tr></thead>
         <tbody>${(prices || []).map(
-          (p) => html`<tr key=${p.id}><td>${p.provider}</td><td>${p.model}</td><td>${p.inputPerMtok}</td><td>${p.outputPerMtok}</td></tr>`,
+          (p) => html`<tr key=${p.id} data-price=${`${p.provider}/${p.model}`}><td>${p.provider}</td><td>${p.model}</td>
+            ${PRICE_FIELDS.map(([name]) => html`<td data-field=${name}>${cell(p[name])}</td>`)}</tr>`,
         )}</tbody>
-      </table>
+      </table></div>
+      <form class="card" onSubmit=${add} aria-label="Add a price">
+        <h3>Add a price</h3>
+        <label>Provider <input name="priceProvider" required value=${draft.provider} onInput=${field("provider")} /></label>
+        <label>Model <input name="priceModel" required value=${draft.model} onInput=${field("model")} /></label>
+        ${PRICE_FIELDS.map(
+          ([name, label]) => html`<label>${label} <input name=${name} inputmode="decimal"
+            required=${name === "inputPerMtok" || name === "outputPerMtok"} value=${draft[name]} onInput=${field(name)} /></label>`,
+        )}
+        <button type="submit">Add price</button>
+        ${added && html`<span class="muted" role="status">Added ${added}</span>`}
+      </form>
     </section>`;
 }
 
+const JOB_COUNTS = [
+  ["waiting", "waiting"],
+  ["delayed", "delayed (retry backoff)"],
+  ["active", "active (leased)"],
+  ["oldestWaitingMs", "oldest waiting (ms)"],
+];
+
+/** The queue's backend and job counts, and executions by status; read again every 5 s. */
 function Queue() {
   const [metrics, setMetrics] = useState(null);
   const [error, setError] = useState(null);
@@ -140,11 +202,22 @@ function Queue() {
     const every = setInterval(load, 5000);
     return () => clearInterval(every);
   }, []);
+  const row = (label, value, key) => html`<tr key=${key}><th scope="row">${label}</th><td data-field=${key}>${value ?? "—"}</td></tr>`;
   return html`
     <section aria-label="Queue">
       <h2>Queue</h2>
       <${ErrorNote} error=${error} />
-      ${metrics && html`<pre>${JSON.stringify(metrics, null, 2)}</pre>`}
+      ${metrics &&
+      html`<div class="columns">
+        <table aria-label="Jobs">
+          <caption>Jobs (${metrics.backend} backend)</caption>
+          <tbody>${JOB_COUNTS.map(([key, label]) => row(label, metrics[key], key))}</tbody>
+        </table>
+        <table aria-label="Executions by status">
+          <caption>Executions by status</caption>
+          <tbody>${Object.entries(metrics.executions || {}).map(([status, n]) => row(status, n, status))}</tbody>
+        </table>
+      </div>`}
     </section>`;
 }
 

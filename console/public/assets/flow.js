@@ -64,12 +64,12 @@ const EDITABLE = ["name", "provider", "model", "systemPrompt", "userPrompt", "te
 function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
   const [draft, setDraft] = useState(pod);
   const [error, setError] = useState(null);
-  const [saved, setSaved] = useState(false);
+  // Which version this panel saved: saving bumps the version, which resets the draft below.
+  const [saved, setSaved] = useState(null);
   const [running, setRunning] = useState(null);
   useEffect(() => {
     setDraft(pod);
     setError(null);
-    setSaved(false);
   }, [pod.id, pod.version]);
   const field = (name) => (e) => setDraft({ ...draft, [name]: e.target.value });
   const save = async (e) => {
@@ -83,7 +83,7 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
     }
     try {
       const updated = await api("PATCH", `/workspaces/${ws}/pods/${pod.id}`, changes);
-      setSaved(true);
+      setSaved({ id: updated.id, version: updated.version });
       onSaved(updated);
     } catch (err) {
       setError(
@@ -153,7 +153,8 @@ function PodPanel({ ws, pod, canEdit, onSaved, onRan, output }) {
           value=${draft.userPrompt ?? ""} onInput=${field("userPrompt")} /></label>
         ${input("temperature", "Temperature", "number")} ${input("maxTokens", "Max tokens", "number")}
         ${canEdit && html`<button type="submit">Save</button>`}
-        ${saved && html`<span class="muted" role="status">Saved (version ${pod.version})</span>`}
+        ${saved?.id === pod.id && saved.version === pod.version &&
+        html`<span class="muted" role="status">Saved (version ${pod.version})</span>`}
       </form>
       ${canEdit &&
       html`<div class="actions">
