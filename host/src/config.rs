@@ -167,6 +167,14 @@ pub struct Settings {
         global = true
     )]
     pub rate_logins_per_min: u32,
+    /// WebSocket tickets (`POST /api/v1/ws-ticket`) one user may take per minute; 0: no limit.
+    #[arg(
+        long,
+        env = "PODS_RATE_WS_TICKETS_PER_MIN",
+        default_value_t = 120,
+        global = true
+    )]
+    pub rate_ws_tickets_per_min: u32,
     /// Prefix of every Redis key and channel this deployment uses.
     #[arg(long, env = "PODS_REDIS_PREFIX", default_value = "pods", global = true)]
     pub redis_prefix: String,
@@ -294,6 +302,7 @@ impl Settings {
             executions: Rate::per_minute(self.rate_executions_per_min),
             auth_failures: Rate::per_minute(self.rate_auth_failures_per_min),
             logins: Rate::per_minute(self.rate_logins_per_min),
+            ws_tickets: Rate::per_minute(self.rate_ws_tickets_per_min),
         }
     }
 

@@ -214,3 +214,24 @@ async fn a_ticket_opens_one_websocket_once_for_its_caller_only() {
     assert!(revoked.status < 300, "{}", revoked.text);
     assert_eq!(open_with_ticket(&server, &path, second).await, 401);
 }
+
+#[tokio::test]
+async fn tickets_are_rate_limited_per_caller() {
+    let server = Server::start(
+        "ws_ticket_rate",
+        Backend::Sqlite,
+        &[("PODS_RATE_WS_TICKETS_PER_MIN", "3")],
+    )
+    .await;
+    let (alice, _, _) = server.user_with_workspace("alice-tickets@pods.test", false);
+    let (bob, _, _) = server.user_with_workspace("bob-tickets@pods.test", false);
+    for _ in 0..3 {
+        let r = alice.post("/api/v1/ws-ticket", json!({})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let limited = alice.post("/api/v1/ws-ticket", json!({})).await;
+    assert_eq!(limited.status, 429, "{}", limited.text);
+    assert!(limited.headers.contains_key("retry-after"));
+    // Someone else's bucket is their own.
+    assert_eq!(bob.post("/api/v1/ws-ticket", json!({})).await.status, 201);
+}
