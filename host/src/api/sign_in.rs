@@ -120,7 +120,8 @@ pub struct WsTicket {
 
 #[utoipa::path(post, path = "/api/v1/ws-ticket", tag = "users", security(("bearer" = [])),
     responses((status = 201, body = WsTicket, description = "A ticket for one WebSocket, standing for the caller (a user, or the API key), good for 30 s"),
-        (status = 401)))]
+        (status = 401),
+        (status = 429, description = "RATE_LIMITED: more than `PODS_RATE_WS_TICKETS_PER_MIN` (120) tickets a minute for this caller; `Retry-After` says when to try again")))]
 pub async fn ws_ticket(
     State(state): State<AppState>,
     caller: Caller,
