@@ -209,6 +209,9 @@ await scenario("10-history", async (page) => {
   await page.goto(flowUrl);
   const history = page.getByRole("region", { name: "History" });
   await history.getByRole("cell", { name: "COMPLETED" }).first().waitFor();
+  // A freshly opened graph colours each pod by its latest execution (no socket event yet).
+  await page.locator('g.node[aria-label^="summary:"][data-status="completed"]').waitFor();
+  assert.equal(await page.locator('g.node[aria-label^="research:"]').getAttribute("data-status"), "none");
 }, admin);
 
 await scenario("11-run-the-whole-flow", async (page) => {

@@ -252,8 +252,16 @@ export function FlowView({ ws, flow }) {
         setInfo(f);
         setPods(ps);
         setEdges(es);
-        // Each pod's latest status, then live from the socket.
-        for (const p of ps) {
+        // Each pod's latest status, then live from the socket: the flow's last hundred
+        // executions answer for most pods in one request; only a pod not among them asks alone.
+        const seen = new Set();
+        const recent = await api("GET", `/workspaces/${ws}/executions?flowId=${flow}&limit=100`).catch(() => []);
+        for (const e of recent) {
+          if (seen.has(e.podId)) continue;
+          seen.add(e.podId);
+          if (!statusRef.current[e.podId]) setStatus(e.podId, e.status);
+        }
+        for (const p of ps.filter((p) => recent.length === 100 && !seen.has(p.id))) {
           api("GET", `/workspaces/${ws}/executions/pod/${p.id}?limit=1`).then((h) => {
             const latest = h[0];
             if (latest && !statusRef.current[p.id]) setStatus(p.id, latest.status);

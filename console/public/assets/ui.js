@@ -1,6 +1,6 @@
 // What every view shares: links that stay in the console, errors as sentences, the caller's role.
 import { html, useEffect, useState } from "/vendor/preact-htm.js";
-import { api, ApiError } from "/assets/api.js";
+import { api, ApiError, session } from "/assets/api.js";
 
 /** Goes to `path` inside the console without reloading. */
 export function navigate(path) {
@@ -31,12 +31,29 @@ export function ErrorNote({ error }) {
   return error ? html`<p class="error" role="alert">${explain(error)}</p>` : null;
 }
 
+// The workspace list behind roles, shared by the views for a few seconds: moving between a
+// workspace's views should not ask the server each time (it enforces the roles anyway).
+const ROLES_FOR_MS = 15_000;
+let spaces = null;
+
+function workspaces() {
+  const token = session.get()?.token;
+  if (!spaces || spaces.token !== token || Date.now() - spaces.at > ROLES_FOR_MS) {
+    const request = api("GET", "/workspaces");
+    spaces = { token, at: Date.now(), request };
+    request.catch(() => {
+      if (spaces?.request === request) spaces = null;
+    });
+  }
+  return spaces.request;
+}
+
 /** The caller's role in `ws` (from the workspace list), or null while unknown. */
 export function useRole(ws) {
   const [role, setRole] = useState(null);
   useEffect(() => {
-    api("GET", "/workspaces").then(
-      (spaces) => setRole(spaces.find((w) => w.id === ws)?.role ?? "viewer"),
+    workspaces().then(
+      (list) => setRole(list.find((w) => w.id === ws)?.role ?? "viewer"),
       () => setRole("viewer"),
     );
   }, [ws]);
