@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for every benchmark, with the peers side by side: writes docs/benchmarks/README.md
-# (tables) and its SVG charts. Installs what it compares against — LiteLLM's proxy (PyPI
-# litellm[proxy]) and BullMQ (npm) — and starts the local services (tests/services.sh).
+# (tables) and its SVG charts. Installs what it compares against — the zero-work hop (Debian's
+# nginx-light), LiteLLM's proxy (PyPI litellm[proxy]) and BullMQ (npm) — and starts the local
+# services (tests/services.sh).
 #   bash bench/run.sh                      # 5 s per latency step
 #   PODS_BENCH_SECONDS=30 bash bench/run.sh
 set -euo pipefail
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 out=docs/benchmarks
 
 bash tests/services.sh
+command -v nginx >/dev/null || { echo "installing nginx-light (the zero-work hop)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 command -v litellm >/dev/null || { echo "installing litellm[proxy]"; python3 -m pip install -q 'litellm[proxy]'; }
 (cd bench/bullmq && npm ci --no-audit --no-fund --silent)
 
