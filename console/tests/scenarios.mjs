@@ -67,13 +67,20 @@ async function signedIn(page, email, password) {
   await page.getByRole("heading", { name: "Workspaces" }).waitFor();
 }
 
-/** An API call from the page, with its sign-in (what the console sees). */
-async function apiFromPage(page, path) {
-  return page.evaluate(async (path) => {
+/** An API call from the page with its sign-in, as a script (or someone else) would make it. */
+async function callFromPage(page, method, path, body) {
+  return page.evaluate(async ({ method, path, body }) => {
     const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
-    const r = await fetch("/api/v1" + path, { headers: { Authorization: `Bearer ${token}` } });
-    return r.json();
-  }, path);
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const r = await fetch("/api/v1" + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: await r.json().catch(() => null) };
+  }, { method, path, body });
+}
+
+/** What the API answers the page's sign-in (what the console sees). */
+async function apiFromPage(page, path) {
+  return (await callFromPage(page, "GET", path)).body;
 }
 
 let flowUrl = null;
@@ -234,16 +241,8 @@ await scenario("12-edit-conflict", async (page) => {
   // Someone else saves the pod meanwhile (here: the API, with the same sign-in).
   const [, , ws] = new URL(flowUrl).pathname.split("/");
   const podId = await page.locator('g.node[aria-label^="research:"]').getAttribute("data-pod");
-  const changed = await page.evaluate(async ({ ws, podId }) => {
-    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
-    const r = await fetch(`/api/v1/workspaces/${ws}/pods/${podId}`, {
-      method: "PATCH",
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-      body: JSON.stringify({ userPrompt: "changed elsewhere" }),
-    });
-    return r.status;
-  }, { ws, podId });
-  assert.equal(changed, 200);
+  const changed = await callFromPage(page, "PATCH", `/workspaces/${ws}/pods/${podId}`, { userPrompt: "changed elsewhere" });
+  assert.equal(changed.status, 200);
   await panel.getByLabel("Temperature").fill("0.2");
   await panel.getByRole("button", { name: "Save" }).click();
   await panel.getByRole("alert").filter({ hasText: "Someone else changed this pod" }).waitFor();
@@ -309,19 +308,10 @@ await scenario("17-history-pages", async (page) => {
   await page.goto(flowUrl);
   const podId = await page.locator('g.node[aria-label^="research:"]').getAttribute("data-pod");
   // Enough executions for more than one page of ten (each one through the API, as a script would).
-  const statuses = await page.evaluate(async ({ ws, podId }) => {
-    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
-    const out = [];
-    for (let i = 0; i < 11; i++) {
-      const r = await fetch(`/api/v1/workspaces/${ws}/executions`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ podId }),
-      });
-      out.push(r.status);
-    }
-    return out;
-  }, { ws, podId });
+  const statuses = [];
+  for (let i = 0; i < 11; i++) {
+    statuses.push((await callFromPage(page, "POST", `/workspaces/${ws}/executions`, { podId })).status);
+  }
   assert.ok(statuses.every((s) => s === 200), `executions: ${statuses}`);
   await page.reload();
   const history = page.getByRole("region", { name: "History" });
@@ -374,16 +364,8 @@ await scenario("18-keyboard-only", async (page) => {
 
 await scenario("19-system-limits-prices-and-queue", async (page) => {
   // An operator's limits show beside the plugin (set here through the API).
-  const put = await page.evaluate(async () => {
-    const { token } = JSON.parse(sessionStorage.getItem("pods.signIn"));
-    const r = await fetch("/api/v1/plugins/hostile/limits", {
-      method: "PUT",
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-      body: JSON.stringify({ deadlineMs: 500, maxConcurrent: 4 }),
-    });
-    return r.status;
-  });
-  assert.equal(put, 200);
+  const put = await callFromPage(page, "PUT", "/plugins/hostile/limits", { deadlineMs: 500, maxConcurrent: 4 });
+  assert.equal(put.status, 200);
   await page.goto(BASE + "/system");
   await page.locator('tr[data-plugin="hostile"] [data-field=limits]').filter({ hasText: "500 ms · ≤ 4 at once" }).waitFor();
   await page.locator('tr[data-plugin="openai"] [data-field=limits]').filter({ hasText: "defaults" }).waitFor();
