@@ -120,7 +120,6 @@ const PRICE_FIELDS = [
   ["reasoningPerMtok", "Reasoning"],
 ];
 
-/** The pricing table, and a form to add a row (a new row for a model takes over from now on). */
 /** An operator's limits for a plugin in a few words; without any, the server's defaults apply. */
 function limits(l) {
   if (!l) return "defaults";
@@ -132,6 +131,7 @@ function limits(l) {
   return parts.join(" · ") || "defaults";
 }
 
+/** The pricing table, and a form to add a row (a new row for a model takes over from now on). */
 function Prices() {
   const [prices, setPrices] = useState(null);
   const [error, setError] = useState(null);
@@ -163,7 +163,7 @@ function Prices() {
     <section aria-label="Prices">
       <h2>Prices (USD per million tokens)</h2>
       <${ErrorNote} error=${error} />
-      <div class="history"><table>
+      <div class="scroll"><table>
         <thead><tr><th scope="col">provider</th><th scope="col">model</th>
           ${PRICE_FIELDS.map(([, label]) => html`<th scope="col">${label.toLowerCase()}</th>`)}</tr></thead>
         <tbody>${(prices || []).map(
