@@ -167,7 +167,8 @@ pub struct Settings {
         global = true
     )]
     pub rate_logins_per_min: u32,
-    /// WebSocket tickets (`POST /api/v1/ws-ticket`) one user may take per minute; 0: no limit.
+    /// WebSocket tickets (`POST /api/v1/ws-ticket`) one user or API key may take per minute;
+    /// 0: no limit.
     #[arg(
         long,
         env = "PODS_RATE_WS_TICKETS_PER_MIN",

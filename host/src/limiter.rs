@@ -45,7 +45,7 @@ pub struct Rates {
     pub auth_failures: Rate,
     /// Password sign-ins for one email from one client address (`login:{email}:{address}`).
     pub logins: Rate,
-    /// WebSocket tickets a user (or API key) may take (`ws-ticket:{id}`): each is a row in the
+    /// WebSocket tickets a user (or API key) may take (`ws-ticket:user:{id}`, `ws-ticket:key:{id}`): each is a row in the
     /// store, so a loop of them would be writes for free.
     pub ws_tickets: Rate,
 }

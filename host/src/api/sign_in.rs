@@ -126,13 +126,11 @@ pub async fn ws_ticket(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<(StatusCode, Json<WsTicket>), ApiError> {
-    let holder = caller
-        .api_key
-        .as_ref()
-        .map_or(&caller.user_id, |key| &key.id);
-    state
-        .limit(&format!("ws-ticket:{holder}"), state.rates.ws_tickets, 1)
-        .await?;
+    let holder = match &caller.api_key {
+        Some(key) => format!("ws-ticket:key:{}", key.id),
+        None => format!("ws-ticket:user:{}", caller.user_id),
+    };
+    state.limit(&holder, state.rates.ws_tickets, 1).await?;
     let new = NewTicket::generate();
     let ticket = Ticket {
         user_id: caller.user_id.clone(),
