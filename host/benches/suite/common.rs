@@ -83,10 +83,7 @@ impl Bench {
             .output()
             .expect("create user");
         let created: Value = serde_json::from_slice(&created.stdout).expect("user JSON");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = free_port();
         let server = serve(pods, &env, port);
         let mut bench = Bench {
             base: format!("http://127.0.0.1:{port}"),
@@ -171,6 +168,19 @@ impl Bench {
     }
 
     /// An authenticated JSON call; the answer's JSON (`null` if none).
+    /// `GET /metrics` (OpenMetrics text), as a system admin scrapes it.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self
@@ -239,6 +249,14 @@ fn serve(binary: &str, env: &[(String, String)], port: u16) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("start pods")
+}
+
+/// A loopback port free right now, for a server the bench starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
 }
 
 /// The instant provider, on a thread of its own: like any real provider it is a server apart

@@ -313,10 +313,7 @@ impl Nginx {
     fn start(provider: &str) -> Nginx {
         let dir = std::env::temp_dir().join(format!("pods-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("nginx folder");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = crate::common::free_port();
         let upstream = provider.trim_start_matches("http://");
         let d = dir.display();
         let config = format!(
@@ -394,10 +391,7 @@ impl LiteLlm {
         );
         let path = dir.join("config.yaml");
         std::fs::write(&path, config).expect("litellm config");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
+        let port = crate::common::free_port();
         let child = Command::new("litellm")
             .arg("--config")
             .arg(&path)
@@ -448,6 +442,14 @@ impl Drop for LiteLlm {
 }
 
 const HOP: &str = "zero-work hop (nginx)";
+
+/// A system's closed-loop rate, if it was measured.
+fn rate_of(throughput: &[(&str, (f64, usize))], system: &str) -> Option<f64> {
+    throughput
+        .iter()
+        .find(|(s, _)| *s == system)
+        .map(|(_, (r, _))| *r)
+}
 
 /// A row of the targets table: what, this run's figure, and met or missed by how much.
 fn verdict(t: &mut String, target: &str, figure: String, missed_by: Option<String>) {
@@ -501,27 +503,21 @@ fn targets(
             );
         }
     }
-    let rate_of = |name: &str| {
-        throughput
-            .iter()
-            .find(|(s, _)| *s == name)
-            .map(|(_, (r, _))| *r)
-    };
-    if let Some(pods) = rate_of("Pods") {
+    if let Some(pods) = rate_of(throughput, "Pods") {
         verdict(
             &mut t,
             "≥ 15,000 sync executions/s, closed loop, each persisted",
             format!("{pods:.0}/s"),
             (pods < 15_000.0).then(|| format!("{:.0}/s", 15_000.0 - pods)),
         );
-        if let Some(hop) = rate_of(HOP) {
+        if let Some(hop) = rate_of(throughput, HOP) {
             let _ = writeln!(
                 t,
                 "| (the zero-work hop's closed loop, for scale) | {hop:.0}/s — Pods does {:.0} % of it | |",
                 pods / hop.max(1e-9) * 100.0
             );
         }
-        if let Some(lite) = rate_of("LiteLLM proxy") {
+        if let Some(lite) = rate_of(throughput, "LiteLLM proxy") {
             let ratio = pods / lite.max(1e-9);
             verdict(
                 &mut t,
@@ -594,13 +590,10 @@ fn report(
     for (system, (rate, errors)) in throughput {
         let _ = writeln!(r, "| {system} | {rate:.0} | {errors} |");
     }
-    let rate_of = |name: &str| {
-        throughput
-            .iter()
-            .find(|(s, _)| *s == name)
-            .map(|(_, (r, _))| *r)
-    };
-    if let (Some(pods), Some(lite)) = (rate_of("Pods"), rate_of("LiteLLM proxy")) {
+    if let (Some(pods), Some(lite)) = (
+        rate_of(throughput, "Pods"),
+        rate_of(throughput, "LiteLLM proxy"),
+    ) {
         let _ = writeln!(r, "\nPods / LiteLLM: **{:.1}×**.", pods / lite.max(1e-9));
     }
     let _ = writeln!(

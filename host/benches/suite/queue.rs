@@ -186,17 +186,10 @@ async fn drain(bench: &Bench) {
 
 /// Jobs waiting, delayed or leased, from the `pods_queue_jobs` gauges.
 async fn jobs_left(bench: &Bench) -> i64 {
-    let text = bench
-        .http
-        .get(format!("{}/metrics", bench.base))
-        .bearer_auth(&bench.token)
-        .send()
+    bench
+        .metrics_text()
         .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with("pods_queue_jobs{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as i64

@@ -42,21 +42,11 @@ async fn run(full: bool) {
     .expect("fill the store");
     let filled = filled.elapsed();
 
-    let url = format!("{}/metrics", bench.base);
     let mut samples = Vec::with_capacity(scrapes);
     let mut bytes = 0;
     for _ in 0..scrapes {
         let sent = Instant::now();
-        let text = bench
-            .http
-            .get(&url)
-            .bearer_auth(&bench.token)
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body");
+        let text = bench.metrics_text().await;
         samples.push(sent.elapsed());
         bytes = text.len();
         assert!(text.contains("pods_executions_total"), "{text}");
