@@ -83,6 +83,11 @@ async function apiFromPage(page, path) {
   return (await callFromPage(page, "GET", path)).body;
 }
 
+/** A pod's node on the flow graph, by the pod's name; with `status`, only while it has that one. */
+function node(page, name, status) {
+  return page.locator(`g.node[aria-label^="${name}:"]${status ? `[data-status="${status}"]` : ""}`);
+}
+
 let flowUrl = null;
 let executionUrl = null;
 let cost = null;
@@ -112,7 +117,7 @@ await scenario("03-flow-graph", async (page) => {
     await page.locator("input[name=newPodName]").fill(name);
     await page.locator("input[name=newPodPrompt]").fill(prompt);
     await page.getByRole("button", { name: "Add pod" }).click();
-    await page.locator(`g.node[aria-label^="${name}:"]`).waitFor();
+    await node(page, name).waitFor();
   }
   await page.locator("select[name=edgeFrom]").selectOption({ label: "research" });
   await page.locator("select[name=edgeTo]").selectOption({ label: "summary" });
@@ -131,13 +136,13 @@ await scenario("03-flow-graph", async (page) => {
 await scenario("04-run-and-stream", async (page) => {
   assert.ok(flowUrl, "the flow scenario made a flow");
   await page.goto(flowUrl);
-  const node = page.locator('g.node[aria-label^="summary:"]');
-  await node.click();
+  const summary = node(page, "summary");
+  await summary.click();
   await page.getByRole("button", { name: "Run pod" }).click();
   // Tokens arrive in the answer, and the node turns green.
   await page.locator("pre.answer").filter({ hasText: /\S/ }).waitFor();
-  await page.locator('g.node[aria-label^="summary:"][data-status="completed"]').waitFor();
-  const fill = await node.locator("rect").evaluate((r) => getComputedStyle(r).fill);
+  await node(page, "summary", "completed").waitFor();
+  const fill = await summary.locator("rect").evaluate((r) => getComputedStyle(r).fill);
   assert.equal(fill, "rgb(220, 252, 231)", "green");
   await page.screenshot({ path: join(SHOTS, "04-graph-after-the-run.png"), fullPage: true });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -175,7 +180,7 @@ await scenario("07-viewer-sees-no-run", async (page) => {
   assert.ok(flowUrl);
   await signedIn(page, env("VIEWER_EMAIL"), env("VIEWER_PASSWORD"));
   await page.goto(flowUrl);
-  await page.locator('g.node[aria-label^="summary:"]').click();
+  await node(page, "summary").click();
   await page.getByRole("region", { name: "Pod summary" }).waitFor();
   assert.equal(await page.getByRole("button", { name: "Run pod" }).count(), 0);
   assert.equal(await page.getByRole("button", { name: "Run flow" }).count(), 0);
@@ -217,30 +222,30 @@ await scenario("10-history", async (page) => {
   const history = page.getByRole("region", { name: "History" });
   await history.getByRole("cell", { name: "COMPLETED" }).first().waitFor();
   // A freshly opened graph colours each pod by its latest execution (no socket event yet).
-  await page.locator('g.node[aria-label^="summary:"][data-status="completed"]').waitFor();
-  assert.equal(await page.locator('g.node[aria-label^="research:"]').getAttribute("data-status"), "none");
+  await node(page, "summary", "completed").waitFor();
+  assert.equal(await node(page, "research").getAttribute("data-status"), "none");
 }, admin);
 
 await scenario("11-run-the-whole-flow", async (page) => {
   assert.ok(flowUrl);
   await page.goto(flowUrl);
-  await page.locator('g.node[aria-label^="research:"]').waitFor();
+  await node(page, "research").waitFor();
   await page.getByRole("button", { name: "Run flow" }).click();
   await page.locator('[data-run-status="COMPLETED"]').waitFor();
   for (const pod of ["research", "summary"]) {
-    await page.locator(`g.node[aria-label^="${pod}:"][data-status="completed"]`).waitFor();
+    await node(page, pod, "completed").waitFor();
   }
 }, admin);
 
 await scenario("12-edit-conflict", async (page) => {
   assert.ok(flowUrl);
   await page.goto(flowUrl);
-  await page.locator('g.node[aria-label^="research:"]').click();
+  await node(page, "research").click();
   const panel = page.getByRole("region", { name: "Pod research" });
   await panel.waitFor();
   // Someone else saves the pod meanwhile (here: the API, with the same sign-in).
   const [, , ws] = new URL(flowUrl).pathname.split("/");
-  const podId = await page.locator('g.node[aria-label^="research:"]').getAttribute("data-pod");
+  const podId = await node(page, "research").getAttribute("data-pod");
   const changed = await callFromPage(page, "PATCH", `/workspaces/${ws}/pods/${podId}`, { userPrompt: "changed elsewhere" });
   assert.equal(changed.status, 200);
   await panel.getByLabel("Temperature").fill("0.2");
@@ -271,13 +276,12 @@ await scenario("14-cancel-a-running-pod", async (page) => {
   await page.locator("input[name=newPodModel]").fill("gpt-4o-mini-slow");
   await page.locator("input[name=newPodPrompt]").fill("Take your time.");
   await page.getByRole("button", { name: "Add pod" }).click();
-  const node = page.locator('g.node[aria-label^="slow:"]');
-  await node.click();
+  await node(page, "slow").click();
   await page.getByRole("button", { name: "Run pod" }).click();
-  await page.locator('g.node[aria-label^="slow:"][data-status="running"]').waitFor();
+  await node(page, "slow", "running").waitFor();
   await page.getByRole("link", { name: "details" }).waitFor();
   await page.getByRole("button", { name: "Cancel", exact: true }).click();
-  await page.locator('g.node[aria-label^="slow:"][data-status="cancelled"]').waitFor({ timeout: 4000 });
+  await node(page, "slow", "cancelled").waitFor({ timeout: 4000 });
   await page.getByRole("button", { name: "Cancel", exact: true }).waitFor({ state: "detached" });
 }, admin);
 
@@ -285,20 +289,20 @@ await scenario("16-cancel-a-whole-run", async (page) => {
   assert.ok(flowUrl);
   await page.goto(flowUrl);
   // The flow now holds the slow pod too (scenario 14): the run stays RUNNING while it works.
-  await page.locator('g.node[aria-label^="slow:"]').waitFor();
+  await node(page, "slow").waitFor();
   await page.getByRole("button", { name: "Run flow" }).click();
   await page.locator('[data-run-status="RUNNING"]').waitFor();
-  await page.locator('g.node[aria-label^="slow:"][data-status="running"]').waitFor();
+  await node(page, "slow", "running").waitFor();
   await page.getByRole("button", { name: "Cancel run" }).click();
   await page.locator('[data-run-status="CANCELLED"]').waitFor({ timeout: 4000 });
-  await page.locator('g.node[aria-label^="slow:"][data-status="cancelled"]').waitFor();
+  await node(page, "slow", "cancelled").waitFor();
   assert.equal(await page.getByRole("button", { name: "Cancel run" }).count(), 0);
   // The server agrees: the run and its slow pod are CANCELLED.
   const [, , ws, , flow] = new URL(flowUrl).pathname.split("/");
   const [latest] = await apiFromPage(page, `/workspaces/${ws}/flows/${flow}/runs?limit=1`);
   assert.equal(latest.status, "CANCELLED");
   const run = await apiFromPage(page, `/workspaces/${ws}/flows/${flow}/runs/${latest.runId}`);
-  const slowId = await page.locator('g.node[aria-label^="slow:"]').getAttribute("data-pod");
+  const slowId = await node(page, "slow").getAttribute("data-pod");
   assert.equal(run.pods.find((p) => p.podId === slowId).status, "CANCELLED");
 }, admin);
 
@@ -306,7 +310,7 @@ await scenario("17-history-pages", async (page) => {
   assert.ok(flowUrl);
   const [, , ws, , flow] = new URL(flowUrl).pathname.split("/");
   await page.goto(flowUrl);
-  const podId = await page.locator('g.node[aria-label^="research:"]').getAttribute("data-pod");
+  const podId = await node(page, "research").getAttribute("data-pod");
   // Enough executions for more than one page of ten (each one through the API, as a script would).
   const statuses = [];
   for (let i = 0; i < 11; i++) {
@@ -330,7 +334,7 @@ await scenario("17-history-pages", async (page) => {
 await scenario("18-keyboard-only", async (page) => {
   assert.ok(flowUrl);
   await page.goto(flowUrl);
-  await page.locator('g.node[aria-label^="research:"]').waitFor();
+  await node(page, "research").waitFor();
   // Tab from the top of the page to the research node, then Enter selects it.
   let found = false;
   for (let i = 0; i < 40 && !found; i++) {
@@ -351,7 +355,7 @@ await scenario("18-keyboard-only", async (page) => {
   await page.locator("input[name=newPodName]").focus();
   await page.keyboard.type("typed");
   await page.keyboard.press("Enter");
-  await page.locator('g.node[aria-label^="typed:"]').waitFor();
+  await node(page, "typed").waitFor();
   // Every control on the page has a name a screen reader can say.
   const unnamed = await page.evaluate(() =>
     [...document.querySelectorAll("input, select, textarea, button")]
@@ -393,11 +397,23 @@ await scenario("19-system-limits-prices-and-queue", async (page) => {
   await queue.locator("[data-field=COMPLETED]").filter({ hasText: new RegExp(`^${fromApi.executions.COMPLETED}$`) }).waitFor();
 }, admin);
 
+await scenario("20-a-new-workspace-is-yours-at-once", async (page) => {
+  // The flow view has just read the workspace list (for roles); a workspace made since is not in
+  // it, and moving inside the console (no page load) keeps that list for a while.
+  await page.goto(flowUrl);
+  await node(page, "research").waitFor();
+  const made = await callFromPage(page, "POST", "/workspaces", { name: "Made just now" });
+  assert.equal(made.status, 201);
+  await page.getByRole("link", { name: "Workspaces" }).click();
+  await page.getByRole("link", { name: "Made just now" }).click();
+  await page.getByLabel("New flow").waitFor();
+}, admin);
+
 await scenario("15-phone-width", async (page) => {
   assert.ok(flowUrl);
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(flowUrl);
-  await page.locator('g.node[aria-label^="research:"]').waitFor();
+  await node(page, "research").waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no sideways scrolling at phone width (${overflow} px too wide)`);
 }, admin);

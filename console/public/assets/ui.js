@@ -36,9 +36,9 @@ export function ErrorNote({ error }) {
 const ROLES_FOR_MS = 15_000;
 let spaces = null;
 
-function workspaces() {
+function workspaces(fresh = false) {
   const token = session.get()?.token;
-  if (!spaces || spaces.token !== token || Date.now() - spaces.at > ROLES_FOR_MS) {
+  if (fresh || !spaces || spaces.token !== token || Date.now() - spaces.at > ROLES_FOR_MS) {
     const request = api("GET", "/workspaces");
     spaces = { token, at: Date.now(), request };
     request.catch(() => {
@@ -52,10 +52,11 @@ function workspaces() {
 export function useRole(ws) {
   const [role, setRole] = useState(null);
   useEffect(() => {
-    workspaces().then(
-      (list) => setRole(list.find((w) => w.id === ws)?.role ?? "viewer"),
-      () => setRole("viewer"),
-    );
+    // A workspace missing from the shared list may be new (just made, or just joined): ask again.
+    const roleIn = (list) => list.find((w) => w.id === ws)?.role;
+    workspaces()
+      .then((list) => roleIn(list) ?? workspaces(true).then(roleIn))
+      .then((role) => setRole(role ?? "viewer"), () => setRole("viewer"));
   }, [ws]);
   return role;
 }
