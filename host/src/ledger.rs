@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | — | RUNNING | [`Ledger::record_running`] (a synchronous call) | `execution:running` |
 //! | — | QUEUED | [`Ledger::record_queued`] | `execution:queued`, confirmed before it returns |
-//! | QUEUED, or RUNNING past its lease | RUNNING | [`Ledger::claim`] (a worker) | `execution:running` with `attempt` |
+//! | QUEUED, or RUNNING past its lease | RUNNING | [`Ledger::claim`], [`Ledger::claim_many`] (a worker) | `execution:running` with `attempt` |
 //! | RUNNING | RUNNING | [`Running::delta`] (streamed text) | `execution:delta` |
 //! | RUNNING | COMPLETED | [`Running::complete`] | `execution:completed` with the result |
 //! | RUNNING | ERROR | [`Running::fail`]; a panic while running (`INTERNAL_ERROR`) | `execution:error` |
@@ -49,6 +49,9 @@ pub struct Ledger {
     store: Store,
     events: Hub,
 }
+
+/// A queued execution's job, whose lease a claim's heartbeat renews with the execution's.
+pub type QueuedJob = (Arc<dyn Queue>, Delivery);
 
 /// What every event of an execution names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,31 +302,55 @@ impl Ledger {
         id: &str,
         owner: &str,
         lease: Duration,
-        job: Option<(Arc<dyn Queue>, Delivery)>,
+        job: Option<QueuedJob>,
     ) -> Result<Claim> {
-        let (execution, config_version) =
-            match self.store.claim_execution(id, owner, millis(lease)).await? {
-                StoreClaim::Run(execution, config_version) => (execution, config_version),
-                StoreClaim::Skip => return Ok(Claim::Skip),
-            };
-        let ids = Ids {
-            execution_id: execution.id.clone(),
-            workspace_id: execution.workspace_id.clone(),
-            pod_id: execution.pod_id.clone(),
-            flow_id: execution.flow_id.clone(),
-            run_id: execution.run_id.clone(),
-        };
-        self.publish(
-            &ids,
-            Change::Running {
-                attempt: Some(execution.attempts),
-            },
-        );
-        let heartbeat = Heartbeat::start(self.store.clone(), id, owner, lease, job);
-        Ok(Claim::Run(
-            Running::new(self.clone(), ids, heartbeat, config_version),
-            execution,
-        ))
+        let mut claims = self
+            .claim_many(vec![(id.to_string(), job)], owner, lease)
+            .await?;
+        Ok(claims.pop().unwrap_or(Claim::Skip))
+    }
+
+    /// [`Ledger::claim`] for several executions in one store write (a worker that took several
+    /// jobs at once): a claim per execution, in the order given.
+    pub async fn claim_many(
+        &self,
+        wanted: Vec<(String, Option<QueuedJob>)>,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<Claim>> {
+        let ids: Vec<String> = wanted.iter().map(|(id, _)| id.clone()).collect();
+        let claims = self
+            .store
+            .claim_executions(&ids, owner, millis(lease))
+            .await?;
+        Ok(claims
+            .into_iter()
+            .zip(wanted)
+            .map(|(claim, (id, job))| {
+                let (execution, config_version) = match claim {
+                    StoreClaim::Run(execution, config_version) => (execution, config_version),
+                    StoreClaim::Skip => return Claim::Skip,
+                };
+                let ids = Ids {
+                    execution_id: execution.id.clone(),
+                    workspace_id: execution.workspace_id.clone(),
+                    pod_id: execution.pod_id.clone(),
+                    flow_id: execution.flow_id.clone(),
+                    run_id: execution.run_id.clone(),
+                };
+                self.publish(
+                    &ids,
+                    Change::Running {
+                        attempt: Some(execution.attempts),
+                    },
+                );
+                let heartbeat = Heartbeat::start(self.store.clone(), &id, owner, lease, job);
+                Claim::Run(
+                    Running::new(self.clone(), ids, heartbeat, config_version),
+                    execution,
+                )
+            })
+            .collect())
     }
 
     /// Up to `limit` queued or running executions whose lease ran out, oldest first.
@@ -679,13 +706,7 @@ impl Drop for Running {
 struct Heartbeat(tokio::task::JoinHandle<()>);
 
 impl Heartbeat {
-    fn start(
-        store: Store,
-        id: &str,
-        owner: &str,
-        lease: Duration,
-        job: Option<(Arc<dyn Queue>, Delivery)>,
-    ) -> Self {
+    fn start(store: Store, id: &str, owner: &str, lease: Duration, job: Option<QueuedJob>) -> Self {
         let (id, owner) = (id.to_string(), owner.to_string());
         Heartbeat(tokio::spawn(async move {
             loop {
@@ -961,6 +982,47 @@ mod tests {
         assert!(matches!(again, Claim::Skip));
         assert!(f.events().is_empty());
         drop(running);
+    }
+
+    #[tokio::test]
+    async fn claim_many_claims_in_one_write_and_answers_each_in_order() {
+        let mut f = fixture().await;
+        let (first, taken, second) = (f.queued().await, f.queued().await, f.queued().await);
+        let Claim::Run(held, _) = f
+            .ledger
+            .claim(&taken, "worker-2", LEASE, None)
+            .await
+            .expect("claim")
+        else {
+            panic!("claimed");
+        };
+        let _ = f.events();
+        let wanted = [&first, &taken, "no-such-execution", &second]
+            .iter()
+            .map(|id| (id.to_string(), None))
+            .collect();
+        let claims = f
+            .ledger
+            .claim_many(wanted, "worker-1", LEASE)
+            .await
+            .expect("claims");
+        let got: Vec<Option<String>> = claims
+            .iter()
+            .map(|c| match c {
+                Claim::Run(running, execution) => {
+                    assert_eq!(running.ids().execution_id, execution.id);
+                    Some(execution.id.clone())
+                }
+                Claim::Skip => None,
+            })
+            .collect();
+        assert_eq!(got, [Some(first.clone()), None, None, Some(second.clone())]);
+        assert_eq!(f.status(&first).await, ExecutionStatus::Running);
+        assert_eq!(f.status(&second).await, ExecutionStatus::Running);
+        let events = f.events();
+        let running: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(running, ["execution:running", "execution:running"]);
+        drop((claims, held));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! which re-queues executions whose job was lost.
 //!
 //! Workers only schedule: a bounded pool (`concurrency` executions at once) takes jobs from the
-//! queue in batches. For each, the worker claims the execution through the [`Ledger`]: only a
+//! queue in batches and claims their executions through the [`Ledger`] in one write: only a
 //! QUEUED execution, or a RUNNING one whose worker's lease ran out, can be claimed, so a job
 //! delivered twice (or for an execution finished or cancelled meanwhile) is acked and nothing
 //! more. The claim's heartbeat renews both the job's lease and the row's while the
@@ -113,6 +113,10 @@ pub fn spawn(scheduling: Scheduling, config: WorkerConfig) -> Workers {
     workers
 }
 
+/// While work waits (the last read got every job it asked for), the reader gives more slots this
+/// long to free before it reads, so that one read and one claim serve several jobs.
+const GATHER: Duration = Duration::from_millis(1);
+
 async fn take_jobs(
     scheduling: Scheduling,
     config: WorkerConfig,
@@ -121,6 +125,8 @@ async fn take_jobs(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let queue = scheduling.queue.clone();
+    let enough = config.concurrency.div_ceil(2);
+    let mut backlog = false;
     loop {
         // At least one free slot, then as many more as are free: one read fills them all.
         let first = tokio::select! {
@@ -132,6 +138,19 @@ async fn take_jobs(
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             batch.push(slot);
         }
+        if backlog && batch.len() < enough {
+            let until = tokio::time::Instant::now() + GATHER;
+            while batch.len() < enough {
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => batch.push(slot),
+                        Err(_) => return,
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
         if *stopped.borrow() {
             return;
         }
@@ -139,44 +158,56 @@ async fn take_jobs(
             read = queue.consume(batch.len(), config.lease, config.poll) => read,
             _ = stopped.changed() => return,
         };
-        match read {
-            Ok(deliveries) => {
-                for delivery in deliveries {
-                    let Some(slot) = batch.pop() else { break };
-                    let (scheduling, config, owner) =
-                        (scheduling.clone(), config.clone(), owner.clone());
-                    tokio::spawn(async move {
-                        process(&scheduling, &config, &owner, delivery).await;
-                        drop(slot);
-                    });
-                }
-            }
+        let deliveries = match read {
+            Ok(deliveries) => deliveries,
             Err(e) => {
                 drop(batch);
                 tracing::warn!(error = %e, "reading the queue failed; retrying");
                 tokio::time::sleep(config.poll).await;
+                continue;
             }
+        };
+        backlog = !deliveries.is_empty() && deliveries.len() == batch.len();
+        // One claim for all of them; a job whose claim fails keeps its lease and comes back
+        // when it runs out: nothing is lost.
+        let wanted = deliveries
+            .iter()
+            .map(|d| (d.job.execution_id.clone(), Some((queue.clone(), d.clone()))))
+            .collect();
+        let claims = match scheduling
+            .ledger
+            .claim_many(wanted, &owner, config.lease)
+            .await
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::warn!(jobs = deliveries.len(), error = %e, "claiming queued executions failed");
+                drop(batch);
+                tokio::time::sleep(config.poll).await;
+                continue;
+            }
+        };
+        for (delivery, claim) in deliveries.into_iter().zip(claims) {
+            let Some(slot) = batch.pop() else { break };
+            let (scheduling, config) = (scheduling.clone(), config.clone());
+            tokio::spawn(async move {
+                process(&scheduling, &config, delivery, claim).await;
+                drop(slot);
+            });
         }
     }
 }
 
-async fn process(scheduling: &Scheduling, config: &WorkerConfig, owner: &str, delivery: Delivery) {
+async fn process(scheduling: &Scheduling, config: &WorkerConfig, delivery: Delivery, claim: Claim) {
     let id = delivery.job.execution_id.clone();
     let queue = &scheduling.queue;
-    let job = Some((queue.clone(), delivery.clone()));
-    let claimed = scheduling.ledger.claim(&id, owner, config.lease, job).await;
-    let (running, execution) = match claimed {
-        Ok(Claim::Run(running, execution)) => (running, execution),
-        Ok(Claim::Skip) => {
+    let (running, execution) = match claim {
+        Claim::Run(running, execution) => (running, execution),
+        Claim::Skip => {
             // Finished, cancelled or taken by a live worker: this delivery is a duplicate.
             if let Err(e) = queue.ack(&delivery).await {
                 tracing::warn!(execution = %id, error = %e, "acking a duplicate job failed");
             }
-            return;
-        }
-        Err(e) => {
-            // The job keeps its lease and comes back when it runs out: nothing is lost.
-            tracing::warn!(execution = %id, error = %e, "claiming a queued execution failed");
             return;
         }
     };

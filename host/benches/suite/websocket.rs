@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p pods --bench suite -- websocket`: 1,000 clients and 20 executions, then 10,000 clients
 //! and 10 executions. Under `cargo test`:
-//! 50 clients, 3 executions. Target: p99 under 50 ms with 1,000 clients.
+//! 50 clients, 3 executions. Targets: p99 under 50 ms with 1,000 clients, under 200 ms with 10,000
+//! (printed as a met / missed row).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,5 +125,16 @@ async fn fan_out(clients: usize, executions: usize) {
         "| delivery max | {} |",
         ms(latencies.last().copied().unwrap_or_default())
     );
+    if clients == 10_000 {
+        // The performance target, with this run's figure.
+        let p99 = pct(&latencies, 0.99).as_secs_f64() * 1e3;
+        let outcome = if p99 < 200.0 {
+            "met".to_string()
+        } else {
+            format!("missed by {:.0} ms", p99 - 200.0)
+        };
+        println!("\n| target | this run | |\n|---|---|---|");
+        println!("| 10,000 clients on one flow: delivery p99 < 200 ms | {p99:.0} ms | {outcome} |");
+    }
     assert_eq!(latencies.len(), expected, "every client got every event");
 }

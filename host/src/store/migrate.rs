@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0017_usage_daily.sqlite.sql"),
         include_str!("../../migrations/0017_usage_daily.postgres.sql"),
     ),
+    (
+        18,
+        include_str!("../../migrations/0018_partial_indexes.sql"),
+        include_str!("../../migrations/0018_partial_indexes.sql"),
+    ),
 ];
 
 pub async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

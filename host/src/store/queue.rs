@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 
 use super::executions::{COLUMNS, row_to_execution};
-use super::{Backend, Execution, NewExecution, Result, Store, get, new_id, now_ms};
+use super::{Backend, Execution, NewExecution, Result, Store, StoreError, get, new_id, now_ms};
 use crate::domain::ExecutionStatus;
 
 /// A job taken from the embedded queue.
@@ -92,30 +92,66 @@ impl Store {
     /// `owner`'s lease for `lease_ms`, counting the attempt; returns it (one statement, no
     /// second read).
     pub async fn claim_execution(&self, id: &str, owner: &str, lease_ms: i64) -> Result<Claim> {
-        static CLAIM: LazyLock<String> = LazyLock::new(|| {
+        let mut claims = self
+            .claim_executions(&[id.to_string()], owner, lease_ms)
+            .await?;
+        Ok(claims.pop().unwrap_or(Claim::Skip))
+    }
+
+    /// [`Store::claim_execution`] for several executions in one statement: a claim per id, in
+    /// the order given (a worker that took several jobs at once writes once for all of them).
+    pub async fn claim_executions(
+        &self,
+        ids: &[String],
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Vec<Claim>> {
+        fn claim(ids: &str) -> String {
             format!(
                 "UPDATE executions SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $1, leased_until = $2, started_at = $3
-                 WHERE id = $4 AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
+                 WHERE id IN ({ids}) AND (status = 'QUEUED' OR (status = 'RUNNING' AND leased_until < $3))
                  RETURNING {COLUMNS}, (SELECT config_version FROM workspaces WHERE id = executions.workspace_id) AS config_version"
             )
+        }
+        // The ids travel as one JSON array, so the statement's text is the same for any count.
+        static SQLITE: LazyLock<String> =
+            LazyLock::new(|| claim("SELECT value FROM json_each($4)"));
+        static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+            claim("SELECT jsonb_array_elements_text(CAST(CAST($4 AS TEXT) AS jsonb))")
         });
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = match self.backend {
+            Backend::Postgres => POSTGRES.as_str(),
+            Backend::Sqlite => SQLITE.as_str(),
+        };
+        let wanted = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = now_ms();
         let rows = self
             .write_returning(
-                sqlx::query(CLAIM.as_str())
+                sqlx::query(sql)
                     .bind(owner.to_string())
                     .bind(now + lease_ms)
                     .bind(now)
-                    .bind(id.to_string()),
+                    .bind(wanted),
             )
             .await?;
-        Ok(match rows.first() {
-            Some(row) => Claim::Run(
-                Box::new(row_to_execution(row)?),
-                get::<Option<i64>>(row, "config_version")?,
-            ),
-            None => Claim::Skip,
-        })
+        let mut claimed = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let execution = row_to_execution(row)?;
+            let config_version = get::<Option<i64>>(row, "config_version")?;
+            claimed.insert(execution.id.clone(), (execution, config_version));
+        }
+        Ok(ids
+            .iter()
+            .map(|id| match claimed.remove(id) {
+                Some((execution, config_version)) => {
+                    Claim::Run(Box::new(execution), config_version)
+                }
+                None => Claim::Skip,
+            })
+            .collect())
     }
 
     /// Renews `owner`'s lease on a running execution; `false` if it no longer holds it.
