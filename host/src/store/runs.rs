@@ -3,11 +3,13 @@
 //!
 //! Only [`crate::ledger`] calls the writes here; [`crate::runs`] decides what they should be.
 
+use std::sync::LazyLock;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
-use super::{Result, Store, StoreError, decimal, get, now_ms};
+use super::{Backend, Result, Store, StoreError, decimal, get, now_ms};
 use crate::domain::{ExecutionStatus, MessageInput, new_id};
 
 /// The graph a run was made for.
@@ -394,20 +396,30 @@ impl Store {
 
     /// The outputs of those of `pods` that completed in the run (one read; none for no pods).
     pub async fn run_outputs(&self, run_id: &str, pods: &[&str]) -> Result<Vec<(String, String)>> {
+        fn outputs(pods: &str) -> String {
+            format!(
+                "SELECT p.pod_id, e.content FROM flow_run_pods p JOIN executions e ON e.id = p.execution_id
+                 WHERE p.run_id = $1 AND e.status = 'COMPLETED' AND p.pod_id IN ({pods})"
+            )
+        }
+        // The pods travel as one JSON array, so the statement's text is the same for any count
+        // (and it can be a hot read, on the caller's thread).
+        static SQLITE: LazyLock<String> =
+            LazyLock::new(|| outputs("SELECT value FROM json_each($2)"));
+        static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+            outputs("SELECT jsonb_array_elements_text(CAST(CAST($2 AS TEXT) AS jsonb))")
+        });
         if pods.is_empty() {
             return Ok(vec![]);
         }
-        let placeholders: Vec<String> = (0..pods.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT p.pod_id, e.content FROM flow_run_pods p JOIN executions e ON e.id = p.execution_id
-             WHERE p.run_id = $1 AND e.status = 'COMPLETED' AND p.pod_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(run_id);
-        for pod in pods {
-            query = query.bind(*pod);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let sql = match self.backend {
+            Backend::Postgres => POSTGRES.as_str(),
+            Backend::Sqlite => SQLITE.as_str(),
+        };
+        let wanted = serde_json::to_string(pods).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows = self
+            .read(sqlx::query(sql).bind(run_id.to_string()).bind(wanted))
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
