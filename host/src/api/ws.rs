@@ -15,8 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::SinkExt as _;
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{ApiError, AppState, Caller, ClientAddress};
 use crate::domain::Role;
@@ -208,6 +209,20 @@ fn dropped(reason: &str) {
         .inc();
 }
 
+/// Most events written to one client at once.
+const SEND_BATCH: usize = 32;
+
+/// Closes a client that fell `missed` events behind.
+async fn too_slow(socket: &mut WebSocket, missed: u64) {
+    dropped("too_slow");
+    let reason = format!("too slow: {missed} events behind");
+    let close = Message::Close(Some(CloseFrame {
+        code: TOO_SLOW,
+        reason: reason.into(),
+    }));
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+}
+
 async fn pump(
     mut socket: WebSocket,
     mut events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
@@ -227,19 +242,41 @@ async fn pump(
             }
             event = events.recv() => match event {
                 Ok(text) => {
-                    let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.as_ref().into()))).await;
+                    // Events that arrived together (an instant call's queued, running and
+                    // completed) leave in one write: a syscall per event per client is what a
+                    // fan-out to thousands of clients spends its time on.
+                    let mut batch = vec![text];
+                    let mut lagged = None;
+                    while batch.len() < SEND_BATCH {
+                        match events.try_recv() {
+                            Ok(text) => batch.push(text),
+                            Err(TryRecvError::Lagged(missed)) => {
+                                lagged = Some(missed);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let send = async {
+                        for text in batch {
+                            socket.feed(Message::Text(text.as_ref().into())).await?;
+                        }
+                        socket.flush().await
+                    };
+                    let sent = tokio::time::timeout(SEND_TIMEOUT, send).await;
                     if !matches!(sent, Ok(Ok(()))) {
                         if sent.is_err() {
                             dropped("send_timeout");
                         }
                         return;
                     }
+                    if let Some(missed) = lagged {
+                        too_slow(&mut socket, missed).await;
+                        return;
+                    }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    dropped("too_slow");
-                    let reason = format!("too slow: {missed} events behind");
-                    let close = Message::Close(Some(CloseFrame { code: TOO_SLOW, reason: reason.into() }));
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(close)).await;
+                    too_slow(&mut socket, missed).await;
                     return;
                 }
                 Err(RecvError::Closed) => return,
