@@ -132,12 +132,13 @@ mod module_graph {
     /// (the hub defines `publish`; the store defines the writes).
     #[test]
     fn only_the_ledger_changes_an_execution_s_status() {
-        const STATUS_WRITES: [&str; 10] = [
+        const STATUS_WRITES: [&str; 11] = [
             ".publish(",
             ".publish_confirmed(",
             ".start_execution(",
             ".insert_queued_execution(",
             ".claim_execution(",
+            ".claim_executions(",
             ".finish_execution(",
             ".requeue_execution(",
             ".requeue_stale(",

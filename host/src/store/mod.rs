@@ -366,6 +366,28 @@ impl Store {
     }
 }
 
+/// A statement with a list of any length, bound as one JSON array of strings at `$param`, in its
+/// text once per backend (so it is prepared once): `build` gets the subquery that yields the
+/// list's values, for `x IN (…)`. PostgreSQL is given the parameter as text, then as `jsonb`.
+fn with_json_list(build: impl Fn(&str) -> String, param: u8) -> [String; 2] {
+    [
+        build(&format!("SELECT value FROM json_each(${param})")),
+        build(&format!(
+            "SELECT jsonb_array_elements_text(CAST(CAST(${param} AS TEXT) AS jsonb))"
+        )),
+    ]
+}
+
+impl Backend {
+    /// This backend's text of a statement made by [`with_json_list`].
+    fn pick(self, statements: &[String; 2]) -> &str {
+        match self {
+            Backend::Sqlite => &statements[0],
+            Backend::Postgres => &statements[1],
+        }
+    }
+}
+
 /// How every SQLite connection of the store is set up (the pool's, the checkpointer's and the
 /// writer's); a connection waits up to `sqlite_writer::BUSY_TIMEOUT` for another's write lock.
 const SQLITE_PRAGMAS: [&str; 5] = [

@@ -8,7 +8,10 @@
 use std::sync::LazyLock;
 
 use super::executions::{COLUMNS, row_to_execution};
-use super::{Backend, Execution, NewExecution, Result, Store, StoreError, get, new_id, now_ms};
+use super::{
+    Backend, Execution, NewExecution, Result, Store, StoreError, get, new_id, now_ms,
+    with_json_list,
+};
 use crate::domain::ExecutionStatus;
 
 /// A job taken from the embedded queue.
@@ -113,19 +116,11 @@ impl Store {
                  RETURNING {COLUMNS}, (SELECT config_version FROM workspaces WHERE id = executions.workspace_id) AS config_version"
             )
         }
-        // The ids travel as one JSON array, so the statement's text is the same for any count.
-        static SQLITE: LazyLock<String> =
-            LazyLock::new(|| claim("SELECT value FROM json_each($4)"));
-        static POSTGRES: LazyLock<String> = LazyLock::new(|| {
-            claim("SELECT jsonb_array_elements_text(CAST(CAST($4 AS TEXT) AS jsonb))")
-        });
+        static CLAIM: LazyLock<[String; 2]> = LazyLock::new(|| with_json_list(claim, 4));
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let sql = match self.backend {
-            Backend::Postgres => POSTGRES.as_str(),
-            Backend::Sqlite => SQLITE.as_str(),
-        };
+        let sql = self.backend.pick(&CLAIM);
         let wanted = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = now_ms();
         let rows = self

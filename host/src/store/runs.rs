@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
-use super::{Backend, Result, Store, StoreError, decimal, get, now_ms};
+use super::{Result, Store, StoreError, decimal, get, now_ms, with_json_list};
 use crate::domain::{ExecutionStatus, MessageInput, new_id};
 
 /// The graph a run was made for.
@@ -402,20 +402,12 @@ impl Store {
                  WHERE p.run_id = $1 AND e.status = 'COMPLETED' AND p.pod_id IN ({pods})"
             )
         }
-        // The pods travel as one JSON array, so the statement's text is the same for any count
-        // (and it can be a hot read, on the caller's thread).
-        static SQLITE: LazyLock<String> =
-            LazyLock::new(|| outputs("SELECT value FROM json_each($2)"));
-        static POSTGRES: LazyLock<String> = LazyLock::new(|| {
-            outputs("SELECT jsonb_array_elements_text(CAST(CAST($2 AS TEXT) AS jsonb))")
-        });
+        // A hot read, on the caller's thread: its text must not depend on the count.
+        static OUTPUTS: LazyLock<[String; 2]> = LazyLock::new(|| with_json_list(outputs, 2));
         if pods.is_empty() {
             return Ok(vec![]);
         }
-        let sql = match self.backend {
-            Backend::Postgres => POSTGRES.as_str(),
-            Backend::Sqlite => SQLITE.as_str(),
-        };
+        let sql = self.backend.pick(&OUTPUTS);
         let wanted = serde_json::to_string(pods).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows = self
             .read(sqlx::query(sql).bind(run_id.to_string()).bind(wanted))
