@@ -8,9 +8,16 @@
 //! completed, unless its bound would take the run past its budget (then it is skipped with
 //! `"budget"`); and ends the run once nothing is pending, queued or running. A run is advanced
 //! when it is created, when a worker finishes one of its pods, and by the sweeper for runs no one
-//! advanced for a while (a node died mid-step). One node advances a run at a time (a lease on the
-//! run's row; a node that finds it taken marks the run so the holder looks again), so budget
-//! reservations are never raced. Every status change goes through the ledger.
+//! advanced for a while (a node died mid-step). Every status change goes through the ledger.
+//!
+//! Most looks only queue pods whose upstreams completed, and those need no lock: queueing is
+//! conditional on the pod being PENDING (the trigger below) and starting on the run being
+//! QUEUED, and what such a look acts on (upstreams COMPLETED) does not change back, so two looks
+//! at once cannot disagree — one of them finds the pod taken. A look that would skip or fail a
+//! pod, reserve budget or end the run takes the run's lease instead (one holder at a time; a
+//! node that finds it taken marks the run so the holder looks again): budget reservations are
+//! never raced, and the run's end is decided by one holder after every pod it ended was
+//! announced. A look without the lease saves the two writes that take and give it back.
 //!
 //! Crash safety: the state is the store's. The statement that records a pod's execution also
 //! attaches it to the run pod (a trigger, migration 0012), and refuses it if the pod is no
@@ -331,14 +338,24 @@ impl Runs {
     /// Moves the run as far as it can go now (see the module's doc). Another node advancing it
     /// meanwhile is asked to look again instead.
     pub async fn advance(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
+        let run = match self.store.run(ws, run_id).await {
+            Err(StoreError::NotFound) => return Ok(()),
+            other => other?,
+        };
+        if self.step(ws, &run, Lease::NotHeld).await? == Look::Done {
+            return Ok(());
+        }
+        self.advance_holding_lease(ws, run_id).await
+    }
+
+    /// [`Runs::advance`] with the run's lease held throughout.
+    async fn advance_holding_lease(&self, ws: &str, run_id: &str) -> Result<(), StoreError> {
         let until = now_ms() + self.lease.as_millis() as i64;
         let Some(mut run) = self.store.lock_run(run_id, until).await? else {
             return Ok(());
         };
         loop {
-            if run.workspace_id == ws {
-                self.step(ws, &run).await?;
-            }
+            self.step(ws, &run, Lease::Held).await?;
             if self.store.unlock_run(run_id).await? {
                 return Ok(());
             }
@@ -348,22 +365,28 @@ impl Runs {
     }
 
     /// Advances runs that nobody advanced for a lease's time (the node of their last step may
-    /// be gone); how many.
+    /// be gone); how many. Holding the lease marks them advanced, so the next sweep takes others.
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let before = now_ms() - self.lease.as_millis() as i64;
         let stalled = self.store.stalled_runs(before, 100).await?;
         for (ws, run) in &stalled {
-            self.advance(ws, run).await?;
+            self.advance_holding_lease(ws, run).await?;
         }
         Ok(stalled.len())
     }
 
-    /// One look at the run: skip, queue, or end it.
-    async fn step(&self, ws: &str, run: &Run) -> Result<(), StoreError> {
+    /// One look at the run: skip, queue, or end it. Without the lease it only queues (and
+    /// starts the run), and answers [`Look::NeedsLease`] if there was more to do.
+    async fn step(&self, ws: &str, run: &Run, lease: Lease) -> Result<Look, StoreError> {
         let run_id = run.id.as_str();
-        if !matches!(run.status.as_str(), "QUEUED" | "RUNNING") {
-            return Ok(());
+        if !matches!(run.status.as_str(), "QUEUED" | "RUNNING") || run.workspace_id != ws {
+            return Ok(Look::Done);
         }
+        let held = lease == Lease::Held;
+        if !held && run.budget_usd.is_some() {
+            return Ok(Look::NeedsLease);
+        }
+        let mut look = Look::Done;
         let flow = run.flow_id.as_str();
         if run.status == "QUEUED" {
             self.ledger.start_run(flow, run_id).await?;
@@ -422,6 +445,10 @@ impl Runs {
                 }
             });
             if let Some(because) = blocked {
+                if !held {
+                    look = Look::NeedsLease;
+                    continue;
+                }
                 self.ledger
                     .end_run_pod(flow, run_id, id, "SKIPPED", Some(&because), None)
                     .await?;
@@ -472,6 +499,7 @@ impl Runs {
                 }
                 Err(ExecError::Store(e)) => return Err(e),
                 // It cannot run as it is (its key was deleted, its model is unknown, …).
+                Err(_) if !held => look = Look::NeedsLease,
                 Err(e) => {
                     let why = e.to_string();
                     self.ledger
@@ -484,6 +512,9 @@ impl Runs {
         let moving = status
             .values()
             .any(|(s, _)| matches!(s.as_str(), "PENDING" | "QUEUED" | "RUNNING"));
+        if !moving && !held {
+            return Ok(Look::NeedsLease);
+        }
         if !moving {
             let budget = status
                 .values()
@@ -501,8 +532,23 @@ impl Runs {
             };
             self.ledger.finish_run(flow, run_id, end, spent).await?;
         }
-        Ok(())
+        Ok(look)
     }
+}
+
+/// Whether a look holds the run's advancing lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    Held,
+    NotHeld,
+}
+
+/// What a look left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Done,
+    /// Something only the lease's holder may do: skip or fail a pod, or end the run.
+    NeedsLease,
 }
 
 /// Who a run's pods run as: the user who started it, and the API key it was started with (its
