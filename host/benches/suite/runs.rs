@@ -91,7 +91,10 @@ async fn run(full: bool) {
         overheads(&bench, &pods, &edges, &views).await
     };
 
-    let started = Instant::now();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
     let mut ids = Vec::with_capacity(total);
     let mut pending = futures_util::stream::FuturesUnordered::new();
     for _ in 0..total {
@@ -118,7 +121,14 @@ async fn run(full: bool) {
     for id in &ids {
         views.push(finished(&bench, &runs_path, id).await);
     }
-    let elapsed = started.elapsed();
+    // From the first start to the last run's end as the server recorded it: reading the runs
+    // back afterwards is not part of running them.
+    let last_end = views
+        .iter()
+        .filter_map(|v| millis(&v["finishedAt"]))
+        .max()
+        .unwrap_or(started);
+    let elapsed = Duration::from_millis((last_end - started).max(1) as u64);
     let completed = views.iter().filter(|v| v["status"] == "COMPLETED").count();
 
     let loaded = overheads(&bench, &pods, &edges, &views[..views.len().min(200)]).await;
