@@ -119,6 +119,18 @@ impl GroupCommit {
     }
 }
 
+impl GroupCommit {
+    /// Checkpoints the whole WAL and starts it again from its beginning, holding the turn so no
+    /// write appends meanwhile (a checkpoint beside writers never catches up with them, and the
+    /// WAL — which every read searches — would grow without end). Waits for running reads.
+    pub async fn restart_wal(&self) -> Result<()> {
+        let mut writer = self.turn.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || writer.restart_wal())
+            .await
+            .map_err(|e| StoreError::Commit(format!("the checkpoint failed: {e}")))?
+    }
+}
+
 /// Batches of up to this many statements run on the runtime thread that has the turn (a few
 /// hundred microseconds at most); larger ones on the blocking pool.
 const INLINE: usize = 4;

@@ -142,6 +142,24 @@ impl Writer {
         Some(committed.map_err(StoreError::Sqlite))
     }
 
+    /// `wal_checkpoint(RESTART)`: every frame into the database file, and the next commit
+    /// writes the WAL from its start (waiting up to [`BUSY_TIMEOUT`] for readers of old frames).
+    pub fn restart_wal(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(StoreError::Sqlite)?;
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))
+            .map_err(StoreError::Sqlite)?;
+        if busy != 0 {
+            return Err(StoreError::Commit(
+                "the WAL checkpoint could not finish: a reader held it".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn run_one(&mut self, statement: &Prepared) -> Result<Written, rusqlite::Error> {
         execute(&self.conn, statement)
     }
