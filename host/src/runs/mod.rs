@@ -220,24 +220,40 @@ impl Runs {
                 ),
             ));
         }
-        let id = crate::domain::new_id();
         let max_costs: Vec<Option<Decimal>> = bounds.pods.iter().map(|p| p.max_cost_usd).collect();
+        let run = Run {
+            id: crate::domain::new_id(),
+            workspace_id: ws.to_string(),
+            flow_id: flow_id.to_string(),
+            user_id: who.user_id.clone(),
+            status: "QUEUED".into(),
+            budget_usd: request.budget_usd,
+            messages: request.messages,
+            stream: request.stream,
+            graph,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            api_key_id: who.api_key.as_ref().map(|key| key.id.clone()),
+        };
         self.ledger
             .record_run(&NewRun {
-                id: &id,
+                id: &run.id,
                 workspace_id: ws,
                 flow_id,
-                user_id: &who.user_id,
-                budget_usd: request.budget_usd,
-                messages: request.messages.as_deref(),
-                stream: request.stream,
-                graph: &graph,
+                user_id: &run.user_id,
+                budget_usd: run.budget_usd,
+                messages: run.messages.as_deref(),
+                stream: run.stream,
+                graph: &run.graph,
                 max_costs: &max_costs,
-                api_key_id: who.api_key.as_ref().map(|key| key.id.as_str()),
+                api_key_id: run.api_key_id.as_deref(),
+                created_at: run.created_at,
             })
             .await?;
-        self.advance(ws, &id).await?;
-        Ok(id)
+        // The run as just recorded: no need to read it back.
+        self.advance_from(ws, &run).await?;
+        Ok(run.id)
     }
 
     /// Cancels a moving run: pending pods end CANCELLED, running ones are cancelled as
@@ -342,10 +358,15 @@ impl Runs {
             Err(StoreError::NotFound) => return Ok(()),
             other => other?,
         };
-        if self.step(ws, &run, Lease::NotHeld).await? == Look::Done {
+        self.advance_from(ws, &run).await
+    }
+
+    /// [`Runs::advance`] from the run as it was just read.
+    async fn advance_from(&self, ws: &str, run: &Run) -> Result<(), StoreError> {
+        if self.step(ws, run, Lease::NotHeld).await? == Look::Done {
             return Ok(());
         }
-        self.advance_holding_lease(ws, run_id).await
+        self.advance_holding_lease(ws, &run.id).await
     }
 
     /// [`Runs::advance`] with the run's lease held throughout.

@@ -194,10 +194,13 @@ impl Store {
     }
 
     pub async fn flow(&self, ws: &str, id: &str) -> Result<Flow> {
-        let row = sqlx::query("SELECT id, name, description, created_at, updated_at FROM flows WHERE workspace_id = $1 AND id = $2")
-            .bind(ws)
-            .bind(id)
-            .fetch_optional(&self.pool)
+        // A hot read: every run's start looks the flow up.
+        let row = self
+            .read_one(
+                sqlx::query("SELECT id, name, description, created_at, updated_at FROM flows WHERE workspace_id = $1 AND id = $2")
+                    .bind(ws.to_string())
+                    .bind(id.to_string()),
+            )
             .await?
             .ok_or(StoreError::NotFound)?;
         flow_row(&row)
@@ -268,14 +271,19 @@ impl Store {
     }
 
     pub async fn pods(&self, ws: &str, flow_id: &str) -> Result<Vec<Pod>> {
-        sqlx::query(&format!("SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id"))
-            .bind(ws)
-            .bind(flow_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(pod_row)
-            .collect()
+        // A hot read (every run's start lists the flow's pods): its text is built once.
+        static PODS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id")
+        });
+        self.read(
+            sqlx::query(PODS.as_str())
+                .bind(ws.to_string())
+                .bind(flow_id.to_string()),
+        )
+        .await?
+        .iter()
+        .map(pod_row)
+        .collect()
     }
 
     pub async fn pod(&self, ws: &str, id: &str) -> Result<Pod> {

@@ -70,6 +70,8 @@ pub struct NewRun<'a> {
     pub max_costs: &'a [Option<Decimal>],
     /// The API key it was started with: its pods' executions count against the key.
     pub api_key_id: Option<&'a str>,
+    /// Unix milliseconds.
+    pub created_at: i64,
 }
 
 const RUN_COLUMNS: &str = "id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, started_at, finished_at, api_key_id";
@@ -102,7 +104,7 @@ const ACTIVE: &str = "('QUEUED', 'RUNNING')";
 
 impl Store {
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<()> {
-        let now = now_ms();
+        let now = run.created_at;
         let mut statements = vec![
             sqlx::query(
                 "INSERT INTO flow_runs (id, workspace_id, flow_id, user_id, status, budget_usd, messages, stream, graph, created_at, updated_at, round_started_at, api_key_id)
@@ -473,6 +475,7 @@ mod tests {
                 graph: &graph,
                 max_costs: &[None, None],
                 api_key_id: None,
+                created_at: now_ms(),
             })
             .await
             .expect("run");
