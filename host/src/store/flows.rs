@@ -273,7 +273,9 @@ impl Store {
     pub async fn pods(&self, ws: &str, flow_id: &str) -> Result<Vec<Pod>> {
         // A hot read (every run's start lists the flow's pods): its text is built once.
         static PODS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id")
+            format!(
+                "SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id"
+            )
         });
         self.read(
             sqlx::query(PODS.as_str())
