@@ -122,8 +122,9 @@ impl GroupCommit {
 impl GroupCommit {
     /// Checkpoints the whole WAL and starts it again from its beginning, holding the turn so no
     /// write appends meanwhile (a checkpoint beside writers never catches up with them, and the
-    /// WAL — which every read searches — would grow without end). Waits for running reads.
-    pub async fn restart_wal(&self) -> Result<()> {
+    /// WAL — which every read searches — would grow without end). `false`: a read of old
+    /// frames outlasted the short wait, nothing was restarted.
+    pub async fn restart_wal(&self) -> Result<bool> {
         let mut writer = self.turn.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || writer.restart_wal())
             .await
@@ -174,6 +175,40 @@ async fn commit(writer: OwnedMutexGuard<Writer>, batch: Vec<Pending>) {
 #[cfg(test)]
 mod tests {
     use crate::store::Store;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wal_restart_gives_up_quickly_on_a_long_read_and_succeeds_after_it() {
+        let dir = std::env::temp_dir().join(format!("pods-wal-reader-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+            .await
+            .expect("store");
+        let insert = |id: &str| {
+            sqlx::query("INSERT INTO jobs (execution_id, workspace_id, attempts, not_before, created_at) VALUES ($1, 'w', 0, 0, 0)")
+                .bind(id.to_string())
+        };
+        store.write(insert("a")).await.expect("write");
+        // A read that stays open on the WAL's frames while more is written.
+        let mut reading = store.pool.begin().await.expect("begin");
+        sqlx::query("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&mut *reading)
+            .await
+            .expect("read");
+        store.write(insert("b")).await.expect("write");
+        let commits = store.commits.clone().expect("SQLite commits");
+        let started = std::time::Instant::now();
+        assert!(
+            !commits.restart_wal().await.expect("restart"),
+            "a reader held it"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Writes go on, and once the read ends the WAL starts over.
+        store.write(insert("c")).await.expect("write");
+        reading.rollback().await.expect("end the read");
+        assert!(commits.restart_wal().await.expect("restart"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_commits_together_and_a_failing_statement_fails_alone() {

@@ -310,8 +310,11 @@ impl Store {
                     let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                         .execute(&mut conn)
                         .await;
-                    if let Err(e) = commits.restart_wal().await {
-                        tracing::warn!(error = %e, frames, "restarting the WAL failed");
+                    match commits.restart_wal().await {
+                        Ok(true) => {}
+                        // A long read: the next tick tries again.
+                        Ok(false) => tracing::debug!(frames, "a read held the WAL; not restarted"),
+                        Err(e) => tracing::warn!(error = %e, frames, "restarting the WAL failed"),
                     }
                 }
             }

@@ -32,6 +32,9 @@ use super::group_commit::{Statement, Written};
 /// as long).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a WAL restart, which holds every write, waits for a read of old frames to end.
+const RESTART_WAIT: Duration = Duration::from_millis(50);
+
 /// A statement taken apart: its SQL and its arguments, ready for rusqlite.
 pub struct Prepared {
     sql: &'static str,
@@ -143,21 +146,21 @@ impl Writer {
     }
 
     /// `wal_checkpoint(RESTART)`: every frame into the database file, and the next commit
-    /// writes the WAL from its start (waiting up to [`BUSY_TIMEOUT`] for readers of old frames).
-    pub fn restart_wal(&mut self) -> Result<(), StoreError> {
+    /// writes the WAL from its start. Waits at most [`RESTART_WAIT`] for readers of old frames
+    /// (every write waits meanwhile); `false` if one was still reading — try again later.
+    pub fn restart_wal(&mut self) -> Result<bool, StoreError> {
         self.conn
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(RESTART_WAIT)
             .map_err(StoreError::Sqlite)?;
-        let busy: i64 = self
+        match self
             .conn
-            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))
-            .map_err(StoreError::Sqlite)?;
-        if busy != 0 {
-            return Err(StoreError::Commit(
-                "the WAL checkpoint could not finish: a reader held it".into(),
-            ));
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+                row.get::<_, i64>(0)
+            }) {
+            Ok(busy) => Ok(busy == 0),
+            Err(e) if is_busy(&e) => Ok(false),
+            Err(e) => Err(StoreError::Sqlite(e)),
         }
-        Ok(())
     }
 
     fn run_one(&mut self, statement: &Prepared) -> Result<Written, rusqlite::Error> {
