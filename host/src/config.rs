@@ -95,9 +95,14 @@ pub struct Settings {
         global = true
     )]
     pub provider_max_response_bytes: usize,
-    /// Queued executions this process runs at once (0: none, an API-only node).
+    /// Queued executions this process runs at once (0: none, an API-only node) while the queue
+    /// keeps up; the pool grows past it while work waits, up to `workers_max`.
     #[arg(long, env = "PODS_WORKERS", default_value_t = 10, global = true)]
     pub workers: usize,
+    /// The most queued executions this process runs at once while work waits (default: four
+    /// times `PODS_WORKERS`; set it to `PODS_WORKERS` for a pool of fixed size).
+    #[arg(long, env = "PODS_WORKERS_MAX", global = true)]
+    pub workers_max: Option<usize>,
     /// Attempts per queued execution, the first included.
     #[arg(long, env = "PODS_MAX_ATTEMPTS", default_value_t = 3, global = true)]
     pub max_attempts: i64,
@@ -247,6 +252,10 @@ impl Settings {
     pub fn worker_config(&self) -> crate::worker::WorkerConfig {
         crate::worker::WorkerConfig {
             concurrency: self.workers,
+            max_concurrency: self
+                .workers_max
+                .unwrap_or(self.workers.saturating_mul(4))
+                .max(self.workers),
             max_attempts: self.max_attempts.max(1),
             backoff_base: Duration::from_millis(self.retry_base_ms),
             lease: self.lease(),

@@ -38,8 +38,12 @@ pub struct Scheduling {
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Executions run at once by this process; 0 runs none (an API-only node).
+    /// Executions run at once by this process while the queue keeps up; 0 runs none (an
+    /// API-only node).
     pub concurrency: usize,
+    /// While work waits (a read from the queue got every job it asked for), the pool grows
+    /// by half of `concurrency` per read up to this many; it shrinks back as reads come back short.
+    pub max_concurrency: usize,
     /// Attempts per execution, the first included.
     pub max_attempts: i64,
     /// Backoff before attempt n+1 is `base · 2^(n-1)`, ±25 % jitter.
@@ -60,6 +64,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 10,
+            max_concurrency: 40,
             max_attempts: 3,
             backoff_base: Duration::from_secs(2),
             lease: Duration::from_secs(30),
@@ -72,9 +77,47 @@ impl Default for WorkerConfig {
 
 /// The running workers.
 pub struct Workers {
-    slots: Arc<tokio::sync::Semaphore>,
-    concurrency: usize,
+    pool: Arc<Pool>,
     stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// The worker slots: one per execution run at once. There are `base` while the queue keeps up;
+/// while work waits there are more, up to `max` — a slow provider needs many calls in flight,
+/// and a bigger read and claim serve more jobs per write.
+struct Pool {
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Slots now, free and taken.
+    size: std::sync::atomic::AtomicUsize,
+    base: usize,
+    max: usize,
+}
+
+impl Pool {
+    fn new(base: usize, max: usize) -> Self {
+        Pool {
+            slots: Arc::new(tokio::sync::Semaphore::new(base)),
+            size: base.into(),
+            base,
+            max: max.max(base),
+        }
+    }
+
+    /// After a read from the queue: grow while it came back full, shrink toward `base` while
+    /// it came back short.
+    fn follow(&self, backlog: bool) {
+        use std::sync::atomic::Ordering;
+        let step = self.base.div_ceil(2).max(1);
+        let size = self.size.load(Ordering::Relaxed);
+        if backlog && size < self.max {
+            let more = step.min(self.max - size);
+            self.slots.add_permits(more);
+            self.size.fetch_add(more, Ordering::Relaxed);
+        } else if !backlog && size > self.base {
+            // Only free slots can go; the rest go on a later read.
+            let fewer = self.slots.forget_permits(step.min(size - self.base));
+            self.size.fetch_sub(fewer, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Workers {
@@ -83,8 +126,10 @@ impl Workers {
     /// takes it over.
     pub async fn shutdown(self, deadline: Duration) {
         let _ = self.stop.send(true);
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        match tokio::time::timeout(deadline, self.slots.acquire_many(all)).await {
+        // The reader has stopped, so the pool's size no longer changes.
+        let size = self.pool.size.load(std::sync::atomic::Ordering::Relaxed);
+        let all = u32::try_from(size).unwrap_or(u32::MAX);
+        match tokio::time::timeout(deadline, self.pool.slots.acquire_many(all)).await {
             Ok(_) => tracing::info!("workers stopped"),
             Err(_) => tracing::warn!(
                 ?deadline,
@@ -96,20 +141,18 @@ impl Workers {
 
 /// Starts the workers and the sweeper.
 pub fn spawn(scheduling: Scheduling, config: WorkerConfig) -> Workers {
-    let concurrency = config.concurrency;
-    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let pool = Arc::new(Pool::new(config.concurrency, config.max_concurrency));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = Workers {
-        slots: slots.clone(),
-        concurrency,
+        pool: pool.clone(),
         stop,
     };
-    if concurrency == 0 {
+    if config.concurrency == 0 {
         return workers;
     }
     let owner: Arc<str> = format!("{}-{}", std::process::id(), crate::domain::new_id()).into();
     tokio::spawn(sweep(scheduling.clone(), config.clone(), stopped.clone()));
-    tokio::spawn(take_jobs(scheduling, config, owner, slots, stopped));
+    tokio::spawn(take_jobs(scheduling, config, owner, pool, stopped));
     workers
 }
 
@@ -121,11 +164,11 @@ async fn take_jobs(
     scheduling: Scheduling,
     config: WorkerConfig,
     owner: Arc<str>,
-    slots: Arc<tokio::sync::Semaphore>,
+    pool: Arc<Pool>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let queue = scheduling.queue.clone();
-    let enough = config.concurrency.div_ceil(2);
+    let slots = pool.slots.clone();
     let mut backlog = false;
     loop {
         // At least one free slot, then as many more as are free: one read fills them all.
@@ -138,6 +181,10 @@ async fn take_jobs(
         while let Ok(slot) = slots.clone().try_acquire_owned() {
             batch.push(slot);
         }
+        let enough = pool
+            .size
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .div_ceil(2);
         if backlog && batch.len() < enough {
             let until = tokio::time::Instant::now() + GATHER;
             while batch.len() < enough {
@@ -195,6 +242,9 @@ async fn take_jobs(
                 drop(slot);
             });
         }
+        // The slots this read did not use are free again: a shrinking pool can let them go.
+        drop(batch);
+        pool.follow(backlog);
     }
 }
 
@@ -356,6 +406,36 @@ fn backoff(config: &WorkerConfig, attempt: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_grows_while_work_waits_and_shrinks_back_as_it_keeps_up() {
+        use std::sync::atomic::Ordering;
+        let pool = Pool::new(10, 40);
+        let size = |pool: &Pool| pool.size.load(Ordering::Relaxed);
+        for expected in [15, 20, 25, 30, 35, 40, 40] {
+            pool.follow(true);
+            assert_eq!(size(&pool), expected);
+        }
+        assert_eq!(pool.slots.available_permits(), 40);
+        // Slots in use cannot go: with 38 of 40 taken only the two free ones do.
+        let taken = pool
+            .slots
+            .clone()
+            .try_acquire_many_owned(38)
+            .expect("slots");
+        pool.follow(false);
+        assert_eq!((size(&pool), pool.slots.available_permits()), (38, 0));
+        drop(taken);
+        for expected in [33, 28, 23, 18, 13, 10, 10] {
+            pool.follow(false);
+            assert_eq!(size(&pool), expected);
+        }
+        assert_eq!(pool.slots.available_permits(), 10);
+        // A fixed pool stays as it is.
+        let fixed = Pool::new(1, 1);
+        fixed.follow(true);
+        assert_eq!(size(&fixed), 1);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter() {

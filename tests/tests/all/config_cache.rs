@@ -283,7 +283,16 @@ async fn another_nodes_changes_are_seen_at_once_on_postgres() {
 async fn a_worker_runs_on_configuration_changed_while_queued(backend: Backend) {
     let name = format!("config_queued_{}", format!("{backend:?}").to_lowercase());
     let mock = MockProvider::start().await;
-    let a = Server::start(&name, backend, &[mock.egress(), ("PODS_WORKERS", "1")]).await;
+    let a = Server::start(
+        &name,
+        backend,
+        &[
+            mock.egress(),
+            ("PODS_WORKERS", "1"),
+            ("PODS_WORKERS_MAX", "1"),
+        ],
+    )
+    .await;
     let b = a.another(&[("PODS_WORKERS", "0")]).await;
     let (owner_a, ws, _) = a.user_with_workspace("owner@pods.test", false);
     let owner_b = owner_a.with_base(&b.url);
