@@ -162,7 +162,10 @@ async fn sigkill(backend: Backend, queue: QueueKind) -> Row {
         pod,
     } = stage(&name, backend, &env, "gpt-4o-mini-delay").await;
     let ids = enqueue(&client, &ws, &pod, TOTAL, false).await;
-    let server = server.restart_with(&[("PODS_WORKERS", "10")]).await;
+    // A pool of fixed size: a growing one could finish all of them before the kill.
+    let server = server
+        .restart_with(&[("PODS_WORKERS", "10"), ("PODS_WORKERS_MAX", "10")])
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before_kill = mock.seen().len();
     assert!(
@@ -245,9 +248,14 @@ async fn redis_loses_everything(restart: bool) -> Row {
     const TOTAL: usize = 200;
     let name = format!("chaos_redis_{}", if restart { "restart" } else { "flush" });
     let queue_env = queue_env(QueueKind::Redis, &name);
+    // A pool of fixed size, so Redis goes while executions are still waiting.
     let env = with_queue(
         &queue_env,
-        &[("PODS_LEASE_SECS", "2"), ("PODS_WORKERS", "10")],
+        &[
+            ("PODS_LEASE_SECS", "2"),
+            ("PODS_WORKERS", "10"),
+            ("PODS_WORKERS_MAX", "10"),
+        ],
     );
     // The provider and server stay bound: dropped, they would stop.
     let Stage {
@@ -479,6 +487,7 @@ async fn disk_full() -> Row {
         (pods_e2e::FILE_SIZE_LIMIT, "6000000"),
         ("PODS_LEASE_SECS", "2"),
         ("PODS_WORKERS", "4"),
+        ("PODS_WORKERS_MAX", "4"),
     ];
     let Stage {
         mock: _mock,
