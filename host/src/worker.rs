@@ -243,8 +243,11 @@ async fn take_jobs(
             });
         }
         // The slots this read did not use are free again: a shrinking pool can let them go.
+        // Once stopping, the pool keeps its size (shutdown waits for that many slots).
         drop(batch);
-        pool.follow(backlog);
+        if !*stopped.borrow() {
+            pool.follow(backlog);
+        }
     }
 }
 
