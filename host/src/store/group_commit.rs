@@ -178,12 +178,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_wal_restart_gives_up_quickly_on_a_long_read_and_succeeds_after_it() {
-        let dir = std::env::temp_dir().join(format!("pods-wal-reader-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("store");
+        let (store, _dir) = Store::temp("pods-wal-reader").await;
         let insert = |id: &str| {
             sqlx::query("INSERT INTO jobs (execution_id, workspace_id, attempts, not_before, created_at) VALUES ($1, 'w', 0, 0, 0)")
                 .bind(id.to_string())
@@ -207,17 +202,11 @@ mod tests {
         store.write(insert("c")).await.expect("write");
         reading.rollback().await.expect("end the read");
         assert!(commits.restart_wal().await.expect("restart"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_commits_together_and_a_failing_statement_fails_alone() {
-        let dir = std::env::temp_dir().join(format!("pods-group-commit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("store");
+        let (store, _dir) = Store::temp("pods-group-commit").await;
         // 200 inserts at once, one of them a duplicate key: they share transactions.
         let insert = |id: String| {
             let store = store.clone();
@@ -244,6 +233,5 @@ mod tests {
         assert_eq!((ok, failed), (200, 1));
         let counts = store.job_counts().await.expect("counts");
         assert_eq!(counts.waiting, 200);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -485,18 +485,38 @@ fn conflict(e: sqlx::Error, what: &str) -> StoreError {
     }
 }
 
+/// A folder removed when dropped (a test's store lives in it).
+#[cfg(test)]
+pub(crate) struct TempDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// A store on a new SQLite file in the temp folder, named for the test.
+    pub(crate) async fn temp(name: &str) -> (Store, TempDir) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+            .await
+            .expect("store");
+        (store, TempDir(dir))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn under_sustained_writes_the_wal_starts_over_instead_of_growing() {
-        let dir = std::env::temp_dir().join(format!("pods-wal-restart-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("store");
+        let (store, _dir) = Store::temp("pods-wal-restart").await;
         // Writes without a pause for 1.5 s (and at least 20,000 of them). Each commit appends at
         // least three pages (the row, its key, its `jobs_due` entry), so a WAL that never
         // started over would hold three frames per write; one that does holds about a tick's.
@@ -522,6 +542,5 @@ mod tests {
             frames < writes * 3 / 2,
             "{frames} frames in the WAL after {writes} writes: it never started over"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -448,12 +448,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lock_that_loses_asks_the_holder_to_look_again_and_reopen_resets_pods() {
-        let dir = std::env::temp_dir().join(format!("pods-run-lease-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("store");
+        let (store, _dir) = Store::temp("pods-run-lease").await;
         let user = store
             .create_user("a@b.test", "a", false)
             .await
@@ -530,6 +525,5 @@ mod tests {
             statuses(store.run_pods("r").await.expect("pods")),
             ["CANCELLED", "PENDING"]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -91,12 +91,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ticket_opens_once_and_not_after_it_expires() {
-        let dir = std::env::temp_dir().join(format!("pods-tickets-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-            .await
-            .expect("store");
+        let (store, _dir) = Store::temp("pods-tickets").await;
         let ticket = Ticket {
             user_id: "u1".into(),
             api_key_id: None,
