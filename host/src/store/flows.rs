@@ -271,21 +271,16 @@ impl Store {
     }
 
     pub async fn pods(&self, ws: &str, flow_id: &str) -> Result<Vec<Pod>> {
-        // A hot read (every run's start lists the flow's pods): its text is built once.
-        static PODS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id"
-            )
-        });
-        self.read(
-            sqlx::query(PODS.as_str())
-                .bind(ws.to_string())
-                .bind(flow_id.to_string()),
-        )
-        .await?
-        .iter()
-        .map(pod_row)
-        .collect()
+        // On the pool, not a hot read: a flow may have many pods with long prompts, and a hot
+        // read holds a runtime thread for as long as it takes.
+        sqlx::query(&format!("SELECT {POD_COLUMNS} FROM pods WHERE workspace_id = $1 AND flow_id = $2 ORDER BY created_at, id"))
+            .bind(ws)
+            .bind(flow_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(pod_row)
+            .collect()
     }
 
     pub async fn pod(&self, ws: &str, id: &str) -> Result<Pod> {
